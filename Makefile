@@ -28,6 +28,31 @@ help: ## Show the targets
 
 ##@ Development (API, code generation, build)
 
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deep-copy functions of the API types
+	$(CONTROLLER_GEN) object paths=./apis/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and the operator's RBAC from markers
+	$(CONTROLLER_GEN) crd paths=./apis/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac
+
+.PHONY: fmt
+fmt: ## go fmt
+	go fmt ./...
+
+.PHONY: vet
+vet: ## go vet
+	go vet ./...
+
+.PHONY: build
+build: ## Build the manager binary (operator and upgrade executor) into bin/manager
+	CGO_ENABLED=0 go build -trimpath -o $(GOBIN_DIR)/manager .
+
+.PHONY: check-generated
+check-generated: generate manifests ## Fail when generated files are not committed
+	@git diff --exit-code -- apis config/crd config/rbac || { echo "generated files are stale: run 'make generate manifests' and commit" >&2; exit 1; }
+
 ##@ Tools (etcd, kube-apiserver, kube-controller-manager, controller-gen, ...)
 
 # Kubernetes and etcd are built from the Go module proxy through the wrapper

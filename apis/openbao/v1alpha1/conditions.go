@@ -1,0 +1,65 @@
+package v1alpha1
+
+// ClusterPhase summarizes an OpenBaoCluster's conditions in one word for `kubectl get`.
+// It is derived from the conditions and never read back as a source of truth.
+// +kubebuilder:validation:Enum=Pending;Initializing;Running;Upgrading;Degraded;Paused
+type ClusterPhase string
+
+const (
+	// PhasePending: the operator has not created the servers yet, or the spec is invalid.
+	PhasePending ClusterPhase = "Pending"
+	// PhaseInitializing: servers exist but not all are ready yet.
+	PhaseInitializing ClusterPhase = "Initializing"
+	// PhaseRunning: every server is ready and the cluster has an active node.
+	PhaseRunning ClusterPhase = "Running"
+	// PhaseUpgrading: an upgrade is in progress.
+	PhaseUpgrading ClusterPhase = "Upgrading"
+	// PhaseDegraded: something needs a person's attention; see the Degraded condition.
+	PhaseDegraded ClusterPhase = "Degraded"
+	// PhasePaused: spec.paused is true; the operator changes nothing.
+	PhasePaused ClusterPhase = "Paused"
+)
+
+// Condition types.
+const (
+	// ConditionAvailable is True when the cluster has an active node and a Raft quorum of
+	// ready servers, so clients can read and write secrets.
+	ConditionAvailable = "Available"
+	// ConditionUpgrading is True while an upgrade is in progress (also while it is paused or
+	// halted).
+	ConditionUpgrading = "Upgrading"
+	// ConditionDegraded is True when the operator stopped an operation or cannot converge and
+	// a person must act; the message says what to do.
+	ConditionDegraded = "Degraded"
+	// ConditionPaused is True when spec.paused is true.
+	ConditionPaused = "Paused"
+)
+
+// Condition reasons. Messages carry the details and the next step for the user.
+const (
+	// Available.
+	ReasonQuorumAvailable  = "QuorumAvailable"
+	ReasonNoActiveNode     = "NoActiveNode"
+	ReasonServersNotReady  = "ServersNotReady"
+	ReasonNotProvisioned   = "NotProvisioned"
+	ReasonClusterUnhealthy = "ClusterUnhealthy"
+
+	// Upgrading.
+	ReasonNoUpgrade        = "NoUpgrade"
+	ReasonUpgradeRunning   = "UpgradeInProgress"
+	ReasonUpgradePending   = "PreChecksPending"
+	ReasonUpgradeCompleted = "UpgradeCompleted"
+	ReasonUpgradeHalted    = "UpgradeHalted"
+
+	// Degraded.
+	ReasonAsExpected       = "AsExpected"
+	ReasonInvalidSpec      = "InvalidSpec"
+	ReasonDowngradeBlocked = "DowngradeBlocked"
+	ReasonUpgradeFailed    = "UpgradeFailed"
+	ReasonReconcileError   = "ReconcileError"
+	ReasonTLSSecretInvalid = "TLSSecretInvalid"
+
+	// Paused.
+	ReasonPausedByUser = "PausedByUser"
+	ReasonNotPaused    = "NotPaused"
+)

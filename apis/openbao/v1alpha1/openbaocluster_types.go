@@ -1,0 +1,445 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// OpenBaoClusterSpec is the desired state of an OpenBao cluster.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !has(self.tls.existingSecret) || self.tls.existingSecret != ”",message="tls.existingSecret must name a Secret when it is set"
+type OpenBaoClusterSpec struct {
+	// Version of OpenBao to run, as a semantic version such as "2.7.2". Changing it starts an
+	// upgrade (see spec.upgrade); a lower version than the running one is refused unless
+	// spec.upgrade.allowDowngrade is true.
+	// +kubebuilder:validation:MinLength=5
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^v?(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\\\\+[0-9A-Za-z.-]+)?$')",message="version must be a semantic version such as 2.7.2 (MAJOR.MINOR.PATCH, optionally with -prerelease or +build)"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="OpenBao version",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	Version string `json:"version"`
+
+	// Image overrides the container image of the OpenBao pods. When empty the operator runs
+	// the official image of spec.version. Set it to use a mirror; the image must hold the
+	// OpenBao release named by spec.version.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^[^\\\\s]+$')",message="image must be a container image reference without spaces"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Image override",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
+	Image string `json:"image,omitempty"`
+
+	// Replicas is the number of OpenBao servers, all Raft voters. It must be odd so that a
+	// majority survives the loss of (replicas-1)/2 servers.
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=9
+	// +kubebuilder:validation:XValidation:rule="self % 2 == 1",message="replicas must be odd (1, 3, 5, 7 or 9) so that Raft keeps a majority"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Replicas",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:podCount"}
+	Replicas int32 `json:"replicas,omitempty"`
+
+	// Paused stops the operator from changing anything that belongs to this cluster. An
+	// upgrade in progress keeps its state and resumes where it stopped when Paused is set back
+	// to false. Spec changes made while paused are applied after unpausing.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Paused",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:booleanSwitch"}
+	Paused bool `json:"paused,omitempty"`
+
+	// Upgrade configures how version changes are rolled out.
+	// +optional
+	// +kubebuilder:default={}
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Upgrade"
+	Upgrade UpgradeSpec `json:"upgrade,omitempty"`
+
+	// Storage configures the persistent volume of each server, which holds its Raft data.
+	// +optional
+	// +kubebuilder:default={}
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Storage"
+	Storage StorageSpec `json:"storage,omitempty"`
+
+	// Resources are the compute resources of each OpenBao container.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Resources",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:resourceRequirements"}
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// TLS configures the certificates of the OpenBao listener. By default the operator creates
+	// and keeps a private CA and a server certificate valid for the cluster's Services and pods.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="TLS",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:advanced"}
+	TLS *TLSSpec `json:"tls,omitempty"`
+
+	// SelfInit lists requests that OpenBao applies to itself on its very first start, after
+	// the operator's own (JWT auth, upgrade and operator roles): enable secret engines and
+	// auth methods, write policies and roles, so that people get an administrative path
+	// without any root token. They run once, when the cluster is initialized; later changes
+	// are not applied to a running cluster.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Self-initialization requests",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:advanced"}
+	SelfInit []SelfInitRequest `json:"selfInit,omitempty"`
+}
+
+// UpgradeStrategyType names how an upgrade is carried out.
+// +kubebuilder:validation:Enum=Rolling;BlueGreen
+type UpgradeStrategyType string
+
+const (
+	// RollingUpgrade replaces the servers one at a time, highest ordinal first, moving
+	// leadership away from a server before it is replaced.
+	RollingUpgrade UpgradeStrategyType = "Rolling"
+	// BlueGreenUpgrade builds a second set of servers on the new version that joins the Raft
+	// cluster, takes over traffic and leadership, and then retires the old set.
+	BlueGreenUpgrade UpgradeStrategyType = "BlueGreen"
+)
+
+// UpgradeSpec configures how version changes are rolled out.
+type UpgradeSpec struct {
+	// Strategy is Rolling (default) or BlueGreen.
+	// +optional
+	// +kubebuilder:default=Rolling
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Upgrade strategy",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:select:Rolling","urn:alm:descriptor:com.tectonic.ui:select:BlueGreen"}
+	Strategy UpgradeStrategyType `json:"strategy,omitempty"`
+
+	// ExecutorImage is the image of the upgrade Jobs (step-down, snapshot). When empty the
+	// operator uses its own image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Executor image",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
+	ExecutorImage string `json:"executorImage,omitempty"`
+
+	// JWTAuthRole is the name of the OpenBao JWT auth role (and policy) that upgrade Jobs log
+	// in with. OpenBao creates it on first start for the
+	// <cluster>-upgrade-serviceaccount; it grants only what upgrades need.
+	// +optional
+	// +kubebuilder:default=openbao-upgrade
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="JWT auth role for upgrades",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
+	JWTAuthRole string `json:"jwtAuthRole,omitempty"`
+
+	// PreUpgradeSnapshot saves a Raft snapshot to a persistent volume before the first server
+	// is touched. The upgrade waits for it and does not start if it fails.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Snapshot before upgrading",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:booleanSwitch"}
+	PreUpgradeSnapshot bool `json:"preUpgradeSnapshot,omitempty"`
+
+	// AllowDowngrade permits spec.version to be lower than the running version. OpenBao does
+	// not promise that data written by a newer release is readable by an older one: restore a
+	// snapshot instead where you can.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Allow downgrade",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:booleanSwitch","urn:alm:descriptor:com.tectonic.ui:advanced"}
+	AllowDowngrade bool `json:"allowDowngrade,omitempty"`
+
+	// StepTimeout bounds each step of an upgrade (a server becoming healthy again, a
+	// step-down, a snapshot). A step that takes longer halts the upgrade with Degraded=True.
+	// +optional
+	// +kubebuilder:default="10m"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Step timeout",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
+	StepTimeout *metav1.Duration `json:"stepTimeout,omitempty"`
+
+	// BlueGreen configures the BlueGreen strategy.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Blue/Green"
+	BlueGreen *BlueGreenSpec `json:"blueGreen,omitempty"`
+}
+
+// BlueGreenSpec configures the BlueGreen strategy.
+type BlueGreenSpec struct {
+	// VerificationPeriod is how long the new (Green) servers serve traffic before the old
+	// (Blue) servers are retired. Until then setting spec.version back aborts the upgrade.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Verification period",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	VerificationPeriod *metav1.Duration `json:"verificationPeriod,omitempty"`
+
+	// RequireConfirmation makes the operator wait, after the verification period, until
+	// ConfirmedVersion equals the target version before it retires the old servers.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Require confirmation",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:booleanSwitch"}
+	RequireConfirmation bool `json:"requireConfirmation,omitempty"`
+
+	// ConfirmedVersion confirms the retirement of the old servers for the upgrade to this
+	// version. Only read when RequireConfirmation is true.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Confirmed version",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:fieldDependency:upgrade.blueGreen.requireConfirmation:true"}
+	ConfirmedVersion string `json:"confirmedVersion,omitempty"`
+}
+
+// StorageSpec configures each server's persistent volume.
+type StorageSpec struct {
+	// Size of each server's volume. Volumes are created with the cluster; changing the size
+	// later does not resize existing volumes.
+	// +optional
+	// +kubebuilder:default="10Gi"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Volume size",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	Size resource.Quantity `json:"size,omitempty"`
+
+	// StorageClassName of the volumes. Empty means the cluster's default StorageClass.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Storage class",xDescriptors={"urn:alm:descriptor:io.kubernetes:StorageClass"}
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// TLSSpec configures the OpenBao listener's certificates.
+type TLSSpec struct {
+	// ExistingSecret names a Secret of type kubernetes.io/tls in the cluster's namespace
+	// holding tls.crt, tls.key and ca.crt. The certificate must be valid for the names listed
+	// in the README (Services and per-pod names). When empty the operator manages a CA.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Existing TLS Secret",xDescriptors={"urn:alm:descriptor:io.kubernetes:Secret"}
+	ExistingSecret string `json:"existingSecret,omitempty"`
+}
+
+// SelfInitOperation is the kind of request OpenBao applies during self-initialization.
+// +kubebuilder:validation:Enum=create;update;delete
+type SelfInitOperation string
+
+// SelfInitRequest is one API request that OpenBao applies to itself on first start.
+type SelfInitRequest struct {
+	// Name identifies the request in OpenBao's logs.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// Path is the API path without the /v1/ prefix, such as "sys/mounts/secret".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.startsWith('v1/')",message="path is relative to /v1/, e.g. sys/policies/acl/admin"
+	Path string `json:"path"`
+
+	// Operation is create, update (default) or delete.
+	// +optional
+	// +kubebuilder:default=update
+	Operation SelfInitOperation `json:"operation,omitempty"`
+
+	// Data is the request body.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	Data *runtime.RawExtension `json:"data,omitempty"`
+}
+
+// OpenBaoClusterStatus is what the operator observed of the cluster.
+type OpenBaoClusterStatus struct {
+	// Phase summarizes the conditions: Pending, Initializing, Running, Upgrading, Degraded
+	// or Paused.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Phase",xDescriptors={"urn:alm:descriptor:io.kubernetes.phase"}
+	Phase ClusterPhase `json:"phase,omitempty"`
+
+	// CurrentVersion is the OpenBao version every server runs. During an upgrade it is the
+	// version the upgrade started from.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Current version",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	CurrentVersion string `json:"currentVersion,omitempty"`
+
+	// CurrentImage is the image every server runs.
+	// +optional
+	CurrentImage string `json:"currentImage,omitempty"`
+
+	// ObservedGeneration is the generation of the spec that the operator last acted on
+	// completely.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Replicas is the number of server pods that exist.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+
+	// ReadyReplicas is the number of server pods that are Ready (unsealed and serving).
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Ready servers",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+
+	// Leader is the pod that is the active OpenBao node.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Leader",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	Leader string `json:"leader,omitempty"`
+
+	// Members is what each server pod reported.
+	// +optional
+	// +listType=map
+	// +listMapKey=pod
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Members"
+	Members []MemberStatus `json:"members,omitempty"`
+
+	// Conditions are Available, Upgrading, Degraded and Paused.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Conditions",xDescriptors={"urn:alm:descriptor:io.kubernetes.conditions"}
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Upgrade is the progress of the upgrade in flight; empty when none is.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Upgrade progress"
+	Upgrade *UpgradeStatus `json:"upgrade,omitempty"`
+}
+
+// MemberStatus is what one server pod reported.
+type MemberStatus struct {
+	// Pod is the pod's name (also its Raft node ID).
+	Pod string `json:"pod"`
+	// Version is the OpenBao version the server reports.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Initialized is true when OpenBao reports the cluster initialized.
+	// +optional
+	Initialized bool `json:"initialized,omitempty"`
+	// Sealed is true when the server is sealed.
+	// +optional
+	Sealed bool `json:"sealed,omitempty"`
+	// Active is true for the active node (the Raft leader).
+	// +optional
+	Active bool `json:"active,omitempty"`
+	// Voter is true when the server is a Raft voter.
+	// +optional
+	Voter bool `json:"voter,omitempty"`
+	// Healthy is autopilot's view of the server; false when it is not known yet.
+	// +optional
+	Healthy bool `json:"healthy,omitempty"`
+	// RaftAppliedIndex is the last Raft index the server applied.
+	// +optional
+	RaftAppliedIndex uint64 `json:"raftAppliedIndex,omitempty"`
+	// Error says why the server could not be asked, when it could not.
+	// +optional
+	Error string `json:"error,omitempty"`
+}
+
+// UpgradeStatus holds everything needed to resume an upgrade after an operator restart.
+type UpgradeStatus struct {
+	// FromVersion is the version the upgrade started from.
+	FromVersion string `json:"fromVersion"`
+	// ToVersion is the target version.
+	ToVersion string `json:"toVersion"`
+	// FromImage is the image the upgrade started from.
+	// +optional
+	FromImage string `json:"fromImage,omitempty"`
+	// ToImage is the target image.
+	// +optional
+	ToImage string `json:"toImage,omitempty"`
+	// Strategy carrying the upgrade; fixed for its whole life.
+	Strategy UpgradeStrategyType `json:"strategy"`
+	// Revision is a short hash of the target pod template, used to name the upgrade's Jobs
+	// and objects deterministically.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+	// Step is the strategy's current step.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Upgrade step",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	Step string `json:"step,omitempty"`
+	// Message describes the current step for people.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// StartTime is when the upgrade started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// Partition is the StatefulSet partition the upgrade last set.
+	// +optional
+	Partition *int32 `json:"partition,omitempty"`
+	// CurrentPod is the pod the current step is about.
+	// +optional
+	CurrentPod string `json:"currentPod,omitempty"`
+	// PodsDone are the pods that run the target version and caught up.
+	// +optional
+	// +listType=set
+	PodsDone []string `json:"podsDone,omitempty"`
+	// StepStartTime is when the current step started.
+	// +optional
+	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
+	// StepDeadline is when the current step times out. It is moved forward by the time the
+	// cluster spends paused.
+	// +optional
+	StepDeadline *metav1.Time `json:"stepDeadline,omitempty"`
+	// PausedAt is when the cluster was paused during this upgrade, while it is.
+	// +optional
+	PausedAt *metav1.Time `json:"pausedAt,omitempty"`
+	// Attempts counts the tries of the current step.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// LastError is the last error of the current step.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// Snapshot is the pre-upgrade snapshot, when one was requested.
+	// +optional
+	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+	// BlueGreen is the state of a BlueGreen upgrade.
+	// +optional
+	BlueGreen *BlueGreenStatus `json:"blueGreen,omitempty"`
+}
+
+// SnapshotStatus records the pre-upgrade snapshot.
+type SnapshotStatus struct {
+	// JobName is the Job that takes the snapshot.
+	// +optional
+	JobName string `json:"jobName,omitempty"`
+	// PersistentVolumeClaim holds the snapshot file.
+	// +optional
+	PersistentVolumeClaim string `json:"persistentVolumeClaim,omitempty"`
+	// Path of the snapshot file inside that volume.
+	// +optional
+	Path string `json:"path,omitempty"`
+	// CompletionTime is when the snapshot was saved.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// BlueGreenStatus is the state of a BlueGreen upgrade.
+type BlueGreenStatus struct {
+	// BlueStatefulSet serves the cluster when the upgrade starts.
+	// +optional
+	BlueStatefulSet string `json:"blueStatefulSet,omitempty"`
+	// GreenStatefulSet runs the target version.
+	// +optional
+	GreenStatefulSet string `json:"greenStatefulSet,omitempty"`
+	// SyncStartTime is when every Green server was first seen caught up.
+	// +optional
+	SyncStartTime *metav1.Time `json:"syncStartTime,omitempty"`
+	// CutoverTime is when the client Service was switched to Green.
+	// +optional
+	CutoverTime *metav1.Time `json:"cutoverTime,omitempty"`
+	// Aborting is true when the user set the version back before Blue was retired.
+	// +optional
+	Aborting bool `json:"aborting,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=bao,categories=openbao
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.currentVersion`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.version`,priority=1
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Leader",type=string,JSONPath=`.status.leader`
+// +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.upgrade.step`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 40",message="the cluster name must be at most 40 characters: it prefixes the names of pods, Services and Jobs"
+// +operator-sdk:csv:customresourcedefinitions:displayName="OpenBao Cluster",resources={{StatefulSet,v1,""},{Service,v1,""},{Secret,v1,""},{ConfigMap,v1,""},{Job,v1,""},{PodDisruptionBudget,v1,""},{ServiceAccount,v1,""}}
+
+// OpenBaoCluster is a highly available OpenBao cluster with integrated (Raft) storage,
+// auto-unsealed with a static key and upgraded in place by the operator.
+type OpenBaoCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec OpenBaoClusterSpec `json:"spec"`
+	// +optional
+	Status OpenBaoClusterStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// OpenBaoClusterList is a list of OpenBaoCluster.
+type OpenBaoClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []OpenBaoCluster `json:"items"`
+}
