@@ -104,22 +104,22 @@ $(ETCD_STAMP):
 .PHONY: tools
 tools: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Install controller-gen and kustomize into $(BIN)
 
-# go-install-tool installs $(2)@$(3) as $(1) (a versioned file name) and points
-# the unversioned symlink at it.
+# go-install-tool installs command $(1) from package $(2) at version $(3) as
+# $(BIN)/$(1)-$(3) and points the symlink $(BIN)/$(1) at it.
 define go-install-tool
 	@mkdir -p $(BIN)
 	@tmp=$$(mktemp -d $(BIN)/.install-XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
 	  echo "installing $(2)@$(3)"; \
 	  GOBIN="$$tmp" CGO_ENABLED=0 go install $(2)@$(3); \
-	  mv -f "$$tmp/$$(basename $(2))" $(1)
-	@ln -sfn $$(basename $(1)) $(BIN)/$$(basename $(1) -$(3))
+	  mv -f "$$tmp/$(1)" $(BIN)/$(1)-$(3)
+	@ln -sfn $(1)-$(3) $(BIN)/$(1)
 endef
 
 $(CONTROLLER_GEN):
-	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_GEN_VERSION))
+	$(call go-install-tool,controller-gen,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_GEN_VERSION))
 
 $(KUSTOMIZE):
-	$(call go-install-tool,$@,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+	$(call go-install-tool,kustomize,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
 
 
 ##@ OpenBao binaries
