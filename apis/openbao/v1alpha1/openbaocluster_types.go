@@ -8,7 +8,6 @@ import (
 )
 
 // OpenBaoClusterSpec is the desired state of an OpenBao cluster.
-// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !has(self.tls.existingSecret) || self.tls.existingSecret != ”",message="tls.existingSecret must name a Secret when it is set"
 type OpenBaoClusterSpec struct {
 	// Version of OpenBao to run, as a semantic version such as "2.7.2". Changing it starts an
 	// upgrade (see spec.upgrade); a lower version than the running one is refused unless
@@ -35,8 +34,9 @@ type OpenBaoClusterSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=9
 	// +kubebuilder:validation:XValidation:rule="self % 2 == 1",message="replicas must be odd (1, 3, 5, 7 or 9) so that Raft keeps a majority"
+	// +kubebuilder:validation:XValidation:rule="self >= oldSelf",message="replicas cannot be lowered: removing servers needs their Raft peers removed first (see the README)"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Replicas",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:podCount"}
-	Replicas int32 `json:"replicas,omitempty"`
+	Replicas *int32 `json:"replicas,omitempty"`
 
 	// Paused stops the operator from changing anything that belongs to this cluster. An
 	// upgrade in progress keeps its state and resumes where it stopped when Paused is set back
@@ -81,6 +81,17 @@ type OpenBaoClusterSpec struct {
 	SelfInit []SelfInitRequest `json:"selfInit,omitempty"`
 }
 
+// DefaultReplicas is the number of servers when spec.replicas is not set.
+const DefaultReplicas int32 = 3
+
+// ReplicaCount is spec.replicas, or its default.
+func (s *OpenBaoClusterSpec) ReplicaCount() int32 {
+	if s.Replicas == nil {
+		return DefaultReplicas
+	}
+	return *s.Replicas
+}
+
 // UpgradeStrategyType names how an upgrade is carried out.
 // +kubebuilder:validation:Enum=Rolling;BlueGreen
 type UpgradeStrategyType string
@@ -114,7 +125,7 @@ type UpgradeSpec struct {
 	// <cluster>-upgrade-serviceaccount; it grants only what upgrades need.
 	// +optional
 	// +kubebuilder:default=openbao-upgrade
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$`
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9_]*[a-z0-9])?$`
 	// +kubebuilder:validation:MaxLength=63
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="JWT auth role for upgrades",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
 	JWTAuthRole string `json:"jwtAuthRole,omitempty"`
@@ -203,7 +214,7 @@ type SelfInitOperation string
 // SelfInitRequest is one API request that OpenBao applies to itself on first start.
 type SelfInitRequest struct {
 	// Name identifies the request in OpenBao's logs.
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$`
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9_]*[a-z0-9])?$`
 	// +kubebuilder:validation:MaxLength=63
 	Name string `json:"name"`
 
@@ -252,6 +263,11 @@ type OpenBaoClusterStatus struct {
 	// Replicas is the number of server pods that exist.
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
+
+	// Initialized is true once OpenBao reported the cluster initialized. From then on the
+	// self-initialization requests are no longer given to any server.
+	// +optional
+	Initialized bool `json:"initialized,omitempty"`
 
 	// ReadyReplicas is the number of server pods that are Ready (unsealed and serving).
 	// +optional
@@ -305,9 +321,6 @@ type MemberStatus struct {
 	// Healthy is autopilot's view of the server; false when it is not known yet.
 	// +optional
 	Healthy bool `json:"healthy,omitempty"`
-	// RaftAppliedIndex is the last Raft index the server applied.
-	// +optional
-	RaftAppliedIndex uint64 `json:"raftAppliedIndex,omitempty"`
 	// Error says why the server could not be asked, when it could not.
 	// +optional
 	Error string `json:"error,omitempty"`

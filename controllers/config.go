@@ -1,0 +1,75 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+)
+
+// reconcileConfig renders the OpenBao configuration into the cluster's ConfigMap. The
+// configuration carries the self-initialization requests, which OpenBao applies once, on
+// its first start; the hash of the configuration goes onto the pod template.
+func (r *OpenBaoClusterReconciler) reconcileConfig(ctx context.Context, s *scope) (ctrl.Result, error) {
+	c := s.cluster
+	issuer, err := r.Issuer.Issuer(ctx)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("service-account issuer for OpenBao's JWT auth: %w", err)
+	}
+	params, err := r.configParams(s, issuer)
+	if err != nil {
+		s.invalidSpec = err.Error()
+		return ctrl.Result{}, nil
+	}
+	config, err := resources.RenderConfig(params)
+	if err != nil {
+		s.invalidSpec = fmt.Sprintf("The OpenBao configuration cannot be rendered: %v", err)
+		return ctrl.Result{}, nil
+	}
+	// The self-initialization requests are given to the first server only until the cluster
+	// has been initialized once; from then on no server may ever found a new cluster.
+	selfInit := ""
+	if !c.Status.Initialized {
+		if selfInit, err = resources.RenderSelfInitConfig(params); err != nil {
+			s.invalidSpec = fmt.Sprintf("The self-initialization requests cannot be rendered: %v", err)
+			return ctrl.Result{}, nil
+		}
+	}
+	cm := resources.ConfigMap(c, config, selfInit)
+	if err := r.ensure(ctx, s, cm, func(o client.Object) { o.(*corev1.ConfigMap).Data = cm.Data }); err != nil {
+		return ctrl.Result{}, fmt.Errorf("config map: %w", err)
+	}
+	s.configHash, err = hashOf(config)
+	return ctrl.Result{}, err
+}
+
+// configParams gathers what the configuration renderer needs from the spec.
+func (r *OpenBaoClusterReconciler) configParams(s *scope, issuer ServiceAccountIssuer) (resources.ConfigParams, error) {
+	c := s.cluster
+	var requests []resources.InitRequest
+	for _, req := range c.Spec.SelfInit {
+		data := map[string]any{}
+		if req.Data != nil && len(req.Data.Raw) > 0 {
+			if err := json.Unmarshal(req.Data.Raw, &data); err != nil {
+				return resources.ConfigParams{}, fmt.Errorf("spec.selfInit[%s].data is not a JSON object: %v", req.Name, err)
+			}
+		}
+		op := string(req.Operation)
+		if op == "" {
+			op = "update"
+		}
+		requests = append(requests, resources.InitRequest{Name: req.Name, Path: req.Path, Operation: op, Data: data})
+	}
+	return resources.ClusterConfigParams(c, resources.ClusterConfigInputs{
+		Issuer:                 issuer.Issuer,
+		IssuerKeysPEM:          issuer.KeysPEM,
+		OperatorNamespace:      r.Options.OperatorNamespace,
+		OperatorServiceAccount: r.Options.OperatorServiceAccount,
+		SelfInit:               requests,
+	}), nil
+}

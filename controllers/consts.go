@@ -1,0 +1,27 @@
+package controllers
+
+import "time"
+
+// Requeue intervals. Changes to objects the controller owns or watches trigger a reconcile
+// on their own; these only pace the polling of OpenBao's own state, which Kubernetes does
+// not announce.
+const (
+	// requeueSteady re-reads a healthy cluster's OpenBao state.
+	requeueSteady = 30 * time.Second
+	// requeueConverging re-reads a cluster that is forming or recovering.
+	requeueConverging = 5 * time.Second
+	// requeueAfterError backs off after an error the next attempt may not repeat.
+	requeueAfterError = 10 * time.Second
+
+	// openBaoRequestTimeout bounds each call to an OpenBao server.
+	openBaoRequestTimeout = 5 * time.Second
+
+	// caValidity and serverCertValidity of the operator-managed certificates; server
+	// certificates are reissued renewBefore their expiry.
+	caValidity         = 10 * 365 * 24 * time.Hour
+	serverCertValidity = 365 * 24 * time.Hour
+	renewBefore        = 30 * 24 * time.Hour
+
+	// issuerCacheTTL is how long the service-account issuer's keys are reused.
+	issuerCacheTTL = 10 * time.Minute
+)

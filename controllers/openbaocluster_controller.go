@@ -1,0 +1,255 @@
+// Package controllers holds the reconcilers of the OpenBao operator. It is the only package
+// that knows the controller manager, watches and RBAC.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/blang/semver/v4"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+)
+
+// Options are the operator-wide settings of the reconciler.
+type Options struct {
+	// ImageRepository is used for spec.version when spec.image is empty.
+	ImageRepository string
+	// OperatorNamespace and OperatorServiceAccount identify the operator to OpenBao's JWT
+	// auth (the read-mostly operator role).
+	OperatorNamespace      string
+	OperatorServiceAccount string
+}
+
+// OpenBaoClusterReconciler creates an OpenBao cluster's objects and keeps them converged,
+// and reports what the cluster's servers say about themselves.
+type OpenBaoClusterReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+	Issuer   IssuerSource
+	Observer Observer
+	Options  Options
+}
+
+// +kubebuilder:rbac:groups=openbao.org,resources=openbaoclusters,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=openbao.org,resources=openbaoclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=openbao.org,resources=openbaoclusters/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the reconciler and its watches.
+func (r *OpenBaoClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&openbaov1alpha1.OpenBaoCluster{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Secret{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		// Pod readiness changes the cluster's status; pods are owned by the StatefulSet, so
+		// they are mapped to their cluster by label.
+		Watches(&corev1.Pod{}, podToCluster(), builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
+		Named("openbaocluster").
+		Complete(r)
+}
+
+// Reconcile converges one OpenBaoCluster.
+func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	cluster := &openbaov1alpha1.OpenBaoCluster{}
+	if err := r.Get(ctx, req.NamespacedName, cluster); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	logger := log.FromContext(ctx).WithValues("openBaoCluster", klog.KObj(cluster))
+	ctx = log.IntoContext(ctx, logger)
+	if !cluster.DeletionTimestamp.IsZero() {
+		// Owner references let the garbage collector remove what the cluster owns.
+		return ctrl.Result{}, nil
+	}
+
+	s := newScope(cluster)
+	defer func() {
+		if err := r.patchStatus(ctx, s, retErr); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	if cluster.Spec.Paused {
+		// Paused: change nothing, not even owned objects; only report.
+		s.paused = true
+		return ctrl.Result{}, nil
+	}
+
+	steps := []func(context.Context, *scope) (ctrl.Result, error){
+		r.validateSpec,
+		r.reconcileServiceAccounts,
+		r.reconcileSealKey,
+		r.reconcileTLS,
+		r.reconcileConfig,
+		r.reconcileServices,
+		r.reconcilePodDisruptionBudget,
+		r.reconcileStatefulSet,
+		r.observe,
+	}
+	for _, step := range steps {
+		if res, err := step(ctx, s); err != nil || !res.IsZero() {
+			return res, err
+		}
+	}
+	if s.available() {
+		return ctrl.Result{RequeueAfter: requeueSteady}, nil
+	}
+	return ctrl.Result{RequeueAfter: requeueConverging}, nil
+}
+
+// validateSpec rejects what the schema cannot judge. Such a spec can never work, so the
+// error is terminal: the user must change the spec, which triggers a new reconcile.
+func (r *OpenBaoClusterReconciler) validateSpec(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if _, err := semver.ParseTolerant(s.cluster.Spec.Version); err != nil {
+		s.invalidSpec = fmt.Sprintf("spec.version %q is not a semantic version: %v. Set it to a release such as 2.7.2.", s.cluster.Spec.Version, err)
+		return ctrl.Result{}, reconcile.TerminalError(errors.New(s.invalidSpec))
+	}
+	if s.cluster.Status.CurrentVersion == "" {
+		// The version the servers are first created with: the start of every later upgrade.
+		s.cluster.Status.CurrentVersion = s.cluster.Spec.Version
+		s.cluster.Status.CurrentImage = resources.DesiredImage(s.cluster, r.Options.ImageRepository)
+	}
+	return ctrl.Result{}, nil
+}
+
+// ensure creates obj when it does not exist and otherwise lets mutate bring the existing
+// object to the desired state, writing only when mutate changed something.
+func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj client.Object, mutate func(existing client.Object)) error {
+	if err := ctrl.SetControllerReference(s.cluster, obj, r.Scheme); err != nil {
+		return err
+	}
+	existing := obj.DeepCopyObject().(client.Object)
+	err := r.Get(ctx, client.ObjectKeyFromObject(obj), existing)
+	if apierrors.IsNotFound(err) {
+		log.FromContext(ctx).Info("Creating object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())
+		return r.Create(ctx, obj)
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(existing, s.cluster) {
+		return fmt.Errorf("%T %s exists and is not owned by this OpenBaoCluster: rename or delete it", obj, obj.GetName())
+	}
+	before := existing.DeepCopyObject()
+	mutate(existing)
+	mergeMetadata(existing, obj)
+	if equality.Semantic.DeepEqual(before, existing) {
+		return nil
+	}
+	log.FromContext(ctx).Info("Updating object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())
+	return r.Update(ctx, existing)
+}
+
+// mergeMetadata sets the desired labels and annotations on existing, keeping those that
+// others added.
+func mergeMetadata(existing, desired client.Object) {
+	existing.SetLabels(mergeMaps(existing.GetLabels(), desired.GetLabels()))
+	existing.SetAnnotations(mergeMaps(existing.GetAnnotations(), desired.GetAnnotations()))
+	existing.SetOwnerReferences(desired.GetOwnerReferences())
+}
+
+func mergeMaps(existing, desired map[string]string) map[string]string {
+	if len(desired) == 0 {
+		return existing
+	}
+	out := make(map[string]string, len(existing)+len(desired))
+	for k, v := range existing {
+		out[k] = v
+	}
+	for k, v := range desired {
+		out[k] = v
+	}
+	return out
+}
+
+func (r *OpenBaoClusterReconciler) reconcileServiceAccounts(ctx context.Context, s *scope) (ctrl.Result, error) {
+	for _, sa := range []*corev1.ServiceAccount{resources.ServerServiceAccount(s.cluster), resources.UpgradeServiceAccount(s.cluster)} {
+		desired := sa.DeepCopy()
+		if err := r.ensure(ctx, s, sa, func(o client.Object) {
+			o.(*corev1.ServiceAccount).AutomountServiceAccountToken = desired.AutomountServiceAccountToken
+		}); err != nil {
+			return ctrl.Result{}, fmt.Errorf("service account %s: %w", desired.Name, err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *OpenBaoClusterReconciler) reconcileServices(ctx context.Context, s *scope) (ctrl.Result, error) {
+	headless := resources.HeadlessService(s.cluster)
+	clientSvc := resources.ClientService(s.cluster, resources.SelectorLabels(s.cluster))
+	for _, svc := range []*corev1.Service{headless, clientSvc} {
+		desired := svc.DeepCopy()
+		if err := r.ensure(ctx, s, svc, func(o client.Object) {
+			existing := o.(*corev1.Service)
+			existing.Spec.Selector = desired.Spec.Selector
+			existing.Spec.Ports = desired.Spec.Ports
+			existing.Spec.PublishNotReadyAddresses = desired.Spec.PublishNotReadyAddresses
+		}); err != nil {
+			return ctrl.Result{}, fmt.Errorf("service %s: %w", desired.Name, err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *OpenBaoClusterReconciler) reconcilePodDisruptionBudget(ctx context.Context, s *scope) (ctrl.Result, error) {
+	pdb := resources.PodDisruptionBudget(s.cluster)
+	desired := pdb.DeepCopy()
+	if err := r.ensure(ctx, s, pdb, func(o client.Object) {
+		o.(*policyv1.PodDisruptionBudget).Spec = desired.Spec
+	}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("pod disruption budget: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// podToCluster maps a server pod to its OpenBaoCluster by its labels.
+func podToCluster() handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		labels := o.GetLabels()
+		if labels[resources.LabelName] != resources.AppName || labels[resources.LabelInstance] == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: labels[resources.LabelInstance]}}}
+	})
+}
+
+// conditionStatus turns a bool into a condition status.
+func conditionStatus(b bool) metav1.ConditionStatus {
+	if b {
+		return metav1.ConditionTrue
+	}
+	return metav1.ConditionFalse
+}

@@ -1,0 +1,110 @@
+// Command manager is the OpenBao operator: one binary that runs the controllers
+// ("manager", the default) and the actions of upgrade Jobs ("executor").
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/controllers"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(openbaov1alpha1.AddToScheme(scheme))
+}
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "manager" {
+		args = args[1:]
+	}
+	os.Exit(runManager(args))
+}
+
+func runManager(args []string) int {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	var (
+		metricsAddr     = fs.String("metrics-bind-address", "0", "Address of the metrics endpoint (:8080), or 0 to disable it.")
+		probeAddr       = fs.String("health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+		leaderElect     = fs.Bool("leader-elect", false, "Elect a leader so that only one replica of the operator acts.")
+		imageRepository = fs.String("openbao-image-repository", resources.DefaultImageRepository, "Image repository of OpenBao used when spec.image is empty.")
+		tokenFile       = fs.String("openbao-token-file", "/var/run/secrets/openbao.org/operator/token", "Projected service-account token (audience "+resources.OperatorAudience+") the operator logs in to OpenBao with; read-only OpenBao state needs no token.")
+	)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	setupLog := ctrl.Log.WithName("setup")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		setupLog.Error(err, "No Kubernetes configuration")
+		return 1
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress: *probeAddr,
+		LeaderElection:         *leaderElect,
+		LeaderElectionID:       "openbao-operator.openbao.org",
+	})
+	if err != nil {
+		setupLog.Error(err, "Cannot create the manager")
+		return 1
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		setupLog.Error(err, "Cannot create the Kubernetes client")
+		return 1
+	}
+	realClock := clock.RealClock{}
+	reconciler := &controllers.OpenBaoClusterReconciler{
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("openbao-operator"),
+		Clock:    realClock,
+		Issuer:   &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: realClock},
+		Observer: &controllers.OpenBaoObserver{TokenFile: *tokenFile},
+		Options: controllers.Options{
+			ImageRepository:        *imageRepository,
+			OperatorNamespace:      os.Getenv("POD_NAMESPACE"),
+			OperatorServiceAccount: os.Getenv("SERVICE_ACCOUNT_NAME"),
+		},
+	}
+	if err := reconciler.SetupWithManager(mgr); err != nil {
+		setupLog.Error(err, "Cannot set up the OpenBaoCluster controller")
+		return 1
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		setupLog.Error(err, "Cannot add the health check")
+		return 1
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		setupLog.Error(err, "Cannot add the ready check")
+		return 1
+	}
+	setupLog.Info("Starting the OpenBao operator")
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
