@@ -1,0 +1,61 @@
+package nodeagent
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// Names used by this test binary: fixed, and cleaned up before use, so a
+// crashed earlier run never gets in the way.
+const (
+	testBridge = "nabr0"
+	testCIDR   = "10.78.0.0/24"
+)
+
+var (
+	probeAppOnce sync.Once
+	probeAppPath string
+	probeAppErr  error
+	probeAppDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if probeAppDir != "" {
+		_ = os.RemoveAll(probeAppDir)
+	}
+	os.Exit(code)
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the node agent tests must run as root (network namespaces, bridges, mounts)")
+	}
+}
+
+// probeApp builds testdata/probeapp once per test binary.
+func probeApp(t *testing.T) string {
+	t.Helper()
+	probeAppOnce.Do(func() {
+		probeAppDir, probeAppErr = os.MkdirTemp("", "nodeagent-probeapp-")
+		if probeAppErr != nil {
+			return
+		}
+		probeAppPath = filepath.Join(probeAppDir, "probeapp")
+		cmd := exec.Command("go", "build", "-o", probeAppPath, "./testdata/probeapp")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			probeAppErr = fmt.Errorf("build probeapp: %w: %s", err, out)
+		}
+		_ = os.Chmod(probeAppDir, 0o755)
+	})
+	if probeAppErr != nil {
+		t.Fatal(probeAppErr)
+	}
+	return probeAppPath
+}
