@@ -1,0 +1,712 @@
+package resources
+
+// OpenBao server configuration.
+//
+// Behaviours of OpenBao this file relies on, measured with the official 2.6.2 and 2.7.2
+// binaries (raft storage, static seal, TLS, 1 and 3 nodes on loopback):
+//
+//   - A node whose configuration has an `initialize` stanza and whose storage is empty
+//     bootstraps a Raft cluster of its own and self-initializes right away: it does not try
+//     its retry_join peers first, even when they already form an initialized cluster. Three
+//     nodes started with the same stanza made three clusters with three cluster IDs. So the
+//     self-initialization requests live in a file of their own (RenderSelfInitConfig) that
+//     only the first pod loads, only while its data directory is empty (ServerCommand), and
+//     the operator renders it only until the cluster has been initialized once.
+//   - A node without the stanza and with empty storage waits in retry_join until a peer
+//     answers, then joins it.
+//   - Restarting a node on its existing data with the stanza still loaded does not run the
+//     requests again ("initialize" runs only when the barrier is initialized).
+//   - `bao server` merges several -config flags.
+//   - The root token that self-initialization uses is generated, used and revoked inside the
+//     server; it is never printed. Each request's failure stops self-initialization.
+//   - api_addr, cluster_addr and the Raft node_id are read from BAO_API_ADDR,
+//     BAO_CLUSTER_ADDR and BAO_RAFT_NODE_ID, so one configuration serves every pod.
+//   - `disable_mlock` is an unknown field in 2.7 (warning only): it is not rendered.
+//   - A single node becomes active ~9-10 s after start (Raft's first election timeout).
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// SelfInitConfigFile is the key, next to ConfigFile, of the self-initialization stanzas.
+const SelfInitConfigFile = "self-init.hcl"
+
+// Names inside OpenBao of what self-initialization creates for the operator.
+const (
+	// JWTAuthMount is where the JWT auth method that trusts the Kubernetes issuer is mounted.
+	JWTAuthMount = "jwt"
+	// DefaultUpgradeRole is the JWT role (and policy) of the upgrade executor.
+	DefaultUpgradeRole = "openbao-upgrade"
+	// OperatorRole is the JWT role (and policy) of the operator itself.
+	OperatorRole = "openbao-operator"
+	// DefaultJWTTokenTTL bounds the tokens both roles hand out: an upgrade step or a
+	// reconcile needs minutes, not hours.
+	DefaultJWTTokenTTL = "10m"
+)
+
+// Default listener addresses inside a pod.
+const (
+	DefaultListenAddress        = "0.0.0.0:8200"
+	DefaultClusterListenAddress = "0.0.0.0:8201"
+)
+
+// ConfigParams are the inputs of an OpenBao server configuration. The controller fills them
+// from the cluster's spec; tests fill them with loopback addresses.
+type ConfigParams struct {
+	// ClusterName is the OpenBaoCluster's name; it is also OpenBao's cluster_name.
+	ClusterName string
+	// Namespace of the cluster.
+	Namespace string
+	// StatefulSet whose pods are the Raft peers (<StatefulSet>-<i>); defaults to ClusterName.
+	StatefulSet string
+	// Replicas is the number of pods that retry_join lists when JoinTargets is empty.
+	Replicas int32
+	// HeadlessService gives each pod its DNS name <pod>.<HeadlessService>.<Namespace>.svc.
+	HeadlessService string
+
+	// TLSCertFile, TLSKeyFile and TLSCAFile are the mounted listener certificate, key and CA.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+	// DataDir is the Raft storage path.
+	DataDir string
+	// SealKeyFile holds the 32-byte static seal key; SealKeyID names it.
+	SealKeyFile, SealKeyID string
+
+	// NonVoter makes the servers join as non-voters that stay so until promoted
+	// (retry_join_as_non_voter): blue/green builds the new servers this way.
+	NonVoter bool
+	// JoinTargets replaces the default peers (this StatefulSet's pods): blue/green points the
+	// new servers at the old ones.
+	JoinTargets []JoinTarget
+
+	// ListenAddress and ClusterListenAddress default to 0.0.0.0:8200 and 0.0.0.0:8201.
+	ListenAddress, ClusterListenAddress string
+
+	// JWT configures the JWT auth method and the operator's roles.
+	JWT JWTInit
+	// SelfInit are the user's requests, applied after the operator's own.
+	SelfInit []InitRequest
+}
+
+// JoinTarget is one peer that a new server asks to join.
+type JoinTarget struct {
+	// APIAddr is the peer's API address, https://<host>:8200.
+	APIAddr string
+	// TLSServerName is the name the peer's certificate is checked against; defaults to the
+	// host of APIAddr.
+	TLSServerName string
+}
+
+// JWTInit configures the JWT auth method that trusts the Kubernetes service-account issuer,
+// and the roles of the upgrade executor and of the operator.
+type JWTInit struct {
+	// Issuer is the Kubernetes service-account issuer (bound_issuer).
+	Issuer string
+	// ValidationPubKeysPEM are the issuer's public keys, PEM encoded.
+	ValidationPubKeysPEM []string
+
+	// UpgradeRole names the executor's role and policy; defaults to DefaultUpgradeRole.
+	UpgradeRole string
+	// UpgradeAudience is the audience the executor's tokens are requested for.
+	UpgradeAudience string
+	// UpgradeServiceAccount defaults to <cluster>-upgrade-serviceaccount in Namespace.
+	UpgradeServiceAccount string
+
+	// OperatorSubject is the operator's service account,
+	// system:serviceaccount:<namespace>:<name>.
+	OperatorSubject string
+	// OperatorAudience is the audience of the operator's tokens.
+	OperatorAudience string
+
+	// TokenTTL of both roles' tokens; defaults to DefaultJWTTokenTTL.
+	TokenTTL string
+}
+
+// InitRequest is one user request of self-initialization.
+type InitRequest struct {
+	// Name must match ^[A-Za-z_][A-Za-z0-9_-]*$ and be unique.
+	Name string
+	// Path is the API path without /v1/.
+	Path string
+	// Operation is create, update (default), delete or read.
+	Operation string
+	// Data is the request body: strings, booleans, numbers, lists and maps.
+	Data map[string]any
+	// AllowFailure lets self-initialization go on when this request fails.
+	AllowFailure bool
+}
+
+// UpgradePolicy is what the upgrade executor may do: move leadership and look at the cluster.
+const UpgradePolicy = `# Move leadership away from a server before it is replaced.
+path "sys/step-down" {
+  capabilities = ["update", "sudo"]
+}
+
+# Save a snapshot before the first server is touched.
+path "sys/storage/raft/snapshot" {
+  capabilities = ["read"]
+}
+
+# Check that the other servers are healthy voters before stepping down.
+path "sys/storage/raft/configuration" {
+  capabilities = ["read"]
+}
+path "sys/storage/raft/autopilot/state" {
+  capabilities = ["read"]
+}
+path "sys/ha-status" {
+  capabilities = ["read"]
+}
+path "sys/health" {
+  capabilities = ["read"]
+}
+`
+
+// OperatorPolicy is what the operator may do: observe the cluster and change Raft membership
+// for blue/green upgrades.
+const OperatorPolicy = `# Observe membership, health and versions.
+path "sys/storage/raft/configuration" {
+  capabilities = ["read"]
+}
+path "sys/storage/raft/autopilot/state" {
+  capabilities = ["read"]
+}
+path "sys/ha-status" {
+  capabilities = ["read"]
+}
+path "sys/version-history" {
+  capabilities = ["list", "read"]
+}
+
+# Blue/green: promote the new servers, then demote and remove the old ones.
+path "sys/storage/raft/promote" {
+  capabilities = ["update"]
+}
+path "sys/storage/raft/demote" {
+  capabilities = ["update"]
+}
+path "sys/storage/raft/remove-peer" {
+  capabilities = ["update"]
+}
+`
+
+// RenderConfig renders the configuration every server of the cluster loads. It has no
+// self-initialization stanzas (see RenderSelfInitConfig) and nothing pod-specific: each pod
+// sets BAO_API_ADDR, BAO_CLUSTER_ADDR and BAO_RAFT_NODE_ID.
+func RenderConfig(p ConfigParams) (string, error) {
+	p = withConfigDefaults(p)
+	if err := validateConfigParams(p); err != nil {
+		return "", err
+	}
+	targets := p.JoinTargets
+	if len(targets) == 0 {
+		targets = DefaultJoinTargets(p)
+	}
+
+	var b hclWriter
+	b.line("# Rendered by the OpenBao operator for %s/%s. Do not edit: changes are overwritten.", p.Namespace, p.ClusterName)
+	b.line("# api_addr, cluster_addr and the Raft node_id come from BAO_API_ADDR, BAO_CLUSTER_ADDR")
+	b.line("# and BAO_RAFT_NODE_ID, set per pod.")
+	b.attr("cluster_name", p.ClusterName)
+	b.attr("ui", false)
+	b.blank()
+	b.open("listener", "tcp")
+	b.attr("address", p.ListenAddress)
+	b.attr("cluster_address", p.ClusterListenAddress)
+	b.attr("tls_cert_file", p.TLSCertFile)
+	b.attr("tls_key_file", p.TLSKeyFile)
+	b.attr("tls_min_version", "tls12")
+	b.close()
+	b.blank()
+	b.open("storage", "raft")
+	b.attr("path", p.DataDir)
+	if p.NonVoter {
+		b.line("# Stay a non-voter until promoted explicitly.")
+		b.attr("retry_join_as_non_voter", true)
+	}
+	for _, t := range targets {
+		b.open("retry_join")
+		b.attr("leader_api_addr", t.APIAddr)
+		b.attr("leader_ca_cert_file", p.TLSCAFile)
+		b.attr("leader_tls_servername", t.TLSServerName)
+		b.close()
+	}
+	b.close()
+	b.blank()
+	b.open("seal", "static")
+	b.attr("current_key_id", p.SealKeyID)
+	b.attr("current_key", "file://"+p.SealKeyFile)
+	b.close()
+	b.blank()
+	b.open("telemetry")
+	b.attr("prometheus_retention_time", "24h")
+	b.attr("disable_hostname", true)
+	b.close()
+	if b.err != nil {
+		return "", b.err
+	}
+	return b.String(), nil
+}
+
+// RenderSelfInitConfig renders the `initialize` stanzas that set up a new cluster on its
+// first start, in this order: the JWT auth method trusting the Kubernetes issuer, the upgrade
+// executor's policy and role, the operator's policy and role, then the user's requests.
+//
+// Only the first pod of a cluster that has never been initialized may load it: a node with
+// these stanzas and empty storage founds a cluster of its own instead of joining its peers.
+func RenderSelfInitConfig(p ConfigParams) (string, error) {
+	p = withConfigDefaults(p)
+	if err := validateConfigParams(p); err != nil {
+		return "", err
+	}
+	if err := validateJWT(p.JWT); err != nil {
+		return "", err
+	}
+	if err := validateInitRequests(p.SelfInit); err != nil {
+		return "", err
+	}
+	j := p.JWT
+	upgradeSubject := "system:serviceaccount:" + p.Namespace + ":" + j.UpgradeServiceAccount
+
+	var b hclWriter
+	b.line("# Self-initialization of %s/%s, rendered by the OpenBao operator. OpenBao runs it once,", p.Namespace, p.ClusterName)
+	b.line("# when the first server starts on empty storage; no root token leaves the server.")
+	b.open("initialize", "operator_jwt_auth")
+	b.request("enable_jwt", "update", "sys/auth/"+JWTAuthMount, map[string]any{
+		"type":        "jwt",
+		"description": "Kubernetes service accounts of the OpenBao operator and its upgrade jobs",
+	}, false)
+	b.request("configure_jwt", "update", "auth/"+JWTAuthMount+"/config", map[string]any{
+		"bound_issuer":           j.Issuer,
+		"jwt_validation_pubkeys": j.ValidationPubKeysPEM,
+	}, false)
+	b.close()
+	b.blank()
+	b.open("initialize", "operator_upgrade_role")
+	b.request("upgrade_policy", "update", "sys/policies/acl/"+j.UpgradeRole, map[string]any{
+		"policy": UpgradePolicy,
+	}, false)
+	b.request("upgrade_role", "update", "auth/"+JWTAuthMount+"/role/"+j.UpgradeRole, jwtRole(j.UpgradeAudience, upgradeSubject, j.UpgradeRole, j.TokenTTL), false)
+	b.close()
+	b.blank()
+	b.open("initialize", "operator_role")
+	b.request("operator_policy", "update", "sys/policies/acl/"+OperatorRole, map[string]any{
+		"policy": OperatorPolicy,
+	}, false)
+	b.request("operator_role", "update", "auth/"+JWTAuthMount+"/role/"+OperatorRole, jwtRole(j.OperatorAudience, j.OperatorSubject, OperatorRole, j.TokenTTL), false)
+	b.close()
+	if len(p.SelfInit) > 0 {
+		b.blank()
+		b.open("initialize", "user")
+		for _, r := range p.SelfInit {
+			op := r.Operation
+			if op == "" {
+				op = "update"
+			}
+			b.request(r.Name, op, r.Path, r.Data, r.AllowFailure)
+		}
+		b.close()
+	}
+	if b.err != nil {
+		return "", b.err
+	}
+	return b.String(), nil
+}
+
+// ServerCommand is the server container's command. It loads the self-initialization file
+// only on the pod with ordinal 0, only when that file is not empty and only while the data
+// directory holds no Raft data, so that no other pod, and no restarted pod, ever founds a
+// second cluster. The operator empties the file once the cluster has been initialized.
+func ServerCommand(configDir, dataDir string) []string {
+	script := `set -e
+set -- -config=` + shellQuote(configDir+"/"+ConfigFile) + `
+if [ "${POD_NAME##*-}" = "0" ] && [ -s ` + shellQuote(configDir+"/"+SelfInitConfigFile) + ` ] && [ ! -e ` + shellQuote(dataDir+"/vault.db") + ` ]; then
+  echo "first start of the cluster's first server: loading self-initialization"
+  set -- "$@" -config=` + shellQuote(configDir+"/"+SelfInitConfigFile) + `
+fi
+exec bao server "$@"
+`
+	return []string{"/bin/sh", "-c", script}
+}
+
+// DefaultJoinTargets are the pods of the StatefulSet, reached through the headless Service.
+func DefaultJoinTargets(p ConfigParams) []JoinTarget {
+	p = withConfigDefaults(p)
+	out := make([]JoinTarget, 0, p.Replicas)
+	for i := range int(p.Replicas) {
+		host := fmt.Sprintf("%s-%d.%s.%s.svc", p.StatefulSet, i, p.HeadlessService, p.Namespace)
+		out = append(out, JoinTarget{APIAddr: fmt.Sprintf("https://%s:%d", host, APIPort), TLSServerName: host})
+	}
+	return out
+}
+
+func jwtRole(audience, subject, policy, ttl string) map[string]any {
+	return map[string]any{
+		"role_type":       "jwt",
+		"bound_audiences": []string{audience},
+		"bound_subject":   subject,
+		"user_claim":      "sub",
+		"token_policies":  []string{policy},
+		"token_ttl":       ttl,
+		"token_max_ttl":   ttl,
+	}
+}
+
+func withConfigDefaults(p ConfigParams) ConfigParams {
+	if p.StatefulSet == "" {
+		p.StatefulSet = p.ClusterName
+	}
+	if p.ListenAddress == "" {
+		p.ListenAddress = DefaultListenAddress
+	}
+	if p.ClusterListenAddress == "" {
+		p.ClusterListenAddress = DefaultClusterListenAddress
+	}
+	if p.JWT.UpgradeRole == "" {
+		p.JWT.UpgradeRole = DefaultUpgradeRole
+	}
+	if p.JWT.UpgradeServiceAccount == "" {
+		p.JWT.UpgradeServiceAccount = p.ClusterName + "-upgrade-serviceaccount"
+	}
+	if p.JWT.TokenTTL == "" {
+		p.JWT.TokenTTL = DefaultJWTTokenTTL
+	}
+	targets := make([]JoinTarget, len(p.JoinTargets))
+	for i, t := range p.JoinTargets {
+		if t.TLSServerName == "" {
+			t.TLSServerName = hostOf(t.APIAddr)
+		}
+		targets[i] = t
+	}
+	p.JoinTargets = targets
+	return p
+}
+
+func hostOf(addr string) string {
+	h := strings.TrimPrefix(strings.TrimPrefix(addr, "https://"), "http://")
+	if i := strings.IndexByte(h, '/'); i >= 0 {
+		h = h[:i]
+	}
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i >= 0 {
+			return h[1:i]
+		}
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	return h
+}
+
+func validateConfigParams(p ConfigParams) error {
+	var errs []error
+	required := map[string]string{
+		"ClusterName": p.ClusterName, "Namespace": p.Namespace, "HeadlessService": p.HeadlessService,
+		"TLSCertFile": p.TLSCertFile, "TLSKeyFile": p.TLSKeyFile, "TLSCAFile": p.TLSCAFile,
+		"DataDir": p.DataDir, "SealKeyFile": p.SealKeyFile, "SealKeyID": p.SealKeyID,
+	}
+	keys := make([]string, 0, len(required))
+	for k := range required {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if required[k] == "" {
+			errs = append(errs, fmt.Errorf("%s is required", k))
+		}
+	}
+	if len(p.JoinTargets) == 0 && p.Replicas < 1 {
+		errs = append(errs, errors.New("Replicas must be at least 1 when JoinTargets is empty"))
+	}
+	for i, t := range p.JoinTargets {
+		if !strings.HasPrefix(t.APIAddr, "https://") {
+			errs = append(errs, fmt.Errorf("JoinTargets[%d].APIAddr %q must start with https://", i, t.APIAddr))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("openbao config: %w", err)
+	}
+	return nil
+}
+
+func validateJWT(j JWTInit) error {
+	var errs []error
+	if j.Issuer == "" {
+		errs = append(errs, errors.New("JWT.Issuer is required"))
+	}
+	if len(j.ValidationPubKeysPEM) == 0 {
+		errs = append(errs, errors.New("JWT.ValidationPubKeysPEM needs at least one key"))
+	}
+	for i, k := range j.ValidationPubKeysPEM {
+		if !strings.Contains(k, "-----BEGIN ") {
+			errs = append(errs, fmt.Errorf("JWT.ValidationPubKeysPEM[%d] is not PEM", i))
+		}
+	}
+	if j.UpgradeAudience == "" {
+		errs = append(errs, errors.New("JWT.UpgradeAudience is required"))
+	}
+	if j.OperatorAudience == "" {
+		errs = append(errs, errors.New("JWT.OperatorAudience is required"))
+	}
+	if !strings.HasPrefix(j.OperatorSubject, "system:serviceaccount:") {
+		errs = append(errs, fmt.Errorf("JWT.OperatorSubject %q must be system:serviceaccount:<namespace>:<name>", j.OperatorSubject))
+	}
+	if !initNamePattern.MatchString(j.UpgradeRole) {
+		errs = append(errs, fmt.Errorf("JWT.UpgradeRole %q is not a valid role name", j.UpgradeRole))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("openbao self-initialization: %w", err)
+	}
+	return nil
+}
+
+// initNamePattern is OpenBao's rule for initialize and request block names.
+var initNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+
+func validateInitRequests(reqs []InitRequest) error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, r := range reqs {
+		if !initNamePattern.MatchString(r.Name) {
+			errs = append(errs, fmt.Errorf("SelfInit[%d].Name %q must match %s", i, r.Name, initNamePattern))
+		}
+		if seen[r.Name] {
+			errs = append(errs, fmt.Errorf("SelfInit[%d].Name %q is used twice", i, r.Name))
+		}
+		seen[r.Name] = true
+		if r.Path == "" || strings.HasPrefix(r.Path, "/") {
+			errs = append(errs, fmt.Errorf("SelfInit[%d].Path %q must be a relative API path such as sys/mounts/secret", i, r.Path))
+		}
+		switch r.Operation {
+		case "", "create", "update", "delete", "read", "list", "patch":
+		default:
+			errs = append(errs, fmt.Errorf("SelfInit[%d].Operation %q is not an OpenBao operation", i, r.Operation))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("openbao self-initialization: %w", err)
+	}
+	return nil
+}
+
+// hclWriter writes HCL as OpenBao's parser (HCL 1) reads it.
+type hclWriter struct {
+	sb     strings.Builder
+	indent int
+	err    error
+}
+
+func (w *hclWriter) String() string { return w.sb.String() }
+
+func (w *hclWriter) line(format string, args ...any) {
+	w.sb.WriteString(strings.Repeat("  ", w.indent))
+	fmt.Fprintf(&w.sb, format, args...)
+	w.sb.WriteByte('\n')
+}
+
+func (w *hclWriter) blank() { w.sb.WriteByte('\n') }
+
+func (w *hclWriter) open(kind string, labels ...string) {
+	head := kind
+	for _, l := range labels {
+		head += " " + hclString(l)
+	}
+	w.line("%s {", head)
+	w.indent++
+}
+
+func (w *hclWriter) close() {
+	w.indent--
+	w.line("}")
+}
+
+func (w *hclWriter) attr(key string, v any) {
+	s, err := hclValue(v, w.indent)
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("%s: %w", key, err)
+	}
+	w.line("%s = %s", hclKey(key), s)
+}
+
+func (w *hclWriter) request(name, operation, path string, data map[string]any, allowFailure bool) {
+	w.open("request", name)
+	w.attr("operation", operation)
+	w.attr("path", path)
+	if allowFailure {
+		w.attr("allow_failure", true)
+	}
+	if data != nil {
+		w.attr("data", data)
+	}
+	w.close()
+}
+
+var bareKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+
+func hclKey(k string) string {
+	if bareKey.MatchString(k) {
+		return k
+	}
+	return hclString(k)
+}
+
+// hclValue encodes v at the given indentation depth.
+func hclValue(v any, depth int) (string, error) {
+	return hclValueIn(v, depth, false)
+}
+
+// hclValueIn encodes v; inList is true for list items, which cannot be heredocs (the
+// separating comma would have to follow the terminator on its line).
+func hclValueIn(v any, depth int, inList bool) (string, error) {
+	pad := strings.Repeat("  ", depth+1)
+	end := strings.Repeat("  ", depth)
+	switch x := v.(type) {
+	case nil:
+		return "", errors.New("null values cannot be written in an OpenBao configuration")
+	case string:
+		if !inList && heredocOK(x) {
+			return "<<EOT\n" + x + "EOT", nil
+		}
+		return hclString(x), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case int32:
+		return strconv.FormatInt(int64(x), 10), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return "", fmt.Errorf("number %v cannot be written", x)
+		}
+		if x == math.Trunc(x) && math.Abs(x) < 1e15 {
+			return strconv.FormatInt(int64(x), 10), nil
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case []string:
+		items := make([]any, len(x))
+		for i, s := range x {
+			items[i] = s
+		}
+		return hclValue(items, depth)
+	case []any:
+		if len(x) == 0 {
+			return "[]", nil
+		}
+		if inline, ok := inlineList(x); ok {
+			return inline, nil
+		}
+		var b strings.Builder
+		b.WriteString("[\n")
+		for i, item := range x {
+			s, err := hclValueIn(item, depth+1, true)
+			if err != nil {
+				return "", fmt.Errorf("[%d]: %w", i, err)
+			}
+			b.WriteString(pad + s + ",\n")
+		}
+		b.WriteString(end + "]")
+		return b.String(), nil
+	case map[string]any:
+		if len(x) == 0 {
+			return "{}", nil
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var b strings.Builder
+		b.WriteString("{\n")
+		for _, k := range keys {
+			s, err := hclValue(x[k], depth+1)
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", k, err)
+			}
+			b.WriteString(pad + hclKey(k) + " = " + s + "\n")
+		}
+		b.WriteString(end + "}")
+		return b.String(), nil
+	default:
+		return "", fmt.Errorf("values of type %T cannot be written in an OpenBao configuration", v)
+	}
+}
+
+// inlineList writes a short list of one-line scalars on one line.
+func inlineList(items []any) (string, bool) {
+	parts := make([]string, 0, len(items))
+	for _, item := range items {
+		switch v := item.(type) {
+		case string:
+			if strings.ContainsAny(v, "\n") {
+				return "", false
+			}
+		case bool, int, int32, int64:
+		default:
+			return "", false
+		}
+		s, err := hclValueIn(item, 0, true)
+		if err != nil {
+			return "", false
+		}
+		parts = append(parts, s)
+	}
+	out := "[" + strings.Join(parts, ", ") + "]"
+	return out, len(out) <= 80
+}
+
+// heredocOK says whether s reads better, and parses back the same, as a heredoc: several
+// lines ending in a newline, none of them the terminator, nothing HCL would interpolate.
+func heredocOK(s string) bool {
+	if !strings.HasSuffix(s, "\n") || strings.Count(s, "\n") < 2 {
+		return false
+	}
+	if strings.Contains(s, "${") || strings.Contains(s, "%{") || strings.ContainsAny(s, "\r\x00") {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		if strings.TrimSpace(l) == "EOT" {
+			return false
+		}
+	}
+	return true
+}
+
+// hclString quotes s for HCL 1. HCL 1 treats "${" inside a quoted string as the start of an
+// interpolation and scans for its closing brace, so '$' is written as \u0024 before '{'.
+func hclString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case (r == '$' || r == '%') && i+1 < len(s) && s[i+1] == '{':
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

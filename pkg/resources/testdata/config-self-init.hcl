@@ -1,0 +1,141 @@
+# Self-initialization of secrets/vault-a, rendered by the OpenBao operator. OpenBao runs it once,
+# when the first server starts on empty storage; no root token leaves the server.
+initialize "operator_jwt_auth" {
+  request "enable_jwt" {
+    operation = "update"
+    path = "sys/auth/jwt"
+    data = {
+      description = "Kubernetes service accounts of the OpenBao operator and its upgrade jobs"
+      type = "jwt"
+    }
+  }
+  request "configure_jwt" {
+    operation = "update"
+    path = "auth/jwt/config"
+    data = {
+      bound_issuer = "https://kubernetes.default.svc.cluster.local"
+      jwt_validation_pubkeys = [
+        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo\n4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u\n-----END PUBLIC KEY-----\n",
+      ]
+    }
+  }
+}
+
+initialize "operator_upgrade_role" {
+  request "upgrade_policy" {
+    operation = "update"
+    path = "sys/policies/acl/openbao-upgrade"
+    data = {
+      policy = <<EOT
+# Move leadership away from a server before it is replaced.
+path "sys/step-down" {
+  capabilities = ["update", "sudo"]
+}
+
+# Save a snapshot before the first server is touched.
+path "sys/storage/raft/snapshot" {
+  capabilities = ["read"]
+}
+
+# Check that the other servers are healthy voters before stepping down.
+path "sys/storage/raft/configuration" {
+  capabilities = ["read"]
+}
+path "sys/storage/raft/autopilot/state" {
+  capabilities = ["read"]
+}
+path "sys/ha-status" {
+  capabilities = ["read"]
+}
+path "sys/health" {
+  capabilities = ["read"]
+}
+EOT
+    }
+  }
+  request "upgrade_role" {
+    operation = "update"
+    path = "auth/jwt/role/openbao-upgrade"
+    data = {
+      bound_audiences = ["openbao-upgrade"]
+      bound_subject = "system:serviceaccount:secrets:vault-a-upgrade-serviceaccount"
+      role_type = "jwt"
+      token_max_ttl = "10m"
+      token_policies = ["openbao-upgrade"]
+      token_ttl = "10m"
+      user_claim = "sub"
+    }
+  }
+}
+
+initialize "operator_role" {
+  request "operator_policy" {
+    operation = "update"
+    path = "sys/policies/acl/openbao-operator"
+    data = {
+      policy = <<EOT
+# Observe membership, health and versions.
+path "sys/storage/raft/configuration" {
+  capabilities = ["read"]
+}
+path "sys/storage/raft/autopilot/state" {
+  capabilities = ["read"]
+}
+path "sys/ha-status" {
+  capabilities = ["read"]
+}
+path "sys/version-history" {
+  capabilities = ["list", "read"]
+}
+
+# Blue/green: promote the new servers, then demote and remove the old ones.
+path "sys/storage/raft/promote" {
+  capabilities = ["update"]
+}
+path "sys/storage/raft/demote" {
+  capabilities = ["update"]
+}
+path "sys/storage/raft/remove-peer" {
+  capabilities = ["update"]
+}
+EOT
+    }
+  }
+  request "operator_role" {
+    operation = "update"
+    path = "auth/jwt/role/openbao-operator"
+    data = {
+      bound_audiences = ["openbao-operator"]
+      bound_subject = "system:serviceaccount:openbao-operator-system:openbao-operator-controller-manager"
+      role_type = "jwt"
+      token_max_ttl = "10m"
+      token_policies = ["openbao-operator"]
+      token_ttl = "10m"
+      user_claim = "sub"
+    }
+  }
+}
+
+initialize "user" {
+  request "enable-kv" {
+    operation = "update"
+    path = "sys/mounts/secret"
+    data = {
+      options = {
+        version = "2"
+      }
+      type = "kv"
+    }
+  }
+  request "admin-policy" {
+    operation = "update"
+    path = "sys/policies/acl/admin"
+    data = {
+      policy = <<EOT
+path "*" {
+  capabilities = ["sudo", "read"]
+}
+EOT
+    }
+  }
+}
