@@ -146,7 +146,25 @@ test-openbao-versions: openbao-bins ## Run the real-server tests once per versio
 
 ##@ Tests
 
+# gotestsum-free on purpose: plain `go test` output is what CI reads.
+GO_TEST ?= go test -count=1
+
+.PHONY: test
+test: check-generated test-unit test-envtest test-openbao test-bundle test-localcluster ## Run every test: unit, envtest, real OpenBao, bundle, local cluster (builds what it needs)
+
+.PHONY: test-unit
+test-unit: ## Unit tests of the pure packages (no servers)
+	$(GO_TEST) ./apis/... ./pkg/pki/... ./controllers/...
+
+.PHONY: test-envtest
+test-envtest: kube-assets ## The API and the provisioning controller against a real kube-apiserver and etcd
+	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO_TEST) ./tests/envtest/...
+
 ##@ Local cluster
+
+.PHONY: test-localcluster
+test-localcluster: kube-assets openbao-bins ## The control plane, the node agent and the end-to-end suite on the local cluster (root)
+	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) $(GO_TEST) -timeout 40m ./tests/localcluster/...
 
 ##@ OLM bundle and deployment
 
@@ -201,15 +219,19 @@ bundle: manifests $(KUSTOMIZE) $(OPERATOR_SDK) ## Generate bundle/ and bundle.Do
 	  -e 's|^    containerImage: .*|    containerImage: $(IMG)|' $(BUNDLE_CSV)
 	$(OPERATOR_SDK) bundle validate ./bundle --select-optional suite=operatorframework
 
+# Operator SDK v1.42.2 embeds an older operator-framework/api whose deprecated-API
+# check warns about any RBAC rule on events.k8s.io "events" (removed only for
+# v1beta1; fixed upstream in operator-framework/api#378). The authoritative
+# check is tests/olm, which runs the current validators and fails on warnings.
 # test-bundle checks what `make bundle` produces: the Go test validates bundle/
 # with operator-framework/api (OperatorHub, good practices, deprecated APIs,
 # descriptors against the CRD, alm-examples against its schema); then a second
 # `make bundle` must reproduce the committed files exactly.
 .PHONY: test-bundle
 test-bundle: bundle ## Validate bundle/ and check that `make bundle` is reproducible and committed
-	go test ./tests/olm/ -count=1
+	BUNDLE_K8S_VERSION=$(KUBE_VERSION) go test ./tests/olm/ -count=1
 	@rm -rf $(CACHE)/bundle-first && mkdir -p $(CACHE)/bundle-first && cp -a bundle bundle.Dockerfile $(CACHE)/bundle-first/
-	@$(MAKE) --no-print-directory bundle >/dev/null
+	@out=$$($(MAKE) --no-print-directory bundle 2>&1) || { echo "$$out" >&2; exit 1; }
 	@diff -r $(CACHE)/bundle-first/bundle bundle && diff $(CACHE)/bundle-first/bundle.Dockerfile bundle.Dockerfile || { \
 	  echo "make bundle is not reproducible: a second run changed the files above" >&2; exit 1; }
 	@rm -rf $(CACHE)/bundle-first
