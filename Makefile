@@ -225,11 +225,13 @@ bundle: manifests $(KUSTOMIZE) $(OPERATOR_SDK) ## Generate bundle/ and bundle.Do
 # check is tests/olm, which runs the current validators and fails on warnings.
 # test-bundle checks what `make bundle` produces: the Go test validates bundle/
 # with operator-framework/api (OperatorHub, good practices, deprecated APIs,
-# descriptors against the CRD, alm-examples against its schema); then a second
-# `make bundle` must reproduce the committed files exactly.
+# descriptors against the CRD, alm-examples against its schema) and applies
+# config/default with `kubectl apply -k` to a kube-apiserver (restricted Pod
+# Security enforced); then a second `make bundle` must reproduce the committed
+# files exactly.
 .PHONY: test-bundle
-test-bundle: bundle ## Validate bundle/ and check that `make bundle` is reproducible and committed
-	BUNDLE_K8S_VERSION=$(KUBE_VERSION) go test ./tests/olm/ -count=1
+test-bundle: bundle kube-assets ## Validate bundle/, install config/default with kubectl -k, check `make bundle` is reproducible
+	BUNDLE_K8S_VERSION=$(KUBE_VERSION) KUBEBUILDER_ASSETS=$(KUBE_ASSETS) go test ./tests/olm/ -count=1
 	@rm -rf $(CACHE)/bundle-first && mkdir -p $(CACHE)/bundle-first && cp -a bundle bundle.Dockerfile $(CACHE)/bundle-first/
 	@out=$$($(MAKE) --no-print-directory bundle 2>&1) || { echo "$$out" >&2; exit 1; }
 	@diff -r $(CACHE)/bundle-first/bundle bundle && diff $(CACHE)/bundle-first/bundle.Dockerfile bundle.Dockerfile || { \
