@@ -1,0 +1,283 @@
+// Package executor is the program upgrade Jobs run: `manager executor <action> [flags]`.
+// Each Job logs in to OpenBao with the JWT auth method using its projected service-account
+// token, performs one action, prints what it did and exits non-zero with a message when it
+// failed. Every action is idempotent, so that a Job that is retried, or re-created after an
+// operator restart, never does harm:
+//
+//   - step-down moves leadership away from one server and waits until another server is
+//     active. A server that is not active is left alone ("already moved").
+//   - snapshot saves a Raft snapshot to a file. An existing complete file is kept.
+//
+// The Job's service account has no Kubernetes permissions; everything the executor may do
+// is granted by the OpenBao policy of its JWT role. The token is never printed.
+package executor
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+)
+
+// Actions.
+const (
+	ActionStepDown = "step-down"
+	ActionSnapshot = "snapshot"
+)
+
+// Default timeouts of the whole action, login included.
+const (
+	DefaultStepDownTimeout = 2 * time.Minute
+	DefaultSnapshotTimeout = 10 * time.Minute
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// pollInterval is how often the executor looks again while it waits for OpenBao.
+const pollInterval = 250 * time.Millisecond
+
+// Options are the parsed flags of one action.
+type Options struct {
+	Address       string
+	CAFile        string
+	TLSServerName string
+	TokenFile     string
+	Role          string
+	AuthMount     string
+	NodeID        string
+	Out           string
+	Timeout       time.Duration
+}
+
+// runner carries what an action needs besides its options; tests replace newClient.
+type runner struct {
+	opts      Options
+	caPEM     []byte
+	newClient openbao.NewFunc
+	stdout    io.Writer
+	// stepDownResendAfter is how long the executor waits for leadership to move before it
+	// sends the step-down again.
+	stepDownResendAfter time.Duration
+	// maxStepDowns bounds the step-down requests of one run.
+	maxStepDowns int
+}
+
+// Main runs `executor <action> [flags]` and returns the process's exit code: 0 done (or
+// nothing to do), 1 failed, 2 wrong usage.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, usage)
+		return exitUsage
+	}
+	action := args[0]
+	opts, err := parseFlags(action, args[1:], stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "executor %s: %v\n", action, err)
+		}
+		return exitUsage
+	}
+	ca, err := os.ReadFile(opts.CAFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "executor %s: read the CA certificate: %v\n", action, err)
+		return exitFailed
+	}
+	r := &runner{
+		opts:                opts,
+		caPEM:               ca,
+		newClient:           openbao.New,
+		stdout:              stdout,
+		stepDownResendAfter: 10 * time.Second,
+		maxStepDowns:        3,
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	switch action {
+	case ActionStepDown:
+		err = r.stepDown(ctx)
+	case ActionSnapshot:
+		err = r.snapshot(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "executor %s: %v\n", action, err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+const usage = `usage: manager executor <action> [flags]
+
+actions:
+  step-down  move leadership away from the server at --address (node --node-id)
+  snapshot   save a Raft snapshot of the cluster to --out
+
+run "manager executor <action> -h" for the flags of an action`
+
+func parseFlags(action string, args []string, stderr io.Writer) (Options, error) {
+	var o Options
+	fs := flag.NewFlagSet("executor "+action, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Address, "address", "", "API URL of the OpenBao server, such as https://<pod>.<headless service>.<namespace>.svc:8200 (required)")
+	fs.StringVar(&o.CAFile, "ca-file", "", "CA certificate that signed the server's certificate (required)")
+	fs.StringVar(&o.TLSServerName, "tls-server-name", "", "Name to check the server's certificate against, when it differs from the host of --address")
+	fs.StringVar(&o.TokenFile, "token-file", "", "Projected service-account token to log in with; read again at each login attempt (required)")
+	fs.StringVar(&o.Role, "role", resources.DefaultUpgradeRole, "JWT auth role to log in as")
+	fs.StringVar(&o.AuthMount, "auth-mount", resources.JWTAuthMount, "Mount path of the JWT auth method")
+	switch action {
+	case ActionStepDown:
+		fs.StringVar(&o.NodeID, "node-id", "", "Raft node ID of the server at --address; defaults to the first label of its host name (the pod name)")
+		fs.DurationVar(&o.Timeout, "timeout", DefaultStepDownTimeout, "Give up after this long, login included")
+	case ActionSnapshot:
+		fs.StringVar(&o.Out, "out", "", "File to save the snapshot to; <out>.partial is written first (required)")
+		fs.DurationVar(&o.Timeout, "timeout", DefaultSnapshotTimeout, "Give up after this long, login included")
+	default:
+		return o, fmt.Errorf("unknown action %q (want %s or %s)", action, ActionStepDown, ActionSnapshot)
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	var missing []string
+	for name, v := range map[string]string{"--address": o.Address, "--ca-file": o.CAFile, "--token-file": o.TokenFile, "--role": o.Role, "--auth-mount": o.AuthMount} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if action == ActionSnapshot && o.Out == "" {
+		missing = append(missing, "--out")
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return o, fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
+	if o.Timeout <= 0 {
+		return o, fmt.Errorf("--timeout must be positive, not %s", o.Timeout)
+	}
+	u, err := url.Parse(o.Address)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return o, fmt.Errorf("--address %q is not an http(s) URL", o.Address)
+	}
+	if action == ActionStepDown && o.NodeID == "" {
+		o.NodeID = nodeIDFromHost(u.Hostname())
+		if o.NodeID == "" {
+			return o, fmt.Errorf("--node-id is required when the host of --address (%s) is an IP address", u.Hostname())
+		}
+	}
+	return o, nil
+}
+
+// nodeIDFromHost is the pod name of a pod's DNS name (<pod>.<headless service>.<ns>.svc):
+// the operator sets each server's Raft node ID to its pod name.
+func nodeIDFromHost(host string) string {
+	if host == "" || strings.Contains(host, ":") || isIPv4(host) {
+		return ""
+	}
+	return strings.SplitN(host, ".", 2)[0]
+}
+
+func isIPv4(host string) bool {
+	parts := strings.Split(host, ".")
+	if len(parts) != 4 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *runner) printf(format string, args ...any) {
+	fmt.Fprintf(r.stdout, format+"\n", args...)
+}
+
+// client is a client of the server at --address.
+func (r *runner) client() (openbao.Client, error) {
+	return r.newClient(openbao.Config{
+		Address:       r.opts.Address,
+		CACertPEM:     r.caPEM,
+		TLSServerName: r.opts.TLSServerName,
+		Timeout:       10 * time.Second,
+	})
+}
+
+// login logs cl in with the JWT of the token file. It tries again after errors that may
+// pass (server unreachable, sealed, electing a leader) until ctx ends, and reads the file
+// at every attempt because the kubelet refreshes projected tokens.
+func (r *runner) login(ctx context.Context, cl openbao.Client) error {
+	backoff := pollInterval
+	for {
+		jwt, err := readToken(r.opts.TokenFile)
+		if err != nil {
+			return err
+		}
+		err = cl.LoginJWT(ctx, r.opts.AuthMount, r.opts.Role, jwt)
+		if err == nil {
+			r.printf("logged in to %s as role %s (auth mount %s)", r.opts.Address, r.opts.Role, r.opts.AuthMount)
+			return nil
+		}
+		if !openbao.IsTransient(err) {
+			return fmt.Errorf("log in to %s as role %s (auth mount %s): %w", r.opts.Address, r.opts.Role, r.opts.AuthMount, err)
+		}
+		if werr := sleep(ctx, backoff); werr != nil {
+			return fmt.Errorf("log in to %s as role %s (auth mount %s): gave up: %w", r.opts.Address, r.opts.Role, r.opts.AuthMount, err)
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// readToken reads the projected token; only its length ever reaches a message.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read the token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("the token file %s is empty", path)
+	}
+	return tok, nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// retry calls f every pollInterval until it returns nil or a non-transient error, or ctx
+// ends; then it returns the last error.
+func retry(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil || !openbao.IsTransient(err) {
+			return err
+		}
+		if sleep(ctx, pollInterval) != nil {
+			return err
+		}
+	}
+}
