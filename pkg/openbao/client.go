@@ -20,6 +20,8 @@
 package openbao
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +29,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"time"
@@ -517,11 +520,84 @@ func (c *client) raftMembership(ctx context.Context, verb, nodeID string) error 
 	return nil
 }
 
+// Snapshot streams sys/storage/raft/snapshot to w. Only the active server serves it; a
+// standby answers 307 to the active server's api_addr. The api library's own snapshot call
+// drops the answer of the redirected request (api/v2 v2.7.1), so the request is made here
+// and follows one redirect with the same TLS settings. The archive is checked to end with
+// its sealed SHA256SUMS file, as OpenBao's CLI does.
 func (c *client) Snapshot(ctx context.Context, w io.Writer) error {
-	if err := c.api.Sys().RaftSnapshotWithContext(ctx, w); err != nil {
-		return classify("raft snapshot", err)
+	const op = "raft snapshot"
+	cfg := c.api.CloneConfig()
+	target, err := url.Parse(c.address + "/v1/sys/storage/raft/snapshot")
+	if err != nil {
+		return &Error{Op: op, Kind: ErrBadRequest, cause: err}
+	}
+	var resp *http.Response
+	for redirects := 0; ; redirects++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+		if err != nil {
+			return &Error{Op: op, Kind: ErrBadRequest, cause: err}
+		}
+		if token := c.api.Token(); token != "" {
+			req.Header.Set(api.AuthHeaderName, token)
+		}
+		resp, err = cfg.HttpClient.Do(req)
+		if err != nil {
+			return classify(op, err)
+		}
+		if resp.StatusCode != http.StatusTemporaryRedirect || redirects > 0 {
+			break
+		}
+		loc, err := resp.Location()
+		_ = resp.Body.Close()
+		if err != nil || loc.Scheme != "https" {
+			return &Error{Op: op, StatusCode: resp.StatusCode, Kind: ErrUnexpectedResponse, Messages: []string{"redirect to a non-https location"}}
+		}
+		target = loc
+	}
+	defer resp.Body.Close() //nolint:errcheck
+	if resp.StatusCode != http.StatusOK {
+		return classify(op, (&api.Response{Response: resp}).Error())
+	}
+
+	pr, pw := io.Pipe()
+	verified := make(chan bool, 1)
+	go func() {
+		ok := snapshotComplete(pr)
+		_, _ = io.Copy(io.Discard, pr)
+		verified <- ok
+	}()
+	_, copyErr := io.Copy(io.MultiWriter(w, pw), resp.Body)
+	_ = pw.CloseWithError(copyErr)
+	ok := <-verified
+	if copyErr != nil {
+		return classify(op, copyErr)
+	}
+	if !ok {
+		return &Error{Op: op, Kind: ErrUnexpectedResponse, Messages: []string{"incomplete snapshot: no sealed SHA256SUMS file at its end"}}
 	}
 	return nil
+}
+
+// snapshotComplete reads a gzipped tar archive and says whether it holds a non-empty
+// SHA256SUMS.sealed file.
+func snapshotComplete(r io.Reader) bool {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return false
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return false
+		}
+		if h.Name != "SHA256SUMS.sealed" {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		return err == nil && len(b) > 0
+	}
 }
 
 // decodeData re-decodes a response's data into out, which uses JSON tags.

@@ -2,6 +2,8 @@ package openbao
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -31,8 +33,11 @@ var (
 	ErrServer = errors.New("openbao server error")
 	// ErrBadRequest: the server refused the request as invalid (400 and other 4xx).
 	ErrBadRequest = errors.New("bad request")
-	// ErrUnavailable: the server could not be reached (refused, reset, timed out, TLS).
+	// ErrUnavailable: the server could not be reached (refused, reset, timed out).
 	ErrUnavailable = errors.New("openbao server unreachable")
+	// ErrTLSVerification: the server's certificate is not valid for the CA and server name
+	// given. Trying again does not help until the certificate or the client's CA changes.
+	ErrTLSVerification = errors.New("openbao server certificate not trusted")
 	// ErrUnexpectedResponse: the answer could not be understood.
 	ErrUnexpectedResponse = errors.New("unexpected answer from openbao")
 )
@@ -90,7 +95,23 @@ func classify(op string, err error) error {
 	if errors.As(err, &re) {
 		return &Error{Op: op, StatusCode: re.StatusCode, Messages: re.Errors, Kind: kindOf(re.StatusCode, re.Errors)}
 	}
+	if isTLSVerificationError(err) {
+		return &Error{Op: op, Kind: ErrTLSVerification, cause: err}
+	}
 	return &Error{Op: op, Kind: ErrUnavailable, cause: err}
+}
+
+func isTLSVerificationError(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var hostname x509.HostnameError
+	var authority x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &verify) || errors.As(err, &hostname) || errors.As(err, &authority) || errors.As(err, &invalid) {
+		return true
+	}
+	// The api library flattens the error of a followed redirect into text.
+	msg := err.Error()
+	return strings.Contains(msg, "tls: failed to verify certificate") || strings.Contains(msg, "x509: certificate")
 }
 
 func kindOf(code int, messages []string) error {
@@ -146,7 +167,7 @@ func IsTransient(err error) bool {
 	}
 	var e *Error
 	if !errors.As(err, &e) {
-		return isNetworkError(err)
+		return !isTLSVerificationError(err) && isNetworkError(err)
 	}
 	switch {
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrSealed), errors.Is(err, ErrRateLimited):

@@ -238,16 +238,16 @@ func TestRenderConfigRejectsIncompleteParams(t *testing.T) {
 		})
 	}
 	selfInitCases := map[string]func(p *resources.ConfigParams){
-		"no pubkeys":         func(p *resources.ConfigParams) { p.JWT.ValidationPubKeysPEM = nil },
-		"pubkey not PEM":     func(p *resources.ConfigParams) { p.JWT.ValidationPubKeysPEM = []string{"abc"} },
-		"no issuer":          func(p *resources.ConfigParams) { p.JWT.Issuer = "" },
-		"operator subject":   func(p *resources.ConfigParams) { p.JWT.OperatorSubject = "operator" },
-		"bad request name":   func(p *resources.ConfigParams) { p.SelfInit[0].Name = "1 bad" },
-		"duplicate request":  func(p *resources.ConfigParams) { p.SelfInit[1].Name = p.SelfInit[0].Name },
-		"absolute path":      func(p *resources.ConfigParams) { p.SelfInit[0].Path = "/v1/sys/mounts/x" },
-		"unknown operation":  func(p *resources.ConfigParams) { p.SelfInit[0].Operation = "post" },
-		"null in data":       func(p *resources.ConfigParams) { p.SelfInit[0].Data = map[string]any{"x": nil} },
-		"unsupported type":   func(p *resources.ConfigParams) { p.SelfInit[0].Data = map[string]any{"x": struct{}{}} },
+		"no pubkeys":        func(p *resources.ConfigParams) { p.JWT.ValidationPubKeysPEM = nil },
+		"pubkey not PEM":    func(p *resources.ConfigParams) { p.JWT.ValidationPubKeysPEM = []string{"abc"} },
+		"no issuer":         func(p *resources.ConfigParams) { p.JWT.Issuer = "" },
+		"operator subject":  func(p *resources.ConfigParams) { p.JWT.OperatorSubject = "operator" },
+		"bad request name":  func(p *resources.ConfigParams) { p.SelfInit[0].Name = "1 bad" },
+		"duplicate request": func(p *resources.ConfigParams) { p.SelfInit[1].Name = p.SelfInit[0].Name },
+		"absolute path":     func(p *resources.ConfigParams) { p.SelfInit[0].Path = "/v1/sys/mounts/x" },
+		"unknown operation": func(p *resources.ConfigParams) { p.SelfInit[0].Operation = "post" },
+		"null in data":      func(p *resources.ConfigParams) { p.SelfInit[0].Data = map[string]any{"x": nil} },
+		"unsupported type":  func(p *resources.ConfigParams) { p.SelfInit[0].Data = map[string]any{"x": struct{}{}} },
 	}
 	for name, mutate := range selfInitCases {
 		t.Run(name, func(t *testing.T) {

@@ -90,6 +90,9 @@ type Options struct {
 	Nodes int
 	// SelfInit are user requests added after the operator's own.
 	SelfInit []resources.InitRequest
+	// NoSelfInit leaves the self-initialization file empty: the servers wait, uninitialized,
+	// for a peer to join.
+	NoSelfInit bool
 }
 
 // Cluster is a set of servers sharing a CA, a seal key and a JWT signing key.
@@ -251,7 +254,9 @@ func (c *Cluster) newNode(nonVoter bool) *Node {
 	}
 	kp, err := pki.IssueServerCert(c.ca, pki.ServerCertRequest{
 		CommonName:  n.DNSName,
-		DNSNames:    []string{n.DNSName, "localhost"},
+		// As in the pods: one name per pod through the headless Service's wildcard, so that
+		// a standby's redirect to the active node passes verification with either name.
+		DNSNames:    []string{"*." + c.opts.ClusterName + "-internal." + c.opts.Namespace + ".svc", "localhost"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		Validity:    24 * time.Hour,
 	}, time.Now())
@@ -278,6 +283,9 @@ func (c *Cluster) writeConfig(n *Node, peers []resources.JoinTarget) {
 	selfInit, err := resources.RenderSelfInitConfig(p)
 	if err != nil {
 		t.Fatalf("render self-init config: %v", err)
+	}
+	if c.opts.NoSelfInit {
+		selfInit = ""
 	}
 	writeFile(t, filepath.Join(n.ConfigDir, resources.ConfigFile), []byte(main))
 	writeFile(t, filepath.Join(n.ConfigDir, resources.SelfInitConfigFile), []byte(selfInit))

@@ -1,0 +1,502 @@
+// Package fake simulates the servers of one OpenBao cluster behind openbao.Client, for
+// unit tests of upgrade strategies. It keeps the state that strategies observe (who is
+// active, sealed, a voter, which version runs, how far each server has applied the log) and
+// changes it the way OpenBao does: StepDown moves leadership to another healthy voter,
+// Promote of a voter fails with a 500, RemovePeer of an unknown ID succeeds. It records every
+// call; errors can be injected per method and server.
+package fake
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+)
+
+// Node is one simulated server.
+type Node struct {
+	// ID is the Raft node ID (the pod name).
+	ID string
+	// Address is the API address clients are created with.
+	Address     string
+	Version     string
+	Initialized bool
+	Sealed      bool
+	// Down makes every call to the server fail as unreachable.
+	Down bool
+	// Member says the server is in the Raft configuration.
+	Member bool
+	Voter  bool
+	// Healthy is autopilot's verdict on the server.
+	Healthy bool
+	// AppliedIndex is how far the server has applied the Raft log.
+	AppliedIndex uint64
+}
+
+// Call is one recorded call. Args never holds a JWT or a token.
+type Call struct {
+	Address string
+	Method  string
+	Args    []string
+}
+
+type injected struct {
+	method, address string
+	err             error
+	times           int
+}
+
+// Cluster is the simulated cluster.
+type Cluster struct {
+	mu               sync.Mutex
+	nodes            map[string]*Node // by ID
+	leader           string
+	commitIndex      uint64
+	autopilotHealthy *bool
+	history          []openbao.VersionEntry
+	calls            []Call
+	inject           []*injected
+	refuseLogins     bool
+	// StepDownMovesLeadership, true by default, can be cleared to simulate a step-down that
+	// answers 204 and leaves the same server active.
+	StepDownMovesLeadership bool
+}
+
+var _ openbao.NewFunc = (&Cluster{}).NewClient
+
+// NewCluster returns an empty cluster whose autopilot says healthy.
+func NewCluster() *Cluster {
+	healthy := true
+	return &Cluster{nodes: map[string]*Node{}, autopilotHealthy: &healthy, StepDownMovesLeadership: true, commitIndex: 100}
+}
+
+// AddNode adds a server (a copy of n) and returns the cluster for chaining. The first
+// initialized, unsealed voter becomes the leader.
+func (c *Cluster) AddNode(n Node) *Cluster {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp := n
+	c.nodes[n.ID] = &cp
+	if c.leader == "" && cp.Initialized && !cp.Sealed && cp.Voter && cp.Member {
+		c.leader = cp.ID
+	}
+	return c
+}
+
+// NewHealthyCluster has n initialized, unsealed, healthy voters <prefix>-0 … at version,
+// addressed https://<prefix>-<i>:8200, with <prefix>-0 the leader.
+func NewHealthyCluster(prefix string, n int, version string) *Cluster {
+	c := NewCluster()
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		c.AddNode(Node{ID: id, Address: "https://" + id + ":8200", Version: version, Initialized: true,
+			Member: true, Voter: true, Healthy: true, AppliedIndex: 100})
+	}
+	c.history = []openbao.VersionEntry{{Version: version, InstalledAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	return c
+}
+
+// Update changes a server's state.
+func (c *Cluster) Update(id string, change func(n *Node)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[id]
+	if !ok {
+		panic("fake: no node " + id)
+	}
+	change(n)
+	if c.leader == id && (n.Down || n.Sealed || !n.Member) {
+		c.leader = ""
+		c.electLocked("")
+	}
+}
+
+// Node returns a copy of a server's state.
+func (c *Cluster) Node(id string) (Node, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[id]
+	if !ok {
+		return Node{}, false
+	}
+	return *n, true
+}
+
+// Leader is the ID of the active server ("" when none).
+func (c *Cluster) Leader() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader
+}
+
+// SetLeader makes id the active server.
+func (c *Cluster) SetLeader(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leader = id
+}
+
+// SetAutopilotHealthy sets autopilot's overall verdict; nil means "not known yet".
+func (c *Cluster) SetAutopilotHealthy(h *bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.autopilotHealthy = h
+}
+
+// SetVersionHistory sets what VersionHistory answers.
+func (c *Cluster) SetVersionHistory(h []openbao.VersionEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.history = append([]openbao.VersionEntry(nil), h...)
+}
+
+// RefuseLogins makes LoginJWT fail with ErrLoginRefused.
+func (c *Cluster) RefuseLogins(refuse bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refuseLogins = refuse
+}
+
+// InjectError makes the next `times` calls of method (a Client method name) to address
+// ("" for any server) fail with err.
+func (c *Cluster) InjectError(method, address string, err error, times int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inject = append(c.inject, &injected{method: method, address: address, err: err, times: times})
+}
+
+// Calls returns the calls so far.
+func (c *Cluster) Calls() []Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Call(nil), c.calls...)
+}
+
+// CallsTo returns the calls of one method.
+func (c *Cluster) CallsTo(method string) []Call {
+	var out []Call
+	for _, call := range c.Calls() {
+		if call.Method == method {
+			out = append(out, call)
+		}
+	}
+	return out
+}
+
+// NewClient is an openbao.NewFunc: a client of the server with cfg.Address. A client of an
+// unknown address answers as an unreachable server.
+func (c *Cluster) NewClient(cfg openbao.Config) (openbao.Client, error) {
+	return &client{c: c, address: cfg.Address}, nil
+}
+
+// electLocked makes the first healthy voter (by ID) other than except the leader.
+func (c *Cluster) electLocked(except string) {
+	ids := make([]string, 0, len(c.nodes))
+	for id := range c.nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		n := c.nodes[id]
+		if id != except && n.Member && n.Voter && n.Healthy && n.Initialized && !n.Sealed && !n.Down {
+			c.leader = id
+			return
+		}
+	}
+}
+
+type client struct {
+	c        *Cluster
+	address  string
+	loggedIn bool
+}
+
+func (cl *client) Address() string { return cl.address }
+
+// begin records the call and returns the server, or the error the call must fail with.
+func (cl *client) begin(method string, args ...string) (*Node, error) {
+	c := cl.c
+	c.calls = append(c.calls, Call{Address: cl.address, Method: method, Args: args})
+	for i, inj := range c.inject {
+		if inj.method == method && (inj.address == "" || inj.address == cl.address) && inj.times > 0 {
+			inj.times--
+			if inj.times == 0 {
+				c.inject = append(c.inject[:i], c.inject[i+1:]...)
+			}
+			return nil, inj.err
+		}
+	}
+	var node *Node
+	for _, n := range c.nodes {
+		if n.Address == cl.address {
+			node = n
+		}
+	}
+	if node == nil || node.Down {
+		return nil, &openbao.Error{Op: method, Kind: openbao.ErrUnavailable}
+	}
+	return node, nil
+}
+
+// ready fails calls that need an initialized, unsealed server and a token.
+func (cl *client) ready(method string, n *Node) error {
+	switch {
+	case !n.Initialized:
+		return &openbao.Error{Op: method, StatusCode: http.StatusNotImplemented, Kind: openbao.ErrNotInitialized}
+	case n.Sealed:
+		return &openbao.Error{Op: method, StatusCode: http.StatusServiceUnavailable, Kind: openbao.ErrSealed, Messages: []string{"Vault is sealed"}}
+	case !cl.loggedIn:
+		return &openbao.Error{Op: method, StatusCode: http.StatusForbidden, Kind: openbao.ErrPermissionDenied}
+	case cl.c.leader == "":
+		return &openbao.Error{Op: method, StatusCode: http.StatusInternalServerError, Kind: openbao.ErrServer,
+			Messages: []string{"local node not active but active cluster node not found"}}
+	}
+	return nil
+}
+
+func (cl *client) Health(ctx context.Context) (*openbao.HealthStatus, error) {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("Health")
+	if err != nil {
+		return nil, err
+	}
+	h := &openbao.HealthStatus{Initialized: n.Initialized, Sealed: n.Sealed, Version: n.Version, ClusterName: "fake", ClusterID: "fake-cluster"}
+	switch {
+	case !n.Initialized:
+		h.StatusCode, h.Sealed = 501, true
+	case n.Sealed:
+		h.StatusCode = 503
+	case c.leader == n.ID:
+		h.StatusCode = 200
+	default:
+		h.StatusCode, h.Standby = 429, true
+	}
+	return h, nil
+}
+
+func (cl *client) Leader(ctx context.Context) (*openbao.LeaderStatus, error) {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("Leader")
+	if err != nil {
+		return nil, err
+	}
+	if n.Sealed || !n.Initialized {
+		return nil, &openbao.Error{Op: "Leader", StatusCode: http.StatusServiceUnavailable, Kind: openbao.ErrSealed}
+	}
+	l := &openbao.LeaderStatus{HAEnabled: true, IsSelf: c.leader == n.ID, RaftCommittedIndex: c.commitIndex, RaftAppliedIndex: n.AppliedIndex}
+	if leader, ok := c.nodes[c.leader]; ok {
+		l.LeaderAddress = leader.Address
+	}
+	return l, nil
+}
+
+func (cl *client) LoginJWT(ctx context.Context, mount, role, jwt string) error {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("LoginJWT", mount, role)
+	if err != nil {
+		return err
+	}
+	if n.Sealed || !n.Initialized {
+		return &openbao.Error{Op: "LoginJWT", StatusCode: http.StatusServiceUnavailable, Kind: openbao.ErrSealed}
+	}
+	if c.refuseLogins || jwt == "" {
+		return &openbao.Error{Op: "LoginJWT", StatusCode: http.StatusBadRequest, Kind: openbao.ErrLoginRefused}
+	}
+	cl.loggedIn = true
+	return nil
+}
+
+func (cl *client) RaftConfiguration(ctx context.Context) ([]openbao.RaftServer, error) {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("RaftConfiguration")
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.ready("RaftConfiguration", n); err != nil {
+		return nil, err
+	}
+	var out []openbao.RaftServer
+	for _, m := range c.nodes {
+		if m.Member {
+			out = append(out, openbao.RaftServer{NodeID: m.ID, Address: m.ID + ":8201", Leader: m.ID == c.leader, Voter: m.Voter})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out, nil
+}
+
+func (cl *client) AutopilotState(ctx context.Context) (*openbao.AutopilotState, error) {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("AutopilotState")
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.ready("AutopilotState", n); err != nil {
+		return nil, err
+	}
+	st := &openbao.AutopilotState{Leader: c.leader}
+	if c.autopilotHealthy != nil {
+		h := *c.autopilotHealthy
+		st.Healthy = &h
+	}
+	for _, m := range c.nodes {
+		if !m.Member {
+			continue
+		}
+		status, nodeType := "non-voter", "non-voter"
+		if m.Voter {
+			status, nodeType = "voter", "voter"
+			st.Voters = append(st.Voters, m.ID)
+		} else {
+			st.NonVoters = append(st.NonVoters, m.ID)
+		}
+		if m.ID == c.leader {
+			status = "leader"
+		}
+		st.Servers = append(st.Servers, openbao.AutopilotServer{
+			ID: m.ID, Name: m.ID, Address: m.ID + ":8201", NodeStatus: "alive", Healthy: m.Healthy && !m.Down && !m.Sealed,
+			LastIndex: m.AppliedIndex, Status: status, Version: m.Version, UpgradeVersion: m.Version, NodeType: nodeType,
+		})
+	}
+	sort.Strings(st.Voters)
+	sort.Strings(st.NonVoters)
+	sort.Slice(st.Servers, func(i, j int) bool { return st.Servers[i].ID < st.Servers[j].ID })
+	voters := len(st.Voters)
+	st.FailureTolerance = max(0, (voters-1)/2)
+	return st, nil
+}
+
+func (cl *client) HAStatus(ctx context.Context) ([]openbao.HANode, error) {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("HAStatus")
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.ready("HAStatus", n); err != nil {
+		return nil, err
+	}
+	var out []openbao.HANode
+	for _, m := range c.nodes {
+		if m.Member && !m.Down && !m.Sealed {
+			out = append(out, openbao.HANode{Hostname: m.ID, APIAddress: m.Address, ActiveNode: m.ID == c.leader, Version: m.Version, UpgradeVersion: m.Version})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Hostname < out[j].Hostname })
+	return out, nil
+}
+
+func (cl *client) VersionHistory(ctx context.Context) ([]openbao.VersionEntry, error) {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("VersionHistory")
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.ready("VersionHistory", n); err != nil {
+		return nil, err
+	}
+	return append([]openbao.VersionEntry(nil), c.history...), nil
+}
+
+func (cl *client) StepDown(ctx context.Context) error {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("StepDown")
+	if err != nil {
+		return err
+	}
+	if err := cl.ready("StepDown", n); err != nil {
+		return err
+	}
+	// A standby forwards the request to the active server. Leadership moves only if another
+	// healthy voter can take it.
+	if c.StepDownMovesLeadership {
+		c.electLocked(c.leader)
+	}
+	return nil
+}
+
+func (cl *client) Promote(ctx context.Context, nodeID string) error {
+	return cl.membership("Promote", nodeID, func(m *Node) error {
+		if m.Voter {
+			return &openbao.Error{Op: "Promote", StatusCode: http.StatusInternalServerError, Kind: openbao.ErrServer,
+				Messages: []string{"server is not a non-voter"}}
+		}
+		m.Voter = true
+		return nil
+	})
+}
+
+func (cl *client) Demote(ctx context.Context, nodeID string) error {
+	return cl.membership("Demote", nodeID, func(m *Node) error {
+		m.Voter = false
+		return nil
+	})
+}
+
+func (cl *client) RemovePeer(ctx context.Context, nodeID string) error {
+	return cl.membership("RemovePeer", nodeID, func(m *Node) error {
+		m.Member, m.Voter = false, false
+		return nil
+	})
+}
+
+// membership applies change to a peer. Unknown IDs succeed, as in OpenBao.
+func (cl *client) membership(method, nodeID string, change func(m *Node) error) error {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin(method, nodeID)
+	if err != nil {
+		return err
+	}
+	if err := cl.ready(method, n); err != nil {
+		return err
+	}
+	m, ok := c.nodes[nodeID]
+	if !ok || !m.Member {
+		return nil
+	}
+	if err := change(m); err != nil {
+		return err
+	}
+	if nodeID == c.leader && !m.Member {
+		c.leader = ""
+		c.electLocked(nodeID)
+	}
+	return nil
+}
+
+func (cl *client) Snapshot(ctx context.Context, w io.Writer) error {
+	c := cl.c
+	c.mu.Lock()
+	n, err := cl.begin("Snapshot")
+	if err == nil {
+		err = cl.ready("Snapshot", n)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, "fake raft snapshot\n")
+	return err
+}

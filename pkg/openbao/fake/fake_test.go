@@ -1,0 +1,120 @@
+package fake_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao/fake"
+)
+
+func clientOf(t *testing.T, c *fake.Cluster, id string) openbao.Client {
+	t.Helper()
+	cl, err := c.NewClient(openbao.Config{Address: "https://" + id + ":8200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.LoginJWT(context.Background(), "jwt", "openbao-upgrade", "a.jwt.token"); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+func TestStepDownMovesLeadershipToAnotherHealthyVoter(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewHealthyCluster("bao", 3, "2.6.2")
+	c.Update("bao-1", func(n *fake.Node) { n.Healthy = false })
+	standby := clientOf(t, c, "bao-2")
+
+	if h, _ := standby.Health(ctx); h.StatusCode != 429 || !h.Standby {
+		t.Fatalf("bao-2 health: %+v", h)
+	}
+	if err := standby.StepDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Leader(); got != "bao-2" {
+		t.Errorf("leader after step-down = %s, want bao-2 (bao-1 is unhealthy)", got)
+	}
+	if h, _ := standby.Health(ctx); h.StatusCode != 200 || !h.Active() {
+		t.Errorf("bao-2 health after step-down: %+v", h)
+	}
+
+	c.StepDownMovesLeadership = false
+	if err := standby.StepDown(ctx); err != nil || c.Leader() != "bao-2" {
+		t.Errorf("a step-down that does nothing moved leadership: %v %s", err, c.Leader())
+	}
+	if n := len(c.CallsTo("StepDown")); n != 2 {
+		t.Errorf("recorded %d step-downs", n)
+	}
+	for _, call := range c.CallsTo("LoginJWT") {
+		for _, a := range call.Args {
+			if a == "a.jwt.token" {
+				t.Error("the JWT was recorded")
+			}
+		}
+	}
+}
+
+func TestMembershipChangesBehaveLikeOpenBao(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewHealthyCluster("bao", 3, "2.6.2")
+	c.AddNode(fake.Node{ID: "green-0", Address: "https://green-0:8200", Version: "2.7.2", Initialized: true, Member: true, Healthy: true})
+	cl := clientOf(t, c, "bao-0")
+
+	err := cl.Promote(ctx, "bao-1")
+	if !errors.Is(err, openbao.ErrServer) || openbao.IsTransient(err) {
+		t.Errorf("promote a voter: %v", err)
+	}
+	if err := cl.Promote(ctx, "green-0"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := cl.AutopilotState(ctx)
+	if err != nil || len(st.Voters) != 4 || !st.IsHealthy() {
+		t.Fatalf("autopilot after promote: %+v %v", st, err)
+	}
+	if err := cl.RemovePeer(ctx, "no-such-node"); err != nil {
+		t.Errorf("remove an unknown peer: %v", err)
+	}
+	if err := cl.RemovePeer(ctx, "bao-0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Leader(); got != "bao-1" {
+		t.Errorf("leader after removing bao-0 = %q", got)
+	}
+	servers, _ := clientOf(t, c, "bao-1").RaftConfiguration(ctx)
+	if len(servers) != 3 {
+		t.Errorf("servers after remove: %+v", servers)
+	}
+}
+
+func TestInjectedErrorsAndUnknownState(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewHealthyCluster("bao", 3, "2.6.2")
+	cl := clientOf(t, c, "bao-0")
+	c.InjectError("Health", "https://bao-0:8200", &openbao.Error{Op: "health", Kind: openbao.ErrUnavailable}, 1)
+	if _, err := cl.Health(ctx); !openbao.IsTransient(err) {
+		t.Errorf("injected error: %v", err)
+	}
+	if _, err := cl.Health(ctx); err != nil {
+		t.Errorf("second call still fails: %v", err)
+	}
+	c.SetAutopilotHealthy(nil)
+	st, err := cl.AutopilotState(ctx)
+	if err != nil || st.Healthy != nil || st.IsHealthy() {
+		t.Errorf("autopilot without a verdict: %+v %v", st, err)
+	}
+	c.Update("bao-2", func(n *fake.Node) { n.Down = true })
+	if _, err := clientOf2(c, "bao-2").Health(ctx); !errors.Is(err, openbao.ErrUnavailable) {
+		t.Errorf("down node: %v", err)
+	}
+	noToken, _ := c.NewClient(openbao.Config{Address: "https://bao-1:8200"})
+	if _, err := noToken.RaftConfiguration(ctx); !errors.Is(err, openbao.ErrPermissionDenied) {
+		t.Errorf("without login: %v", err)
+	}
+}
+
+func clientOf2(c *fake.Cluster, id string) openbao.Client {
+	cl, _ := c.NewClient(openbao.Config{Address: "https://" + id + ":8200"})
+	return cl
+}
