@@ -59,6 +59,11 @@ const (
 	controllerManagerBinary = "kube-controller-manager"
 )
 
+// ControllersWithoutNode is a Controllers list for a cluster with no Node
+// that heartbeats: node lifecycle would taint and evict such a Node, and the
+// pod garbage collector would delete pods bound to a missing Node.
+var ControllersWithoutNode = []string{"*", "-node-lifecycle-controller", "-pod-garbage-collector-controller"}
+
 // Options configure a control plane.
 type Options struct {
 	// Dir holds the state of the control plane: etcd data, certificates,
@@ -78,8 +83,7 @@ type Options struct {
 	// Controllers is kube-controller-manager's --controllers list. Default
 	// ["*"] (every controller enabled by default). The node lifecycle and
 	// pod garbage collector controllers need a Node that heartbeats its
-	// Lease; without one, pass e.g. ["*", "-node-lifecycle-controller",
-	// "-pod-garbage-collector-controller"].
+	// Lease; without one, pass ControllersWithoutNode.
 	Controllers []string
 	// ServiceAccountIssuer defaults to DefaultServiceAccountIssuer. The API
 	// audiences default to the issuer.
@@ -109,6 +113,7 @@ type ControlPlane struct {
 	kubeconfig string
 	etcdURL    string
 
+	spawner                            *spawner
 	etcd, apiServer, controllerManager *process
 
 	stopOnce sync.Once
@@ -139,7 +144,7 @@ func Start(ctx context.Context, o Options) (*ControlPlane, error) {
 		}
 	}
 
-	c := &ControlPlane{opts: o, dir: o.Dir}
+	c := &ControlPlane{opts: o, dir: o.Dir, spawner: newSpawner()}
 	if err := c.start(ctx); err != nil {
 		return nil, errors.Join(err, c.Stop())
 	}
@@ -275,14 +280,14 @@ func (c *ControlPlane) start(ctx context.Context) error {
 
 	// etcd.
 	etcdPeerURL := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(etcdPeerPort))
-	c.etcd, err = startProcess(c.dir, "etcd", filepath.Join(o.AssetsDir, etcdBinary), []string{
-		"--name=default",
+	c.etcd, err = startProcess(c.spawner, c.dir, "etcd", filepath.Join(o.AssetsDir, etcdBinary), []string{
+		"--name=local",
 		"--data-dir=" + filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls=" + c.etcdURL,
 		"--advertise-client-urls=" + c.etcdURL,
 		"--listen-peer-urls=" + etcdPeerURL,
 		"--initial-advertise-peer-urls=" + etcdPeerURL,
-		"--initial-cluster=default=" + etcdPeerURL,
+		"--initial-cluster=local=" + etcdPeerURL,
 		"--initial-cluster-state=new",
 		// The cluster is rebuilt on every start, so durability buys
 		// nothing while fsync costs a lot on a busy disk.
@@ -314,7 +319,7 @@ func (c *ControlPlane) start(ctx context.Context) error {
 		"--allow-privileged=true",
 		"--profiling=false",
 	}
-	c.apiServer, err = startProcess(c.dir, "kube-apiserver", filepath.Join(o.AssetsDir, apiServerBinary), append(apiArgs, o.ExtraAPIServerFlags...))
+	c.apiServer, err = startProcess(c.spawner, c.dir, "kube-apiserver", filepath.Join(o.AssetsDir, apiServerBinary), append(apiArgs, o.ExtraAPIServerFlags...))
 	if err != nil {
 		return err
 	}
@@ -346,7 +351,7 @@ func (c *ControlPlane) start(ctx context.Context) error {
 		"--service-cluster-ip-range=" + o.ServiceClusterIPRange,
 		"--profiling=false",
 	}
-	c.controllerManager, err = startProcess(c.dir, "kube-controller-manager", filepath.Join(o.AssetsDir, controllerManagerBinary), append(kcmArgs, o.ExtraControllerManagerFlags...))
+	c.controllerManager, err = startProcess(c.spawner, c.dir, "kube-controller-manager", filepath.Join(o.AssetsDir, controllerManagerBinary), append(kcmArgs, o.ExtraControllerManagerFlags...))
 	if err != nil {
 		return err
 	}
@@ -407,6 +412,19 @@ func (c *ControlPlane) LogPath(component string) string {
 	return filepath.Join(c.dir, logsDir, component+".log")
 }
 
+// Check returns an error naming every component that has exited, with the
+// end of its log; nil while all three run. Programs that keep a control plane
+// up for a long time can poll it.
+func (c *ControlPlane) Check() error {
+	var errs []error
+	for _, p := range []*process{c.etcd, c.apiServer, c.controllerManager} {
+		if p != nil && p.exited() {
+			errs = append(errs, p.failure("%s is not running", p.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Stop ends the controller manager and the API server (SIGTERM, then SIGKILL
 // after Options.StopTimeout), then etcd. It keeps Dir, so logs can be read
 // afterwards; Cleanup removes it. Calling Stop again returns the first result.
@@ -435,6 +453,7 @@ func (c *ControlPlane) Stop() error {
 				errs = append(errs, err)
 			}
 		}
+		c.spawner.close()
 		c.stopErr = errors.Join(errs...)
 	})
 	return c.stopErr

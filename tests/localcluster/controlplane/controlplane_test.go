@@ -11,9 +11,11 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +30,11 @@ import (
 
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/controlplane"
 )
+
+// The main goroutine keeps the main thread, so that no test goroutine runs on
+// it: the Go runtime never ends the main thread, and
+// TestChildrenOutliveStartingThread needs a thread that ends.
+func init() { runtime.LockOSThread() }
 
 // waitTimeout bounds every wait; it is generous because the machines running
 // these tests are often busy. Nothing here asserts on durations.
@@ -332,5 +339,49 @@ func assertGone(t *testing.T, pids []int) {
 		if err != nil {
 			t.Errorf("PID %d still running: %v", pid, err)
 		}
+	}
+}
+
+// TestChildrenOutliveStartingThread starts the control plane from a goroutine
+// locked to its OS thread that then returns, which ends the thread (as code
+// that enters network namespaces does). The kernel's parent-death signal
+// follows the thread, so the components must not have been started from it.
+func TestChildrenOutliveStartingThread(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cp")
+	assets := assetsDir(t)
+	var (
+		cp  *controlplane.ControlPlane
+		err error
+		tid int
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		tid = syscall.Gettid()
+		cp, err = controlplane.Start(t.Context(), controlplane.Options{Dir: dir, AssetsDir: assets})
+	}()
+	<-done
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cp.Stop(); err != nil {
+			t.Errorf("stop control plane: %v", err)
+		}
+	})
+	waitFor(t, "the starting thread to end", func(context.Context) (bool, error) {
+		_, err := os.Stat(filepath.Join("/proc/self/task", strconv.Itoa(tid)))
+		return errors.Is(err, os.ErrNotExist), nil
+	})
+	cs, err := kubernetes.NewForConfig(cp.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Namespaces().List(t.Context(), metav1.ListOptions{}); err != nil {
+		t.Errorf("API server unreachable after the starting thread ended: %v", err)
+	}
+	if err := cp.Check(); err != nil {
+		t.Errorf("components died with the thread that started them: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,10 +34,47 @@ type process struct {
 	exitErr error         // valid after done is closed
 }
 
+// spawner starts child processes from one OS thread that stays alive until
+// the control plane is stopped. The kernel delivers Pdeathsig when the
+// parent *thread* exits, not the parent process: a child started from an
+// arbitrary goroutine would be killed as soon as the Go runtime retired that
+// thread (which it does when a goroutine locked to its thread, as network
+// namespace code is, returns).
+type spawner struct {
+	requests chan func()
+}
+
+func newSpawner() *spawner {
+	s := &spawner{requests: make(chan func())}
+	go func() {
+		// Never unlocked: when this goroutine returns after close, the
+		// runtime ends the thread, which by then has no children left.
+		runtime.LockOSThread()
+		for f := range s.requests {
+			f()
+		}
+	}()
+	return s
+}
+
+// run calls f on the spawner's thread and waits for it.
+func (s *spawner) run(f func()) {
+	done := make(chan struct{})
+	s.requests <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
+}
+
+// close ends the spawner's thread. Call it only once every child it started
+// has exited.
+func (s *spawner) close() { close(s.requests) }
+
 // startProcess runs binary with args, logging to <dir>/logs/<name>.log and
 // recording its PID in <dir>/pids/<name>.pid so that Cleanup can find it
 // after this process has crashed.
-func startProcess(dir, name, binary string, args []string) (*process, error) {
+func startProcess(sp *spawner, dir, name, binary string, args []string) (*process, error) {
 	logPath := filepath.Join(dir, logsDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -54,7 +92,8 @@ func startProcess(dir, name, binary string, args []string) (*process, error) {
 		// the children, so that Stop can end them in order.
 		Setpgid: true,
 	}
-	if err := cmd.Start(); err != nil {
+	sp.run(func() { err = cmd.Start() })
+	if err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
