@@ -119,4 +119,3 @@ func TestNewIgnoresTokenFromEnvironment(t *testing.T) {
 		t.Errorf("client took a token from the environment: %q", tok)
 	}
 }
-

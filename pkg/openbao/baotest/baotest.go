@@ -253,7 +253,7 @@ func (c *Cluster) newNode(nonVoter bool) *Node {
 		}
 	}
 	kp, err := pki.IssueServerCert(c.ca, pki.ServerCertRequest{
-		CommonName:  n.DNSName,
+		CommonName: n.DNSName,
 		// As in the pods: one name per pod through the headless Service's wildcard, so that
 		// a standby's redirect to the active node passes verification with either name.
 		DNSNames:    []string{"*." + c.opts.ClusterName + "-internal." + c.opts.Namespace + ".svc", "localhost"},
