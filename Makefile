@@ -101,6 +101,28 @@ $(ETCD_STAMP):
 	  echo "built in $$(( $$(date +%s) - start ))s"
 	@touch $@
 
+# Re-pin the wrapper modules after changing KUBE_VERSION or ETCD_VERSION:
+# k8s.io/kubernetes replaces its 31 staging modules with local paths, so the
+# wrapper replaces each with the published v0.<minor>.<patch> instead.
+KUBE_STAGING_VERSION := v0.$(word 2,$(subst ., ,$(KUBE_VERSION))).$(word 3,$(subst ., ,$(KUBE_VERSION)))
+
+.PHONY: kube-assets-pin
+kube-assets-pin: ## Rewrite tests/tools/{kube,etcd}/go.mod for KUBE_VERSION and ETCD_VERSION (then commit them)
+	@kmod=$$(cd / && GOFLAGS= go mod download -json k8s.io/kubernetes@v$(KUBE_VERSION) | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p'); \
+	  test -n "$$kmod"; \
+	  { echo 'module github.com/openbao-operator/openbao-operator/tests/tools/kube'; echo; \
+	    grep -m1 '^go ' "$$kmod"; echo; \
+	    echo 'require k8s.io/kubernetes v$(KUBE_VERSION)'; echo; echo 'replace ('; \
+	    grep '=> ./staging' "$$kmod" | awk '{print "\t" $$1 " => " $$1 " $(KUBE_STAGING_VERSION)"}'; \
+	    echo ')'; } > $(KUBE_TOOLS_MOD)/go.mod
+	@cd $(KUBE_TOOLS_MOD) && rm -f go.sum && go mod tidy
+	@cd $(ETCD_TOOLS_MOD) && rm -f go.sum && printf '%s\n' \
+	  'module github.com/openbao-operator/openbao-operator/tests/tools/etcd' '' 'go 1.24' '' \
+	  'require (' \
+	  $(foreach m,api/v3 client/pkg/v3 client/v3 pkg/v3 server/v3,'	go.etcd.io/etcd/$(m) v$(ETCD_VERSION)') \
+	  ')' > go.mod && go mod tidy
+	@git diff --stat -- $(KUBE_TOOLS_MOD) $(ETCD_TOOLS_MOD)
+
 .PHONY: tools
 tools: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Install controller-gen and kustomize into $(BIN)
 
