@@ -77,7 +77,7 @@ KUSTOMIZE      := $(BIN)/kustomize-$(KUSTOMIZE_VERSION)
 .PHONY: kube-assets
 kube-assets: $(KUBE_STAMP) $(ETCD_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager, kubectl into $(KUBE_ASSETS)
 
-$(KUBE_STAMP):
+$(KUBE_STAMP): $(KUBE_TOOLS_MOD)/go.mod $(KUBE_TOOLS_MOD)/go.sum
 	@grep -q 'k8s.io/kubernetes v$(KUBE_VERSION)$$' $(KUBE_TOOLS_MOD)/go.mod || { \
 	  echo "tests/tools/kube/go.mod does not pin k8s.io/kubernetes v$(KUBE_VERSION): update its require and replace lines, then run go mod tidy there" >&2; exit 1; }
 	@mkdir -p $(KUBE_ASSETS)
@@ -90,7 +90,7 @@ $(KUBE_STAMP):
 	  echo "built in $$(( $$(date +%s) - start ))s"
 	@touch $@
 
-$(ETCD_STAMP):
+$(ETCD_STAMP): $(ETCD_TOOLS_MOD)/go.mod $(ETCD_TOOLS_MOD)/go.sum
 	@grep -q 'go.etcd.io/etcd/server/v3 v$(ETCD_VERSION)$$' $(ETCD_TOOLS_MOD)/go.mod || { \
 	  echo "tests/tools/etcd/go.mod does not pin go.etcd.io/etcd/server/v3 v$(ETCD_VERSION): update it, then run go mod tidy there" >&2; exit 1; }
 	@mkdir -p $(KUBE_ASSETS)
