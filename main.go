@@ -20,6 +20,7 @@ import (
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/controllers"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
 
 var scheme = runtime.NewScheme()
@@ -82,11 +83,13 @@ func runManager(args []string) int {
 		Recorder: mgr.GetEventRecorder("openbao-operator"),
 		Clock:    realClock,
 		Issuer:   &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: realClock},
-		Observer: &controllers.OpenBaoObserver{TokenFile: *tokenFile},
+		Observer: &upgrade.Observer{TokenFile: *tokenFile},
+		Upgrades: &upgrade.Manager{ImageRepository: *imageRepository},
 		Options: controllers.Options{
 			ImageRepository:        *imageRepository,
 			OperatorNamespace:      os.Getenv("POD_NAMESPACE"),
 			OperatorServiceAccount: os.Getenv("SERVICE_ACCOUNT_NAME"),
+			OperatorImage:          os.Getenv("OPERATOR_IMAGE"),
 		},
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {

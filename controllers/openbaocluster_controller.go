@@ -9,6 +9,7 @@ import (
 
 	"github.com/blang/semver/v4"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -30,6 +31,7 @@ import (
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
 
 // Options are the operator-wide settings of the reconciler.
@@ -40,6 +42,8 @@ type Options struct {
 	// auth (the read-mostly operator role).
 	OperatorNamespace      string
 	OperatorServiceAccount string
+	// OperatorImage is the operator's own image, the default image of upgrade Jobs.
+	OperatorImage string
 }
 
 // OpenBaoClusterReconciler creates an OpenBao cluster's objects and keeps them converged,
@@ -51,6 +55,7 @@ type OpenBaoClusterReconciler struct {
 	Clock    clock.PassiveClock
 	Issuer   IssuerSource
 	Observer Observer
+	Upgrades *upgrade.Manager
 	Options  Options
 }
 
@@ -74,6 +79,7 @@ func (r *OpenBaoClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&batchv1.Job{}).
 		// Pod readiness changes the cluster's status; pods are owned by the StatefulSet, so
 		// they are mapped to their cluster by label.
 		Watches(&corev1.Pod{}, podToCluster(), builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
@@ -103,8 +109,10 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}()
 
 	if cluster.Spec.Paused {
-		// Paused: change nothing, not even owned objects; only report.
+		// Paused: change nothing, not even owned objects; only report. An upgrade in flight
+		// keeps its state; its step deadline stops running.
 		s.paused = true
+		upgrade.Paused(cluster, r.Clock.Now())
 		return ctrl.Result{}, nil
 	}
 
@@ -118,11 +126,21 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.reconcilePodDisruptionBudget,
 		r.reconcileStatefulSet,
 		r.observe,
+		r.reconcileUpgrade,
 	}
-	for _, step := range steps {
-		if res, err := step(ctx, s); err != nil || !res.IsZero() {
+	var upgradeResult ctrl.Result
+	for i, step := range steps {
+		res, err := step(ctx, s)
+		if i == len(steps)-1 && err == nil {
+			upgradeResult = res
+			break
+		}
+		if err != nil || !res.IsZero() {
 			return res, err
 		}
+	}
+	if upgradeResult.RequeueAfter > 0 {
+		return upgradeResult, nil
 	}
 	if s.available() {
 		return ctrl.Result{RequeueAfter: requeueSteady}, nil

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
 
 // scope is what one reconcile learned: the cluster as read, the objects it converged and
@@ -28,8 +29,11 @@ type scope struct {
 	configHash  string
 	statefulSet *appsv1.StatefulSet
 	pods        []corev1.Pod
-	observed    *ObservedCluster
+	observed    *upgrade.Observation
 	observedOK  bool
+
+	// events wait for the status write.
+	events []pendingEvent
 }
 
 func newScope(c *openbaov1alpha1.OpenBaoCluster) *scope {
@@ -109,14 +113,18 @@ func (r *OpenBaoClusterReconciler) patchStatus(ctx context.Context, s *scope, re
 		c.Status.ObservedGeneration = gen
 	}
 
-	if equality.Semantic.DeepEqual(s.original.Status, c.Status) {
-		return nil
+	if !equality.Semantic.DeepEqual(s.original.Status, c.Status) {
+		patch := client.MergeFromWithOptions(s.original, client.MergeFromWithOptimisticLock{})
+		if err := r.Status().Patch(ctx, c, patch); err != nil {
+			return fmt.Errorf("patch status: %w", err)
+		}
+		r.emitEvents(ctx, s)
 	}
-	patch := client.MergeFromWithOptions(s.original, client.MergeFromWithOptimisticLock{})
-	if err := r.Status().Patch(ctx, c, patch); err != nil {
-		return fmt.Errorf("patch status: %w", err)
+	if r.Recorder != nil {
+		for _, e := range s.events {
+			r.Recorder.Eventf(c, nil, e.eventType, e.reason, "Upgrade", "%s", e.message)
+		}
 	}
-	r.emitEvents(ctx, s)
 	return nil
 }
 

@@ -166,7 +166,37 @@ func TestSpecChangeUpdatesTemplateButNotPartition(t *testing.T) {
 	h.converge("bao")
 	require.NoError(t, h.get("bao", sts))
 	assert.Equal(t, int32(3), *sts.Spec.UpdateStrategy.RollingUpdate.Partition)
-	assert.Equal(t, "2.6.2", h.cluster("bao").Status.CurrentVersion)
+	c = h.cluster("bao")
+	assert.Equal(t, "2.6.2", c.Status.CurrentVersion)
+	assert.Nil(t, c.Status.Upgrade, "no upgrade starts while pre-checks fail")
+	cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading)
+	require.NotNil(t, cond)
+	assert.Equal(t, openbaov1alpha1.ReasonUpgradePending, cond.Reason)
+	assert.Contains(t, cond.Message, "waits for pre-check AllPodsReady")
+	assert.Equal(t, "quay.io/openbao/openbao:2.6.2", sts.Spec.Template.Spec.Containers[0].Image)
+}
+
+func TestDowngradeIsBlocked(t *testing.T) {
+	h := newHarness(t)
+	require.NoError(t, h.client.Create(t.Context(), newCluster(h.namespace, "bao")))
+	h.converge("bao")
+	c := h.cluster("bao")
+	c.Spec.Version = "2.5.0"
+	require.NoError(t, h.client.Update(t.Context(), c))
+	h.converge("bao")
+	c = h.cluster("bao")
+	cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
+	require.NotNil(t, cond)
+	assert.Equal(t, metav1.ConditionTrue, cond.Status)
+	assert.Equal(t, openbaov1alpha1.ReasonDowngradeBlocked, cond.Reason)
+	assert.Contains(t, cond.Message, "downgrades are blocked")
+	assert.Nil(t, c.Status.Upgrade)
+
+	// Setting the version back clears the condition.
+	c.Spec.Version = "2.6.2"
+	require.NoError(t, h.client.Update(t.Context(), c))
+	h.converge("bao")
+	assert.True(t, meta.IsStatusConditionFalse(h.cluster("bao").Status.Conditions, openbaov1alpha1.ConditionDegraded))
 }
 
 func TestSealKeyIsNeverRegenerated(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/controllers"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
 
 var (
@@ -134,7 +135,8 @@ func newHarness(t *testing.T) *harness {
 			Client: counted,
 			Scheme: scheme,
 			Clock:  clock.RealClock{},
-			Issuer: &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: clock.RealClock{}},
+			Issuer:   &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: clock.RealClock{}},
+			Upgrades: &upgrade.Manager{},
 			Options: controllers.Options{
 				OperatorNamespace:      "openbao-operator-system",
 				OperatorServiceAccount: "openbao-operator-controller-manager",

@@ -1,0 +1,92 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+	// Strategies register themselves with the upgrade package.
+	_ "github.com/openbao-operator/openbao-operator/pkg/upgrade/rolling"
+)
+
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete;deletecollection
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
+
+// reconcileUpgrade runs the upgrade manager with what this pass observed.
+func (r *OpenBaoClusterReconciler) reconcileUpgrade(ctx context.Context, s *scope) (ctrl.Result, error) {
+	c := s.cluster
+	jobs := &batchv1.JobList{}
+	if err := r.List(ctx, jobs, client.InNamespace(c.Namespace),
+		client.MatchingLabels{resources.LabelCluster: c.Name, resources.LabelComponent: resources.ComponentJob}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list upgrade jobs: %w", err)
+	}
+	state := &upgrade.State{
+		Cluster:       c,
+		StatefulSet:   s.statefulSet,
+		Pods:          map[string]*corev1.Pod{},
+		Jobs:          map[string]*batchv1.Job{},
+		Servers:       map[string]upgrade.ServerState{},
+		ExecutorImage: c.Spec.Upgrade.ExecutorImage,
+		Now:           r.Clock.Now(),
+	}
+	if state.ExecutorImage == "" {
+		state.ExecutorImage = r.Options.OperatorImage
+	}
+	for i := range s.pods {
+		state.Pods[s.pods[i].Name] = &s.pods[i]
+	}
+	for i := range jobs.Items {
+		state.Jobs[jobs.Items[i].Name] = &jobs.Items[i]
+	}
+	if s.observed != nil {
+		state.Servers, state.Leader, state.Raft = s.observed.Servers, s.observed.Leader, s.observed.Raft
+	}
+	persist := func(ctx context.Context) error { return r.persistStatus(ctx, s) }
+	res, err := r.Upgrades.Reconcile(ctx, state, &upgradeEnv{r: r, s: s}, persist)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: res.RequeueAfter}, nil
+}
+
+// persistStatus writes the status now (intent before a side effect) and makes it the new
+// base of the final status patch.
+func (r *OpenBaoClusterReconciler) persistStatus(ctx context.Context, s *scope) error {
+	patch := client.MergeFromWithOptions(s.original, client.MergeFromWithOptimisticLock{})
+	if err := r.Status().Patch(ctx, s.cluster, patch); err != nil {
+		return err
+	}
+	s.original = s.cluster.DeepCopy()
+	return nil
+}
+
+// upgradeEnv gives strategies their side effects.
+type upgradeEnv struct {
+	r *OpenBaoClusterReconciler
+	s *scope
+}
+
+func (e *upgradeEnv) Client() client.Client { return e.r.Client }
+
+func (e *upgradeEnv) OpenBao(ctx context.Context, pod string) (openbao.Client, error) {
+	for i := range e.s.pods {
+		if e.s.pods[i].Name == pod {
+			return e.r.Observer.Client(ctx, e.s.cluster, &e.s.pods[i], e.s.tlsCAPEM)
+		}
+	}
+	return nil, fmt.Errorf("pod %s not found", pod)
+}
+
+// Event is emitted after the status is written.
+func (e *upgradeEnv) Event(eventType, reason, message string) {
+	e.s.events = append(e.s.events, pendingEvent{eventType: eventType, reason: reason, message: message})
+}
+
+type pendingEvent struct{ eventType, reason, message string }

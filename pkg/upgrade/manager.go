@@ -1,0 +1,343 @@
+package upgrade
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/blang/semver/v4"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+)
+
+// Step names the manager itself records.
+const (
+	StepStarted = "Started"
+	StepHalted  = "Halted"
+)
+
+// Pacing of the manager.
+const (
+	// DefaultStepTimeout bounds a step when spec.upgrade.stepTimeout is not set.
+	DefaultStepTimeout = 10 * time.Minute
+	// maxApplyAttempts of one step's side effect before the upgrade halts.
+	maxApplyAttempts = 5
+	requeueWaiting   = 2 * time.Second
+	requeueActed     = 500 * time.Millisecond
+	preCheckMinDelay = 5 * time.Second
+	preCheckMaxDelay = 60 * time.Second
+)
+
+// Result tells the controller when to look again.
+type Result struct {
+	RequeueAfter time.Duration
+}
+
+// Manager detects version drift and drives the chosen strategy.
+type Manager struct {
+	// ImageRepository is used for spec.version when spec.image is empty.
+	ImageRepository string
+}
+
+// PersistFunc writes the cluster's status now, so that intent is recorded before a side effect.
+type PersistFunc func(ctx context.Context) error
+
+// Reconcile runs one pass of the upgrade manager on a cluster that is not paused. It changes
+// s.Cluster.Status (upgrade progress, Upgrading and Degraded conditions); the caller writes it.
+func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist PersistFunc) (Result, error) {
+	c := s.Cluster
+	desiredVersion := c.Spec.Version
+	desiredImage := resources.DesiredImage(c, m.ImageRepository)
+	u := c.Status.Upgrade
+
+	if u == nil {
+		if desiredImage == c.Status.CurrentImage && desiredVersion == c.Status.CurrentVersion {
+			m.idle(s)
+			return Result{}, nil
+		}
+		return m.start(ctx, s, env, desiredVersion, desiredImage)
+	}
+
+	if u.PausedAt != nil {
+		// Deadlines do not run while the cluster is paused.
+		if u.StepDeadline != nil {
+			u.StepDeadline = &metav1.Time{Time: u.StepDeadline.Add(s.Now.Sub(u.PausedAt.Time))}
+		}
+		u.PausedAt = nil
+	}
+
+	if desiredImage != u.ToImage {
+		if r, done := m.retarget(s, env, desiredVersion, desiredImage); done {
+			return r, nil
+		}
+	}
+	if u.Step == StepHalted {
+		// Halted: nothing moves until the user changes the target (see the README).
+		return Result{}, nil
+	}
+
+	strategy, ok := Lookup(u.Strategy)
+	if !ok {
+		m.halt(s, env, fmt.Sprintf("The upgrade strategy %q is not known to this operator (known: %v).", u.Strategy, Registered()))
+		return Result{}, nil
+	}
+	step, err := strategy.Plan(ctx, s)
+	if err != nil {
+		return Result{}, fmt.Errorf("plan %s upgrade: %w", u.Strategy, err)
+	}
+	m.record(s, step)
+
+	switch step.Kind {
+	case StepComplete:
+		m.complete(s, env)
+		return Result{}, nil
+	case StepHalt:
+		m.halt(s, env, step.Message)
+		return Result{}, nil
+	case StepWait:
+		if u.StepDeadline != nil && s.Now.After(u.StepDeadline.Time) {
+			m.halt(s, env, fmt.Sprintf("Step %s%s did not finish within %s: %s", step.Name, onPod(step.Pod), m.stepTimeout(c), step.Message))
+			return Result{}, nil
+		}
+		return Result{RequeueAfter: requeueWaiting}, nil
+	case StepAct:
+		if err := persist(ctx); err != nil {
+			return Result{}, fmt.Errorf("record upgrade intent: %w", err)
+		}
+		log.FromContext(ctx).Info("Upgrade step", "step", step.Name, "pod", step.Pod, "message", step.Message)
+		if err := strategy.Apply(ctx, s, step, env); err != nil {
+			u.Attempts++
+			u.LastError = err.Error()
+			if u.Attempts >= maxApplyAttempts {
+				m.halt(s, env, fmt.Sprintf("Step %s%s failed %d times: %v", step.Name, onPod(step.Pod), u.Attempts, err))
+				return Result{}, nil
+			}
+			return Result{RequeueAfter: backoff(int(u.Attempts))}, nil
+		}
+		return Result{RequeueAfter: requeueActed}, nil
+	default:
+		return Result{}, fmt.Errorf("strategy %s returned an unknown step kind %q", u.Strategy, step.Kind)
+	}
+}
+
+// Paused records when a cluster with an upgrade in flight was paused, so that the step's
+// deadline is moved forward by the pause when it resumes.
+func Paused(c *openbaov1alpha1.OpenBaoCluster, now time.Time) {
+	if u := c.Status.Upgrade; u != nil && u.PausedAt == nil {
+		u.PausedAt = &metav1.Time{Time: now}
+	}
+}
+
+func onPod(pod string) string {
+	if pod == "" {
+		return ""
+	}
+	return " on " + pod
+}
+
+// idle: no drift. Clears what an earlier blocked attempt reported.
+func (m *Manager) idle(s *State) {
+	c := s.Cluster
+	if cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading); cond == nil ||
+		cond.Reason == openbaov1alpha1.ReasonUpgradePending || cond.Reason == openbaov1alpha1.ReasonDowngradeBlocked {
+		setCondition(c, openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonNoUpgrade, "No upgrade is in progress.")
+	}
+	clearDegraded(c, openbaov1alpha1.ReasonDowngradeBlocked)
+}
+
+// start validates the drift, runs the pre-checks and, when they pass, records the upgrade.
+func (m *Manager) start(ctx context.Context, s *State, env Env, version, image string) (Result, error) {
+	c := s.Cluster
+	if msg := m.validateTarget(c, c.Status.CurrentVersion, version); msg != "" {
+		if setCondition(c, openbaov1alpha1.ConditionDegraded, true, openbaov1alpha1.ReasonDowngradeBlocked, msg) {
+			env.Event(corev1.EventTypeWarning, "UpgradeBlocked", msg)
+		}
+		setCondition(c, openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonDowngradeBlocked, msg)
+		return Result{}, nil
+	}
+	clearDegraded(c, openbaov1alpha1.ReasonDowngradeBlocked)
+
+	strategy := c.Spec.Upgrade.Strategy
+	if strategy == "" {
+		strategy = openbaov1alpha1.RollingUpgrade
+	}
+	if _, ok := Lookup(strategy); !ok {
+		msg := fmt.Sprintf("The upgrade strategy %q is not known to this operator (known: %v). Set spec.upgrade.strategy.", strategy, Registered())
+		setCondition(c, openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonUpgradePending, msg)
+		return Result{}, nil
+	}
+
+	if name, reason := RunPreChecks(s); name != "" {
+		msg := fmt.Sprintf("The upgrade from %s to %s waits for pre-check %s: %s", c.Status.CurrentVersion, version, name, reason)
+		changed := setCondition(c, openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonUpgradePending, msg)
+		if changed {
+			log.FromContext(ctx).Info("Upgrade pre-check failed", "check", name, "reason", reason)
+		}
+		return Result{RequeueAfter: preCheckBackoff(c, s.Now)}, nil
+	}
+
+	now := metav1.NewTime(s.Now)
+	c.Status.Upgrade = &openbaov1alpha1.UpgradeStatus{
+		FromVersion: c.Status.CurrentVersion,
+		ToVersion:   version,
+		FromImage:   c.Status.CurrentImage,
+		ToImage:     image,
+		Strategy:    strategy,
+		Revision:    revision(string(c.UID), c.Status.CurrentImage, image),
+		Step:        StepStarted,
+		StartTime:   &now,
+		Message:     fmt.Sprintf("Upgrading from %s to %s with the %s strategy.", c.Status.CurrentVersion, version, strategy),
+	}
+	msg := fmt.Sprintf("Upgrading from %s to %s with the %s strategy.", c.Status.CurrentVersion, version, strategy)
+	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeRunning, msg)
+	env.Event(corev1.EventTypeNormal, "UpgradeStarted", msg)
+	log.FromContext(ctx).Info("Upgrade started", "fromVersion", c.Status.CurrentVersion, "toVersion", version, "strategy", strategy)
+	return Result{RequeueAfter: requeueActed}, nil
+}
+
+// validateTarget returns why a target version may not be used, or "".
+func (m *Manager) validateTarget(c *openbaov1alpha1.OpenBaoCluster, from, to string) string {
+	target, err := semver.ParseTolerant(to)
+	if err != nil {
+		return fmt.Sprintf("spec.version %q is not a semantic version. Set it to a release such as 2.7.2.", to)
+	}
+	current, err := semver.ParseTolerant(from)
+	if err != nil {
+		return ""
+	}
+	if target.LT(current) && !c.Spec.Upgrade.AllowDowngrade {
+		return fmt.Sprintf("spec.version %s is lower than the running version %s: downgrades are blocked because an older release may not read data written by a newer one. Set spec.version back to %s, or set spec.upgrade.allowDowngrade to true if you are sure.", to, from, from)
+	}
+	return ""
+}
+
+// retarget handles a spec target that differs from the upgrade in flight. A halted upgrade
+// takes the new target (a fixed image, or the version it started from); a running one
+// finishes first. It returns done=true when the pass should end.
+func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bool) {
+	c := s.Cluster
+	u := c.Status.Upgrade
+	if u.Step != StepHalted {
+		u.Message = fmt.Sprintf("The upgrade to %s finishes first; spec.version %s is applied after it.", u.ToVersion, version)
+		return Result{}, false
+	}
+	if version != u.FromVersion || image != u.FromImage {
+		if msg := m.validateTarget(c, u.FromVersion, version); msg != "" {
+			setCondition(c, openbaov1alpha1.ConditionDegraded, true, openbaov1alpha1.ReasonUpgradeFailed, u.LastError+" "+msg)
+			return Result{}, true
+		}
+	}
+	msg := fmt.Sprintf("The halted upgrade to %s now targets %s.", u.ToVersion, version)
+	u.ToVersion, u.ToImage = version, image
+	u.Revision = revision(string(c.UID), u.FromImage, image)
+	u.PodsDone = nil
+	u.Step, u.LastError, u.Attempts = StepStarted, "", 0
+	u.StepStartTime, u.StepDeadline = nil, nil
+	u.Message = msg
+	clearDegraded(c, openbaov1alpha1.ReasonUpgradeFailed)
+	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeRunning, msg)
+	env.Event(corev1.EventTypeNormal, "UpgradeRetargeted", msg)
+	return Result{RequeueAfter: requeueActed}, true
+}
+
+// record keeps the step's bookkeeping: a new step gets a fresh start time and deadline.
+func (m *Manager) record(s *State, step Step) {
+	u := s.Cluster.Status.Upgrade
+	if step.NewStep || step.Name != u.Step || step.Pod != u.CurrentPod || u.StepStartTime == nil {
+		start := metav1.NewTime(s.Now)
+		deadline := metav1.NewTime(s.Now.Add(m.stepTimeout(s.Cluster)))
+		u.StepStartTime, u.StepDeadline = &start, &deadline
+		u.Attempts, u.LastError = 0, ""
+	}
+	u.Step, u.CurrentPod = step.Name, step.Pod
+	if step.Message != "" {
+		u.Message = step.Message
+	}
+}
+
+func (m *Manager) stepTimeout(c *openbaov1alpha1.OpenBaoCluster) time.Duration {
+	if t := c.Spec.Upgrade.StepTimeout; t != nil && t.Duration > 0 {
+		return t.Duration
+	}
+	return DefaultStepTimeout
+}
+
+// complete records the new version and clears the upgrade.
+func (m *Manager) complete(s *State, env Env) {
+	c := s.Cluster
+	u := c.Status.Upgrade
+	took := ""
+	if u.StartTime != nil {
+		took = fmt.Sprintf(" in %s", s.Now.Sub(u.StartTime.Time).Round(time.Second))
+	}
+	msg := fmt.Sprintf("Upgraded from %s to %s%s.", u.FromVersion, u.ToVersion, took)
+	c.Status.CurrentVersion, c.Status.CurrentImage = u.ToVersion, u.ToImage
+	c.Status.Upgrade = nil
+	setCondition(c, openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonUpgradeCompleted, msg)
+	clearDegraded(c, openbaov1alpha1.ReasonUpgradeFailed)
+	env.Event(corev1.EventTypeNormal, "UpgradeCompleted", msg)
+}
+
+// halt stops the upgrade where it is: no further pod is touched, nothing is rolled back.
+func (m *Manager) halt(s *State, env Env, reason string) {
+	c := s.Cluster
+	u := c.Status.Upgrade
+	u.Step = StepHalted
+	u.LastError = reason
+	msg := fmt.Sprintf("The upgrade to %s is halted: %s No further server is touched and nothing is rolled back. Fix the cause, then set spec.version (or spec.image) to a target that works, or back to %s; see \"Recovering from a halted upgrade\" in the README.", u.ToVersion, reason, u.FromVersion)
+	u.Message = msg
+	setCondition(c, openbaov1alpha1.ConditionDegraded, true, openbaov1alpha1.ReasonUpgradeFailed, msg)
+	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeHalted, msg)
+	env.Event(corev1.EventTypeWarning, "UpgradeHalted", msg)
+}
+
+// setCondition sets a condition and says whether its status or reason changed.
+func setCondition(c *openbaov1alpha1.OpenBaoCluster, t string, status bool, reason, msg string) bool {
+	before := meta.FindStatusCondition(c.Status.Conditions, t)
+	changed := before == nil || (before.Status == metav1.ConditionTrue) != status || before.Reason != reason
+	s := metav1.ConditionFalse
+	if status {
+		s = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: c.Generation})
+	return changed
+}
+
+// clearDegraded sets Degraded=False when it is True for reason.
+func clearDegraded(c *openbaov1alpha1.OpenBaoCluster, reason string) {
+	if cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded); cond != nil && cond.Reason == reason {
+		setCondition(c, openbaov1alpha1.ConditionDegraded, false, openbaov1alpha1.ReasonAsExpected, "Nothing needs attention.")
+	}
+}
+
+// preCheckBackoff grows with how long the pre-checks have been failing.
+func preCheckBackoff(c *openbaov1alpha1.OpenBaoCluster, now time.Time) time.Duration {
+	cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading)
+	if cond == nil || cond.Reason != openbaov1alpha1.ReasonUpgradePending {
+		return preCheckMinDelay
+	}
+	d := now.Sub(cond.LastTransitionTime.Time) / 4
+	return min(max(d, preCheckMinDelay), preCheckMaxDelay)
+}
+
+func backoff(attempt int) time.Duration {
+	d := time.Second << min(attempt, 5)
+	return min(d, 30*time.Second)
+}
+
+// revision is a short, deterministic name for one upgrade, used in the names of its Jobs.
+func revision(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:8]
+}

@@ -1,0 +1,337 @@
+// Package rolling upgrades an OpenBao cluster in place, one server at a time, by lowering
+// the StatefulSet's partition from the highest ordinal to 0.
+//
+// Leadership only ever moves from an old version to a new one (OpenBao's upgrade guide
+// forbids failing over from a newer version to an older one): a server is replaced only
+// when it is not the active node, and when it is, a step-down Job moves leadership away
+// first. Leadership then goes to one of the other voters; once a server runs the new
+// version it is never restarted again by this upgrade, so no deliberate step-down ever
+// starts on a new-version server.
+package rolling
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+)
+
+// Step names recorded in status.upgrade.step.
+const (
+	StepSnapshot            = "Snapshot"
+	StepWaitTemplate        = "WaitTemplate"
+	StepStepDown            = "StepDown"
+	StepWaitLeadershipMoved = "WaitLeadershipMoved"
+	StepUpdatePod           = "UpdatePod"
+	StepWaitPodHealthy      = "WaitPodHealthy"
+	StepCleanup             = "Cleanup"
+)
+
+// jobTimeout bounds each executor Job's own work.
+const jobTimeout = 2 * time.Minute
+
+// Actions, performed by Apply.
+type (
+	setPartition struct{ Partition int32 }
+	createJob    struct {
+		Job *batchv1.Job
+		// Claim is created first when set (the snapshot volume).
+		Claim *corev1.PersistentVolumeClaim
+	}
+	deleteJobs struct{}
+)
+
+// Strategy is the Rolling strategy.
+type Strategy struct{}
+
+func init() { upgrade.Register(openbaov1alpha1.RollingUpgrade, Strategy{}) }
+
+// Plan decides the next step from the live StatefulSet, pods, Jobs and servers.
+func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error) {
+	c, u, sts := s.Cluster, s.Upgrade(), s.StatefulSet
+	if sts == nil {
+		return wait(StepWaitTemplate, "", "The StatefulSet does not exist yet."), nil
+	}
+
+	if c.Spec.Upgrade.PreUpgradeSnapshot && (u.Snapshot == nil || u.Snapshot.CompletionTime == nil) {
+		if step, done := snapshot(s); !done {
+			return step, nil
+		}
+	}
+
+	if image := templateImage(sts); image != u.ToImage {
+		return wait(StepWaitTemplate, "", fmt.Sprintf("Waiting for the StatefulSet template to carry %s (it has %s).", u.ToImage, image)), nil
+	}
+	if sts.Status.ObservedGeneration < sts.Generation || sts.Status.UpdateRevision == "" {
+		return wait(StepWaitTemplate, "", "Waiting for the StatefulSet controller to observe the new template."), nil
+	}
+
+	partition := currentPartition(sts)
+	replicas := s.Replicas()
+	for ord := replicas - 1; ord >= 0; ord-- {
+		pod := resources.PodName(sts.Name, int(ord))
+		if ord >= partition {
+			if why := notUpdated(s, pod); why != "" {
+				return wait(StepWaitPodHealthy, pod, why), nil
+			}
+			markDone(u, pod)
+			continue
+		}
+		// ord is the next server to move.
+		if replicas > 1 && s.Leader == pod {
+			return stepDown(s, pod, int(ord)), nil
+		}
+		u.Partition = ptr.To(ord)
+		return upgrade.Step{
+			Kind: upgrade.StepAct, Name: StepUpdatePod, Pod: pod, NewStep: true,
+			Message: fmt.Sprintf("Replacing %s with %s (partition %d).", pod, u.ToVersion, ord),
+			Action:  setPartition{Partition: ord},
+		}, nil
+	}
+
+	if len(s.Jobs) > 0 {
+		return upgrade.Step{Kind: upgrade.StepAct, Name: StepCleanup, Message: "Removing the upgrade's Jobs.", Action: deleteJobs{}}, nil
+	}
+	return upgrade.Step{Kind: upgrade.StepComplete, Name: "Complete"}, nil
+}
+
+// Apply performs one step's side effect; each is idempotent.
+func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, env upgrade.Env) error {
+	cl := env.Client()
+	switch a := step.Action.(type) {
+	case setPartition:
+		sts := s.StatefulSet.DeepCopy()
+		if currentPartition(sts) == a.Partition {
+			return nil
+		}
+		patch := client.MergeFromWithOptions(s.StatefulSet, client.MergeFromWithOptimisticLock{})
+		if sts.Spec.UpdateStrategy.RollingUpdate == nil {
+			sts.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
+		}
+		sts.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To(a.Partition)
+		if err := cl.Patch(ctx, sts, patch); err != nil {
+			return fmt.Errorf("lower the partition to %d: %w", a.Partition, err)
+		}
+		env.Event(corev1.EventTypeNormal, "PodUpdating", step.Message)
+		return nil
+	case createJob:
+		if a.Claim != nil {
+			if err := createOwnedOrExisting(ctx, cl, nil, a.Claim); err != nil {
+				return fmt.Errorf("create snapshot volume: %w", err)
+			}
+		}
+		if err := createOwnedOrExisting(ctx, cl, s.Cluster, a.Job); err != nil {
+			return fmt.Errorf("create Job %s: %w", a.Job.Name, err)
+		}
+		env.Event(corev1.EventTypeNormal, "JobCreated", step.Message)
+		return nil
+	case deleteJobs:
+		return cl.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(s.Cluster.Namespace),
+			client.MatchingLabels{resources.LabelCluster: s.Cluster.Name, resources.LabelComponent: resources.ComponentJob},
+			client.PropagationPolicy(metav1.DeletePropagationBackground))
+	default:
+		return fmt.Errorf("unknown rolling action %T", step.Action)
+	}
+}
+
+// createOwnedOrExisting creates obj (owned by owner when set); an existing one is fine.
+func createOwnedOrExisting(ctx context.Context, cl client.Client, owner *openbaov1alpha1.OpenBaoCluster, obj client.Object) error {
+	if owner != nil {
+		obj.SetOwnerReferences([]metav1.OwnerReference{*metav1.NewControllerRef(owner, openbaov1alpha1.GroupVersion.WithKind("OpenBaoCluster"))})
+	}
+	if err := cl.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+func wait(name, pod, msg string) upgrade.Step {
+	return upgrade.Step{Kind: upgrade.StepWait, Name: name, Pod: pod, Message: msg}
+}
+
+// notUpdated says why a released pod does not count as done yet, or "".
+func notUpdated(s *upgrade.State, pod string) string {
+	u, sts := s.Upgrade(), s.StatefulSet
+	p, ok := s.Pods[pod]
+	switch {
+	case !ok:
+		return fmt.Sprintf("Waiting for the StatefulSet controller to create %s.", pod)
+	case p.DeletionTimestamp != nil:
+		return fmt.Sprintf("Waiting for %s to stop.", pod)
+	case p.Labels[appsv1.ControllerRevisionHashLabelKey] != sts.Status.UpdateRevision:
+		return fmt.Sprintf("Waiting for %s to be replaced with the new template (revision %s).", pod, sts.Status.UpdateRevision)
+	case podImage(p) != u.ToImage:
+		return fmt.Sprintf("Waiting for %s to run %s.", pod, u.ToImage)
+	case !upgrade.PodReady(p):
+		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, containerProblem(p))
+	}
+	srv := s.Servers[pod]
+	switch {
+	case !srv.Serving():
+		return fmt.Sprintf("Waiting for %s to answer as an unsealed server.", pod)
+	case normalize(srv.Version) != normalize(u.ToVersion):
+		return fmt.Sprintf("Waiting for %s to report version %s (it reports %s).", pod, u.ToVersion, srv.Version)
+	case s.Raft == nil:
+		return "Waiting to read the Raft state with the operator's role."
+	case !s.Raft.Voters[pod]:
+		return fmt.Sprintf("Waiting for %s to be a Raft voter again.", pod)
+	case !s.Raft.Healthy[pod]:
+		return fmt.Sprintf("Waiting for autopilot to report %s healthy.", pod)
+	case srv.AppliedIndex < s.Raft.LeaderCommittedIndex:
+		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of %d).", pod, srv.AppliedIndex, s.Raft.LeaderCommittedIndex)
+	}
+	return ""
+}
+
+// containerProblem names a container that cannot start (an image that cannot be pulled or
+// run), so that the condition tells the user before the step's deadline.
+func containerProblem(p *corev1.Pod) string {
+	for _, cs := range p.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+			return fmt.Sprintf(" Container %s is waiting: %s %s", cs.Name, w.Reason, w.Message)
+		}
+	}
+	return ""
+}
+
+// stepDown moves leadership away from pod before it is replaced.
+func stepDown(s *upgrade.State, pod string, ordinal int) upgrade.Step {
+	c, u := s.Cluster, s.Upgrade()
+	name := fmt.Sprintf("%s-stepdown-%s-%d", c.Name, u.Revision, ordinal)
+	job, exists := s.Jobs[name]
+	switch {
+	case !exists:
+		if why := noSuccessor(s, pod); why != "" {
+			return wait(StepStepDown, pod, why)
+		}
+		return upgrade.Step{
+			Kind: upgrade.StepAct, Name: StepStepDown, Pod: pod, NewStep: true,
+			Message: fmt.Sprintf("%s is the active node: moving leadership away with Job %s before replacing it.", pod, name),
+			Action: createJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
+				Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionStepDown,
+				TargetPod: pod, Timeout: jobTimeout,
+			})},
+		}
+	case jobFailed(job):
+		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepStepDown, Pod: pod,
+			Message: fmt.Sprintf("The step-down Job %s failed after its retries (see `kubectl logs -n %s job/%s`); %s stays the active node.", name, c.Namespace, name, pod)}
+	case job.Status.Succeeded > 0:
+		return wait(StepWaitLeadershipMoved, pod, fmt.Sprintf("Job %s stepped %s down; waiting for another server to report itself active.", name, pod))
+	default:
+		return wait(StepStepDown, pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
+	}
+}
+
+// noSuccessor says why no other server could take over leadership now, or "".
+func noSuccessor(s *upgrade.State, pod string) string {
+	if s.Raft == nil {
+		return "Waiting to read the Raft state before stepping down."
+	}
+	for id := range s.Raft.Voters {
+		if id != pod && s.Raft.Healthy[id] {
+			return ""
+		}
+	}
+	return fmt.Sprintf("No other healthy voter could take over from %s; waiting before stepping it down.", pod)
+}
+
+// snapshot runs the pre-upgrade snapshot Job; done is true once it completed.
+func snapshot(s *upgrade.State) (upgrade.Step, bool) {
+	c, u := s.Cluster, s.Upgrade()
+	name := fmt.Sprintf("%s-snapshot-%s", c.Name, u.Revision)
+	if u.Snapshot == nil {
+		u.Snapshot = &openbaov1alpha1.SnapshotStatus{
+			JobName:               name,
+			PersistentVolumeClaim: resources.SnapshotClaimName(c),
+			Path:                  fmt.Sprintf("%s/%s-%s-%s.snap", resources.SnapshotDir, c.Name, u.FromVersion, u.Revision),
+		}
+	}
+	job, exists := s.Jobs[name]
+	switch {
+	case !exists:
+		if s.Leader == "" {
+			return wait(StepSnapshot, "", "Waiting for an active node to take the snapshot from."), false
+		}
+		file := u.Snapshot.Path[len(resources.SnapshotDir)+1:]
+		return upgrade.Step{
+			Kind: upgrade.StepAct, Name: StepSnapshot, NewStep: true,
+			Message: fmt.Sprintf("Saving a Raft snapshot to %s on volume %s before the first server moves.", u.Snapshot.Path, u.Snapshot.PersistentVolumeClaim),
+			Action: createJob{
+				Claim: resources.SnapshotClaim(c),
+				Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
+					Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionSnapshot,
+					TargetPod: s.Leader, SnapshotFile: file, Timeout: 5 * jobTimeout,
+				}),
+			},
+		}, false
+	case jobFailed(job):
+		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepSnapshot,
+			Message: fmt.Sprintf("The pre-upgrade snapshot Job %s failed (see `kubectl logs -n %s job/%s`), so the upgrade is blocked before any server moved.", name, c.Namespace, name)}, false
+	case job.Status.Succeeded > 0:
+		done := job.Status.CompletionTime
+		if done == nil {
+			done = &metav1.Time{Time: s.Now}
+		}
+		u.Snapshot.CompletionTime = done
+		return upgrade.Step{}, true
+	default:
+		return wait(StepSnapshot, "", fmt.Sprintf("Waiting for the snapshot Job %s.", name)), false
+	}
+}
+
+func jobFailed(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func markDone(u *openbaov1alpha1.UpgradeStatus, pod string) {
+	for _, p := range u.PodsDone {
+		if p == pod {
+			return
+		}
+	}
+	u.PodsDone = append(u.PodsDone, pod)
+}
+
+func currentPartition(sts *appsv1.StatefulSet) int32 {
+	if ru := sts.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
+		return *ru.Partition
+	}
+	return 0
+}
+
+func templateImage(sts *appsv1.StatefulSet) string {
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		if c.Name == "openbao" {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+func podImage(p *corev1.Pod) string {
+	for _, c := range p.Spec.Containers {
+		if c.Name == "openbao" {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+func normalize(v string) string { return strings.TrimPrefix(strings.TrimSpace(v), "v") }

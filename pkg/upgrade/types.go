@@ -1,0 +1,151 @@
+// Package upgrade carries OpenBao clusters from one version to another. The Manager detects
+// drift between the spec and the running version, validates it, runs the pre-checks and
+// keeps the upgrade's bookkeeping (deadlines, pause, halt, completion); a Strategy, chosen by
+// spec.upgrade.strategy and registered here, decides and performs each step. The manager knows
+// nothing of a strategy's steps.
+package upgrade
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+)
+
+// ServerState is what one server pod said about itself in this pass.
+type ServerState struct {
+	// Reachable is false when the pod has no IP or its API did not answer.
+	Reachable   bool
+	Initialized bool
+	Sealed      bool
+	Active      bool
+	Version     string
+	// AppliedIndex is how far the server has applied the Raft log.
+	AppliedIndex uint64
+}
+
+// Serving is true for an initialized, unsealed server that answered.
+func (s ServerState) Serving() bool { return s.Reachable && s.Initialized && !s.Sealed }
+
+// RaftState is the cluster's Raft view, read from the active node with the operator's token.
+type RaftState struct {
+	// Voters and NonVoters hold the node IDs (pod names) of the Raft configuration.
+	Voters    map[string]bool
+	NonVoters map[string]bool
+	// AutopilotHealthy is nil while autopilot has no verdict yet.
+	AutopilotHealthy *bool
+	// Healthy is autopilot's verdict per server.
+	Healthy map[string]bool
+	// LeaderCommittedIndex is the active node's committed index, read before any other
+	// server's applied index, so that a server at or beyond it has caught up.
+	LeaderCommittedIndex uint64
+}
+
+// State is everything a strategy plans from: the cluster with its persisted upgrade status,
+// and the live objects and servers observed in this pass.
+type State struct {
+	Cluster     *openbaov1alpha1.OpenBaoCluster
+	StatefulSet *appsv1.StatefulSet
+	// Pods of the cluster's StatefulSets, by name.
+	Pods map[string]*corev1.Pod
+	// Jobs of the cluster's upgrades, by name.
+	Jobs map[string]*batchv1.Job
+	// Servers by pod name; a pod without an entry was not asked.
+	Servers map[string]ServerState
+	// Leader is the pod that reported itself active, or "".
+	Leader string
+	// Raft is nil when it could not be read (no operator token, no active node).
+	Raft *RaftState
+	// ExecutorImage runs the upgrade's Jobs.
+	ExecutorImage string
+	Now           time.Time
+}
+
+// Upgrade is the upgrade in flight (never nil inside a strategy).
+func (s *State) Upgrade() *openbaov1alpha1.UpgradeStatus { return s.Cluster.Status.Upgrade }
+
+// Replicas is the cluster's desired number of servers.
+func (s *State) Replicas() int32 { return s.Cluster.Spec.ReplicaCount() }
+
+// StepKind says what a Step does.
+type StepKind string
+
+const (
+	// StepWait has no side effect: the strategy waits for the cluster to reach a state.
+	StepWait StepKind = "Wait"
+	// StepAct performs one side effect (Apply).
+	StepAct StepKind = "Act"
+	// StepComplete: every server runs the target; the manager records completion.
+	StepComplete StepKind = "Complete"
+	// StepHalt: the strategy cannot go on safely; the manager halts with Degraded=True.
+	StepHalt StepKind = "Halt"
+)
+
+// Step is a strategy's decision for this pass.
+type Step struct {
+	Kind StepKind
+	// Name is the strategy's name for the step, recorded in status.upgrade.step
+	// (e.g. "StepDown", "UpdatePod", "WaitPodHealthy").
+	Name string
+	// Pod the step is about, if any.
+	Pod string
+	// Message explains the step to people; for StepHalt it says what went wrong and what to do.
+	Message string
+	// Action is the side effect of a StepAct, run by the strategy's Apply.
+	Action any
+	// NewStep is true when this step starts a new unit of work: the manager resets the step's
+	// start time, deadline and attempts.
+	NewStep bool
+}
+
+// Env gives strategies their side effects.
+type Env interface {
+	// Client reads and writes Kubernetes objects.
+	Client() client.Client
+	// OpenBao returns a client for a server pod, logged in with the operator's JWT role.
+	OpenBao(ctx context.Context, pod string) (openbao.Client, error)
+	// Event records an event on the cluster (after the status write).
+	Event(eventType, reason, message string)
+}
+
+// Strategy carries an upgrade. Plan is pure: from the state (live objects plus the persisted
+// status.upgrade) it decides the next step, and may update status.upgrade's strategy-owned
+// fields (intent is written before the side effect). Apply performs one idempotent side effect.
+type Strategy interface {
+	Plan(ctx context.Context, s *State) (Step, error)
+	Apply(ctx context.Context, s *State, step Step, env Env) error
+}
+
+var registry = map[openbaov1alpha1.UpgradeStrategyType]Strategy{}
+
+// Register makes a strategy available under its spec.upgrade.strategy name.
+func Register(name openbaov1alpha1.UpgradeStrategyType, s Strategy) {
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("upgrade strategy %s registered twice", name))
+	}
+	registry[name] = s
+}
+
+// Lookup returns the strategy registered under name.
+func Lookup(name openbaov1alpha1.UpgradeStrategyType) (Strategy, bool) {
+	s, ok := registry[name]
+	return s, ok
+}
+
+// Registered lists the registered strategies.
+func Registered() []string {
+	var out []string
+	for k := range registry {
+		out = append(out, string(k))
+	}
+	sort.Strings(out)
+	return out
+}
