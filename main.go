@@ -3,9 +3,12 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -19,6 +22,7 @@ import (
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/controllers"
+	"github.com/openbao-operator/openbao-operator/pkg/executor"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
@@ -32,6 +36,13 @@ func init() {
 
 func main() {
 	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "executor" {
+		// An upgrade Job that is deleted stops its action at once.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := executor.Main(ctx, args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	if len(args) > 0 && args[0] == "manager" {
 		args = args[1:]
 	}
