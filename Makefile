@@ -158,6 +158,7 @@ openbao-bins: ## Fetch the bao binary of every version in OPENBAO_VERSIONS into 
 .PHONY: test-openbao
 test-openbao: openbao-bins ## Test pkg/openbao and the config renderer against real bao servers
 	OPENBAO_BIN=$(OPENBAO_BIN) go test ./pkg/openbao/... ./pkg/resources/ -run 'Test' -count=1
+	OPENBAO_BIN=$(OPENBAO_BIN) go test ./pkg/executor/... -count=1 -timeout 15m
 
 .PHONY: test-openbao-versions
 test-openbao-versions: openbao-bins ## Run the real-server tests once per version in OPENBAO_VERSIONS
