@@ -177,7 +177,7 @@ test: check-generated test-unit test-envtest test-openbao test-bundle test-local
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure packages (no servers)
-	$(GO_TEST) ./apis/... ./pkg/pki/... ./controllers/...
+	$(GO_TEST) ./apis/... ./pkg/pki/... ./pkg/upgrade/... ./controllers/...
 
 .PHONY: test-envtest
 test-envtest: kube-assets ## The API and the provisioning controller against a real kube-apiserver and etcd
@@ -185,9 +185,36 @@ test-envtest: kube-assets ## The API and the provisioning controller against a r
 
 ##@ Local cluster
 
+# A real control plane and one node whose pods run as processes (no container
+# runtime needed); the operator is installed from config/default with kubectl,
+# its image resolving to bin/manager and OpenBao's to $(OPENBAO_DIR)/<version>/bao.
+# Everything here needs root (network namespaces, a bridge, mounts).
+LOCALCLUSTER      := $(GOBIN_DIR)/localcluster
+LOCALCLUSTER_ARGS := --kube-assets $(KUBE_ASSETS) --openbao-dir $(OPENBAO_DIR) --manager $(GOBIN_DIR)/manager
+
+.PHONY: localcluster
+localcluster: ## Build the local cluster's command into bin/localcluster
+	go build -o $(LOCALCLUSTER) ./tests/localcluster/cmd/localcluster
+
+.PHONY: dev-up
+dev-up: kube-assets openbao-bins build localcluster ## Start a local cluster with the operator in the background (root); prints the KUBECONFIG
+	$(LOCALCLUSTER) up $(LOCALCLUSTER_ARGS)
+
+.PHONY: dev-down
+dev-down: localcluster ## Stop the local cluster and remove everything it left (also after a crash)
+	$(LOCALCLUSTER) down
+
+.PHONY: demo
+demo: kube-assets openbao-bins build localcluster ## Local cluster, the sample OpenBao cluster, secrets via a service-account JWT login; then tear down
+	@trap '$(LOCALCLUSTER) down' EXIT; \
+	  $(LOCALCLUSTER) up $(LOCALCLUSTER_ARGS) && $(LOCALCLUSTER) demo
+
+# The packages run one after the other (-p 1): each brings up its own cluster
+# and the machine may have two cores only.
 .PHONY: test-localcluster
-test-localcluster: kube-assets openbao-bins ## The control plane, the node agent and the end-to-end suite on the local cluster (root)
-	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) $(GO_TEST) -timeout 40m ./tests/localcluster/...
+test-localcluster: kube-assets openbao-bins build ## The control plane, the node agent and the end-to-end suite on the local cluster (root)
+	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager \
+	  $(GO_TEST) -p 1 -timeout 40m ./tests/localcluster/... ./tests/e2e/...
 
 ##@ OLM bundle and deployment
 

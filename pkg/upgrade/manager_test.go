@@ -1,0 +1,133 @@
+package upgrade
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+)
+
+type recordingEnv struct{ events []string }
+
+func (e *recordingEnv) Client() client.Client { return nil }
+func (e *recordingEnv) OpenBao(context.Context, string) (openbao.Client, error) {
+	return nil, nil
+}
+func (e *recordingEnv) Event(_, reason, _ string) { e.events = append(e.events, reason) }
+
+func noPersist(context.Context) error { return nil }
+
+func cluster(version string) *openbaov1alpha1.OpenBaoCluster {
+	return &openbaov1alpha1.OpenBaoCluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "bao", Namespace: "ns"},
+		Spec:       openbaov1alpha1.OpenBaoClusterSpec{Version: version, Replicas: ptr.To[int32](3)},
+		Status:     openbaov1alpha1.OpenBaoClusterStatus{CurrentVersion: "2.6.2", CurrentImage: "quay.io/openbao/openbao:2.6.2"},
+	}
+}
+
+func TestNoDriftIsIdle(t *testing.T) {
+	c := cluster("2.6.2")
+	env := &recordingEnv{}
+	res, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
+	require.NoError(t, err)
+	assert.Zero(t, res.RequeueAfter)
+	assert.Nil(t, c.Status.Upgrade)
+	assert.Empty(t, env.events)
+}
+
+func TestDowngradeIsBlockedUnlessAllowed(t *testing.T) {
+	c := cluster("2.5.1")
+	env := &recordingEnv{}
+	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
+	require.NoError(t, err)
+	cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
+	require.NotNil(t, cond)
+	assert.Equal(t, openbaov1alpha1.ReasonDowngradeBlocked, cond.Reason)
+	assert.Equal(t, []string{"UpgradeBlocked"}, env.events)
+
+	c.Spec.Upgrade.AllowDowngrade = true
+	_, err = (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
+	require.NoError(t, err)
+	cond = meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
+	assert.Equal(t, metav1.ConditionFalse, cond.Status, "allowed: no longer blocked")
+	up := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading)
+	assert.Equal(t, openbaov1alpha1.ReasonUpgradePending, up.Reason, "then the pre-checks decide")
+}
+
+func TestFailedPreCheckNamesTheCheck(t *testing.T) {
+	c := cluster("2.7.2")
+	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, &recordingEnv{}, noPersist)
+	require.NoError(t, err)
+	up := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading)
+	require.NotNil(t, up)
+	assert.Equal(t, metav1.ConditionFalse, up.Status)
+	assert.Contains(t, up.Message, "pre-check AllPodsReady")
+	assert.Contains(t, up.Message, "bao-0, bao-1, bao-2")
+	assert.Nil(t, c.Status.Upgrade)
+}
+
+func TestRaftPreCheckTreatsUnknownAsUnhealthy(t *testing.T) {
+	s := &State{Cluster: cluster("2.7.2"), Raft: &RaftState{Voters: map[string]bool{"bao-0": true, "bao-1": true, "bao-2": true}}}
+	assert.Contains(t, raftQuorumHealthy(s), "no verdict")
+	s.Raft.AutopilotHealthy = ptr.To(true)
+	assert.Empty(t, raftQuorumHealthy(s))
+	delete(s.Raft.Voters, "bao-2")
+	assert.Contains(t, raftQuorumHealthy(s), "2 voters, expected 3")
+}
+
+func TestPauseStopsTheStepDeadline(t *testing.T) {
+	c := cluster("2.7.2")
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	deadline := metav1.NewTime(start.Add(10 * time.Minute))
+	c.Status.Upgrade = &openbaov1alpha1.UpgradeStatus{
+		FromVersion: "2.6.2", ToVersion: "2.7.2", ToImage: "quay.io/openbao/openbao:2.7.2", Strategy: "NoSuchStrategy",
+		Step: StepHalted, StepDeadline: &deadline,
+	}
+	Paused(c, start.Add(time.Minute))
+	require.NotNil(t, c.Status.Upgrade.PausedAt)
+	Paused(c, start.Add(2*time.Minute))
+	assert.Equal(t, start.Add(time.Minute), c.Status.Upgrade.PausedAt.Time, "the first pause time is kept")
+
+	// Unpaused an hour later: the deadline moves by the hour.
+	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: start.Add(61 * time.Minute)}, &recordingEnv{}, noPersist)
+	require.NoError(t, err)
+	assert.Nil(t, c.Status.Upgrade.PausedAt)
+	assert.Equal(t, start.Add(70*time.Minute), c.Status.Upgrade.StepDeadline.Time)
+}
+
+func TestHaltedUpgradeTakesANewTarget(t *testing.T) {
+	c := cluster("2.7.3")
+	c.Status.Upgrade = &openbaov1alpha1.UpgradeStatus{
+		FromVersion: "2.6.2", FromImage: "quay.io/openbao/openbao:2.6.2", ToVersion: "2.7.2", ToImage: "quay.io/openbao/openbao:2.7.2",
+		Strategy: openbaov1alpha1.RollingUpgrade, Step: StepHalted, LastError: "bao-2 did not become healthy", PodsDone: []string{"bao-2"},
+	}
+	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: openbaov1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: openbaov1alpha1.ReasonUpgradeFailed})
+	env := &recordingEnv{}
+	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
+	require.NoError(t, err)
+	u := c.Status.Upgrade
+	assert.Equal(t, "2.7.3", u.ToVersion)
+	assert.Equal(t, StepStarted, u.Step)
+	assert.Empty(t, u.PodsDone)
+	assert.True(t, meta.IsStatusConditionFalse(c.Status.Conditions, openbaov1alpha1.ConditionDegraded))
+	assert.Equal(t, []string{"UpgradeRetargeted"}, env.events)
+}
+
+// waitingStrategy stands in for a real one: the manager's decisions do not depend on it.
+type waitingStrategy struct{}
+
+func (waitingStrategy) Plan(context.Context, *State) (Step, error) {
+	return Step{Kind: StepWait, Name: "Waiting"}, nil
+}
+func (waitingStrategy) Apply(context.Context, *State, Step, Env) error { return nil }
+
+func init() { Register(openbaov1alpha1.RollingUpgrade, waitingStrategy{}) }

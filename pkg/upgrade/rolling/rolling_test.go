@@ -1,0 +1,425 @@
+package rolling
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+)
+
+const (
+	oldVersion = "2.6.2"
+	newVersion = "2.7.2"
+	oldImage   = "quay.io/openbao/openbao:2.6.2"
+	newImage   = "quay.io/openbao/openbao:2.7.2"
+)
+
+// sim plays the StatefulSet controller, the Job controller and the OpenBao servers, with
+// the behaviours the strategy relies on. It records what a user would care about.
+type sim struct {
+	t        *testing.T
+	client   client.Client
+	cluster  *openbaov1alpha1.OpenBaoCluster
+	replicas int
+	servers  map[string]*upgrade.ServerState
+	leader   string
+	commit   uint64
+	now      time.Time
+	rng      *rand.Rand
+
+	// What happened.
+	stepDowns     []string
+	leaderChanges []string // "from(version)->to(version)"
+	updateOrder   []string
+	breakNewImage bool
+	crashes       int
+	persists      int
+	events        []string
+}
+
+func newSim(t *testing.T, replicas int, seed uint64) *sim {
+	scheme := runtime.NewScheme()
+	require.NoError(t, clientgoscheme.AddToScheme(scheme))
+	require.NoError(t, openbaov1alpha1.AddToScheme(scheme))
+	c := &openbaov1alpha1.OpenBaoCluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "bao", Namespace: "ns", UID: "uid-1"},
+		Spec:       openbaov1alpha1.OpenBaoClusterSpec{Version: newVersion, Replicas: ptr.To(int32(replicas))},
+		Status:     openbaov1alpha1.OpenBaoClusterStatus{CurrentVersion: oldVersion, CurrentImage: oldImage},
+	}
+	sts := resources.StatefulSet(c, resources.StatefulSetParams{Name: "bao", Image: oldImage, Replicas: int32(replicas), Partition: int32(replicas)})
+	sts.Generation = 1
+	sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: 1, CurrentRevision: "rev-old", UpdateRevision: "rev-old"}
+	s := &sim{
+		t: t, cluster: c, replicas: replicas, servers: map[string]*upgrade.ServerState{}, commit: 1000,
+		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), rng: rand.New(rand.NewPCG(seed, seed)),
+		client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(sts).WithStatusSubresource(sts).Build(),
+	}
+	for i := range replicas {
+		name := resources.PodName("bao", i)
+		s.servers[name] = &upgrade.ServerState{Reachable: true, Initialized: true, Version: oldVersion, AppliedIndex: s.commit}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Labels: map[string]string{appsv1.ControllerRevisionHashLabelKey: "rev-old"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "openbao", Image: oldImage}}},
+			Status:     corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
+		}
+		require.NoError(t, s.client.Create(context.Background(), pod))
+	}
+	// Leadership starts on a random server.
+	s.setLeader(resources.PodName("bao", s.rng.IntN(replicas)))
+	return s
+}
+
+func (s *sim) setLeader(name string) {
+	if s.leader != "" && s.leader != name {
+		s.leaderChanges = append(s.leaderChanges, fmt.Sprintf("%s(%s)->%s(%s)", s.leader, s.servers[s.leader].Version, name, s.servers[name].Version))
+	}
+	for n, srv := range s.servers {
+		srv.Active = n == name
+	}
+	s.leader = name
+}
+
+// tick advances the simulated controllers and servers by one step.
+func (s *sim) tick(ctx context.Context) {
+	s.now = s.now.Add(3 * time.Second)
+	s.commit += 10
+	sts := &appsv1.StatefulSet{}
+	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
+
+	// The provisioning controller applies the target template once the upgrade is recorded.
+	if u := s.cluster.Status.Upgrade; u != nil && templateImage(sts) != u.ToImage {
+		sts.Spec.Template.Spec.Containers[0].Image = u.ToImage
+		sts.Generation++
+		require.NoError(s.t, s.client.Update(ctx, sts))
+		sts.Status.ObservedGeneration = sts.Generation
+		sts.Status.UpdateRevision = "rev-new"
+		require.NoError(s.t, s.client.Status().Update(ctx, sts))
+		return
+	}
+
+	// The StatefulSet controller replaces one pod at or above the partition at a time.
+	for i := s.replicas - 1; i >= int(currentPartition(sts)); i-- {
+		name := resources.PodName("bao", i)
+		pod := &corev1.Pod{}
+		require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: name}, pod))
+		if pod.Labels[appsv1.ControllerRevisionHashLabelKey] == sts.Status.UpdateRevision {
+			continue
+		}
+		// Replacing a pod stops its server; if it was active, OpenBao elects another.
+		if s.leader == name {
+			s.electExcept(name)
+		}
+		s.updateOrder = append(s.updateOrder, name)
+		pod.Labels[appsv1.ControllerRevisionHashLabelKey] = sts.Status.UpdateRevision
+		pod.Spec.Containers[0].Image = templateImage(sts)
+		ready := !s.breakNewImage
+		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: map[bool]corev1.ConditionStatus{true: corev1.ConditionTrue, false: corev1.ConditionFalse}[ready]}}
+		require.NoError(s.t, s.client.Update(ctx, pod))
+		srv := s.servers[name]
+		srv.Reachable = ready
+		srv.Version = newVersion
+		srv.Active = false
+		srv.AppliedIndex = s.commit - 50 // catches up on a later tick
+		break
+	}
+	for name, srv := range s.servers {
+		if srv.Reachable && srv.AppliedIndex < s.commit {
+			srv.AppliedIndex = s.commit
+		}
+		_ = name
+	}
+
+	// The Job controller runs step-down Jobs: leadership moves to another healthy voter.
+	jobs := &batchv1.JobList{}
+	require.NoError(s.t, s.client.List(ctx, jobs, client.InNamespace("ns")))
+	for i := range jobs.Items {
+		j := &jobs.Items[i]
+		if j.Status.Succeeded > 0 {
+			continue
+		}
+		if hasArg(j, "step-down") {
+			target := argAfter(j, "--node-id")
+			s.stepDowns = append(s.stepDowns, fmt.Sprintf("%s(%s)", target, s.servers[target].Version))
+			if s.leader == target {
+				s.electExcept(target)
+			}
+		}
+		j.Status.Succeeded = 1
+		j.Status.CompletionTime = &metav1.Time{Time: s.now}
+		require.NoError(s.t, s.client.Status().Update(ctx, j))
+	}
+}
+
+// electExcept makes a random other serving server active, as a Raft election would.
+func (s *sim) electExcept(old string) {
+	var candidates []string
+	for i := range s.replicas {
+		n := resources.PodName("bao", i)
+		if n != old && s.servers[n].Serving() {
+			candidates = append(candidates, n)
+		}
+	}
+	if len(candidates) == 0 {
+		return
+	}
+	s.setLeader(candidates[s.rng.IntN(len(candidates))])
+}
+
+func hasArg(j *batchv1.Job, a string) bool {
+	for _, x := range j.Spec.Template.Spec.Containers[0].Args {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func argAfter(j *batchv1.Job, flag string) string {
+	args := j.Spec.Template.Spec.Containers[0].Args
+	for i := range args[:len(args)-1] {
+		if args[i] == flag {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// state builds what the controller would observe.
+func (s *sim) state(ctx context.Context) *upgrade.State {
+	st := &upgrade.State{
+		Cluster: s.cluster, Pods: map[string]*corev1.Pod{}, Jobs: map[string]*batchv1.Job{},
+		Servers: map[string]upgrade.ServerState{}, Now: s.now, ExecutorImage: "operator:1", Leader: s.leader,
+		Raft: &upgrade.RaftState{Voters: map[string]bool{}, Healthy: map[string]bool{}, LeaderCommittedIndex: s.commit, AutopilotHealthy: ptr.To(true)},
+	}
+	sts := &appsv1.StatefulSet{}
+	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
+	st.StatefulSet = sts
+	pods := &corev1.PodList{}
+	require.NoError(s.t, s.client.List(ctx, pods, client.InNamespace("ns")))
+	for i := range pods.Items {
+		st.Pods[pods.Items[i].Name] = &pods.Items[i]
+	}
+	jobs := &batchv1.JobList{}
+	require.NoError(s.t, s.client.List(ctx, jobs, client.InNamespace("ns")))
+	for i := range jobs.Items {
+		st.Jobs[jobs.Items[i].Name] = &jobs.Items[i]
+	}
+	for n, srv := range s.servers {
+		st.Servers[n] = *srv
+		st.Raft.Voters[n] = true
+		st.Raft.Healthy[n] = srv.Serving()
+	}
+	return st
+}
+
+type simEnv struct{ s *sim }
+
+func (e simEnv) Client() client.Client { return e.s.client }
+func (e simEnv) OpenBao(context.Context, string) (openbao.Client, error) {
+	return nil, fmt.Errorf("the Rolling strategy does not call OpenBao directly")
+}
+func (e simEnv) Event(_, reason, _ string) { e.s.events = append(e.s.events, reason) }
+
+// run drives the manager until the upgrade completes or halts. With crash, the operator
+// dies between recording its intent and performing every side effect once: the restarted
+// operator must finish from the persisted status and the live objects alone.
+func (s *sim) run(t *testing.T, crash bool) {
+	ctx := context.Background()
+	m := &upgrade.Manager{}
+	for i := range 400 {
+		st := s.state(ctx)
+		persisted := s.cluster.DeepCopy()
+		crashed := false
+		persist := func(context.Context) error {
+			s.persists++
+			persisted = s.cluster.DeepCopy()
+			if crash && s.persists%2 == 1 {
+				crashed = true
+				return fmt.Errorf("operator killed")
+			}
+			return nil
+		}
+		_, err := m.Reconcile(ctx, st, simEnv{s}, persist)
+		if crashed {
+			s.crashes++
+			// A restarted operator sees only what was persisted.
+			s.cluster.Status = persisted.Status
+		} else {
+			require.NoError(t, err)
+		}
+		if s.cluster.Status.Upgrade == nil && i > 0 {
+			return
+		}
+		if u := s.cluster.Status.Upgrade; u != nil && u.Step == upgrade.StepHalted {
+			return
+		}
+		s.tick(ctx)
+	}
+	t.Fatalf("the upgrade did not finish in 400 passes: %+v", s.cluster.Status.Upgrade)
+}
+
+func TestRollingUpgradeSequences(t *testing.T) {
+	for _, replicas := range []int{1, 3, 5} {
+		for seed := range uint64(20) {
+			for _, crash := range []bool{false, true} {
+				t.Run(fmt.Sprintf("replicas=%d/seed=%d/crash=%v", replicas, seed, crash), func(t *testing.T) {
+					s := newSim(t, replicas, seed)
+					s.run(t, crash)
+
+					c := s.cluster
+					require.Nil(t, c.Status.Upgrade, "upgrade finished")
+					assert.Equal(t, newVersion, c.Status.CurrentVersion)
+					assert.Equal(t, newImage, c.Status.CurrentImage)
+					assert.Equal(t, openbaov1alpha1.ReasonUpgradeCompleted, meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading).Reason)
+
+					// Highest ordinal first, each pod once.
+					var want []string
+					for i := replicas - 1; i >= 0; i-- {
+						want = append(want, resources.PodName("bao", i))
+					}
+					assert.Equal(t, want, s.updateOrder)
+
+					// Step-downs only on old servers, at most once per server, none for one replica.
+					seen := map[string]bool{}
+					for _, sd := range s.stepDowns {
+						assert.Contains(t, sd, "("+oldVersion+")", "a step-down was sent to a new server: %v", s.stepDowns)
+						assert.False(t, seen[sd], "second step-down of %s", sd)
+						seen[sd] = true
+					}
+					if replicas == 1 {
+						assert.Empty(t, s.stepDowns)
+					} else {
+						assert.NotEmpty(t, s.stepDowns, "the active node was stepped down before it was replaced")
+					}
+					if crash {
+						assert.Positive(t, s.crashes, "the operator was killed at least once")
+					}
+					// No server was replaced while it was the active node.
+					for _, lc := range s.leaderChanges {
+						assert.NotRegexp(t, `\(`+newVersion+`\)->.*\(`+oldVersion+`\)`, lc, "leadership moved new -> old: %v", s.leaderChanges)
+					}
+					jobs := &batchv1.JobList{}
+					require.NoError(t, s.client.List(context.Background(), jobs))
+					assert.Empty(t, jobs.Items, "the upgrade's Jobs are removed")
+				})
+			}
+		}
+	}
+}
+
+func TestRollingHaltsWhenTheNewImageCannotRun(t *testing.T) {
+	s := newSim(t, 3, 7)
+	s.breakNewImage = true
+	timeout := metav1.Duration{Duration: time.Minute}
+	s.cluster.Spec.Upgrade.StepTimeout = &timeout
+	s.run(t, false)
+
+	u := s.cluster.Status.Upgrade
+	require.NotNil(t, u)
+	assert.Equal(t, upgrade.StepHalted, u.Step)
+	assert.Contains(t, u.LastError, "bao-2")
+	assert.Equal(t, []string{"bao-2"}, s.updateOrder, "no further pod is touched after the failure")
+	cond := meta.FindStatusCondition(s.cluster.Status.Conditions, openbaov1alpha1.ConditionDegraded)
+	require.NotNil(t, cond)
+	assert.Equal(t, openbaov1alpha1.ReasonUpgradeFailed, cond.Reason)
+	assert.Contains(t, s.events, "UpgradeHalted")
+	sts := &appsv1.StatefulSet{}
+	require.NoError(t, s.client.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
+	assert.Equal(t, int32(2), currentPartition(sts), "the partition stays where the failure happened")
+}
+
+func TestRollingWaitsWhileNoSuccessorExists(t *testing.T) {
+	s := newSim(t, 3, 1)
+	s.setLeader("bao-2")
+	// bao-1 and bao-0 are unhealthy: stepping bao-2 down would leave nobody to lead.
+	for _, n := range []string{"bao-0", "bao-1"} {
+		s.servers[n].Sealed = true
+	}
+	ctx := context.Background()
+	m := &upgrade.Manager{}
+	// Start the upgrade while healthy, then break the others.
+	s.servers["bao-0"].Sealed, s.servers["bao-1"].Sealed = false, false
+	_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, func(context.Context) error { return nil })
+	require.NoError(t, err)
+	require.NotNil(t, s.cluster.Status.Upgrade)
+	s.tick(ctx) // template applied
+	s.servers["bao-0"].Sealed, s.servers["bao-1"].Sealed = true, true
+	for range 3 {
+		_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, func(context.Context) error { return nil })
+		require.NoError(t, err)
+	}
+	u := s.cluster.Status.Upgrade
+	assert.Equal(t, StepStepDown, u.Step)
+	assert.Contains(t, u.Message, "No other healthy voter")
+	jobs := &batchv1.JobList{}
+	require.NoError(t, s.client.List(ctx, jobs))
+	assert.Empty(t, jobs.Items, "no step-down without a successor")
+}
+
+func TestSnapshotRunsBeforeAnyPodMoves(t *testing.T) {
+	s := newSim(t, 3, 3)
+	s.cluster.Spec.Upgrade.PreUpgradeSnapshot = true
+	ctx := context.Background()
+	m := &upgrade.Manager{}
+	noPersist := func(context.Context) error { return nil }
+	_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, noPersist) // start
+	require.NoError(t, err)
+	_, err = m.Reconcile(ctx, s.state(ctx), simEnv{s}, noPersist) // snapshot Job
+	require.NoError(t, err)
+	u := s.cluster.Status.Upgrade
+	require.NotNil(t, u.Snapshot)
+	assert.Equal(t, StepSnapshot, u.Step)
+	job := &batchv1.Job{}
+	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: u.Snapshot.JobName}, job))
+	assert.Contains(t, job.Spec.Template.Spec.Containers[0].Args, "snapshot")
+	pvc := &corev1.PersistentVolumeClaim{}
+	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao-snapshots"}, pvc))
+	sts := &appsv1.StatefulSet{}
+	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
+	assert.Equal(t, int32(3), currentPartition(sts), "no pod moves before the snapshot")
+
+	s.run(t, false)
+	require.Nil(t, s.cluster.Status.Upgrade)
+	assert.Equal(t, newVersion, s.cluster.Status.CurrentVersion)
+}
+
+func TestFailedSnapshotBlocksTheUpgrade(t *testing.T) {
+	s := newSim(t, 3, 4)
+	s.cluster.Spec.Upgrade.PreUpgradeSnapshot = true
+	ctx := context.Background()
+	m := &upgrade.Manager{}
+	noPersist := func(context.Context) error { return nil }
+	for range 2 {
+		_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, noPersist)
+		require.NoError(t, err)
+	}
+	u := s.cluster.Status.Upgrade
+	job := &batchv1.Job{}
+	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: u.Snapshot.JobName}, job))
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}
+	require.NoError(t, s.client.Status().Update(ctx, job))
+	_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, noPersist)
+	require.NoError(t, err)
+	assert.Equal(t, upgrade.StepHalted, s.cluster.Status.Upgrade.Step)
+	assert.Contains(t, s.cluster.Status.Upgrade.LastError, "snapshot")
+	assert.True(t, meta.IsStatusConditionTrue(s.cluster.Status.Conditions, openbaov1alpha1.ConditionDegraded))
+}
