@@ -40,7 +40,7 @@ func (r *OpenBaoClusterReconciler) reconcileConfig(ctx context.Context, s *scope
 			return ctrl.Result{}, nil
 		}
 	}
-	cm := resources.ConfigMap(c, config, selfInit)
+	cm := resources.ConfigMap(c, resources.ActiveStatefulSet(c), config, selfInit)
 	if err := r.ensure(ctx, s, cm, func(o client.Object) { o.(*corev1.ConfigMap).Data = cm.Data }); err != nil {
 		return ctrl.Result{}, fmt.Errorf("config map: %w", err)
 	}

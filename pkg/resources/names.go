@@ -18,6 +18,9 @@ const (
 	LabelComponent = "app.kubernetes.io/component"
 	// LabelCluster selects every object of one OpenBaoCluster.
 	LabelCluster = "openbao.org/cluster"
+	// LabelStatefulSet tells apart the server pods of two StatefulSets of one cluster
+	// (Blue and Green during a BlueGreen upgrade).
+	LabelStatefulSet = "openbao.org/statefulset"
 
 	AppName         = "openbao"
 	ManagedBy       = "openbao-operator"
@@ -66,14 +69,16 @@ type Names struct {
 	PodDisruptionBudget   string
 }
 
-// NamesFor returns the names of a cluster's objects.
+// NamesFor returns the names of a cluster's objects. StatefulSet and ConfigMap are those of
+// the StatefulSet that serves the cluster (status.statefulSet).
 func NamesFor(c *openbaov1alpha1.OpenBaoCluster) Names {
 	n := c.Name
+	sts := ActiveStatefulSet(c)
 	return Names{
-		StatefulSet:           n,
+		StatefulSet:           sts,
 		HeadlessService:       n + "-internal",
 		ClientService:         n,
-		ConfigMap:             n + "-config",
+		ConfigMap:             ConfigMapName(sts),
 		SealSecret:            n + "-unseal-key",
 		CASecret:              n + "-ca",
 		TLSSecret:             n + "-tls",
@@ -83,7 +88,25 @@ func NamesFor(c *openbaov1alpha1.OpenBaoCluster) Names {
 	}
 }
 
-// SelectorLabels select the server pods of a cluster.
+// ActiveStatefulSet is the StatefulSet whose pods serve the cluster.
+func ActiveStatefulSet(c *openbaov1alpha1.OpenBaoCluster) string {
+	if c.Status.StatefulSet != "" {
+		return c.Status.StatefulSet
+	}
+	return c.Name
+}
+
+// ConfigMapName is the configuration of one StatefulSet's servers.
+func ConfigMapName(statefulSet string) string { return statefulSet + "-config" }
+
+// StatefulSetSelector selects the pods of one of a cluster's StatefulSets.
+func StatefulSetSelector(c *openbaov1alpha1.OpenBaoCluster, statefulSet string) map[string]string {
+	l := SelectorLabels(c)
+	l[LabelStatefulSet] = statefulSet
+	return l
+}
+
+// SelectorLabels select the server pods of a cluster, of every StatefulSet.
 func SelectorLabels(c *openbaov1alpha1.OpenBaoCluster) map[string]string {
 	return map[string]string{
 		LabelName:      AppName,

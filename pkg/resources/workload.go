@@ -48,6 +48,7 @@ type StatefulSetParams struct {
 func StatefulSet(c *openbaov1alpha1.OpenBaoCluster, p StatefulSetParams) *appsv1.StatefulSet {
 	names := NamesFor(c)
 	labels := Labels(c, ComponentServer)
+	labels[LabelStatefulSet] = p.Name
 	size := c.Spec.Storage.Size
 	if size.IsZero() {
 		size = DefaultStorageSize
@@ -57,7 +58,7 @@ func StatefulSet(c *openbaov1alpha1.OpenBaoCluster, p StatefulSetParams) *appsv1
 		Spec: appsv1.StatefulSetSpec{
 			Replicas:    ptr.To(p.Replicas),
 			ServiceName: names.HeadlessService,
-			Selector:    &metav1.LabelSelector{MatchLabels: SelectorLabels(c)},
+			Selector:    &metav1.LabelSelector{MatchLabels: StatefulSetSelector(c, p.Name)},
 			// OrderedReady: pod-0 initializes the cluster alone before the others join it.
 			PodManagementPolicy: appsv1.OrderedReadyPodManagement,
 			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{
@@ -77,7 +78,7 @@ func StatefulSet(c *openbaov1alpha1.OpenBaoCluster, p StatefulSetParams) *appsv1
 					Labels:      labels,
 					Annotations: map[string]string{AnnotationConfigHash: p.ConfigHash},
 				},
-				Spec: podSpec(c, p.Image),
+				Spec: podSpec(c, p.Image, ConfigMapName(p.Name)),
 			},
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
 				ObjectMeta: metav1.ObjectMeta{Name: "data", Labels: labels},
@@ -93,7 +94,7 @@ func StatefulSet(c *openbaov1alpha1.OpenBaoCluster, p StatefulSetParams) *appsv1
 	}
 }
 
-func podSpec(c *openbaov1alpha1.OpenBaoCluster, image string) corev1.PodSpec {
+func podSpec(c *openbaov1alpha1.OpenBaoCluster, image, configMap string) corev1.PodSpec {
 	names := NamesFor(c)
 	podDNS := "$(POD_NAME)." + names.HeadlessService + "." + c.Namespace + ".svc"
 	healthPath := "/v1/sys/health?standbyok=true&perfstandbyok=true"
@@ -162,7 +163,7 @@ func podSpec(c *openbaov1alpha1.OpenBaoCluster, image string) corev1.PodSpec {
 		}},
 		Volumes: []corev1.Volume{
 			{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-				LocalObjectReference: corev1.LocalObjectReference{Name: names.ConfigMap},
+				LocalObjectReference: corev1.LocalObjectReference{Name: configMap},
 				DefaultMode:          ptr.To[int32](0o444),
 			}}},
 			{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
@@ -251,12 +252,12 @@ func UpgradeServiceAccount(c *openbaov1alpha1.OpenBaoCluster) *corev1.ServiceAcc
 	}
 }
 
-// ConfigMap holds the rendered OpenBao configuration. It has no secrets: the seal key and
-// the TLS key live in Secrets.
-// selfInit is empty once the cluster has been initialized.
-func ConfigMap(c *openbaov1alpha1.OpenBaoCluster, config, selfInit string) *corev1.ConfigMap {
+// ConfigMap holds the rendered OpenBao configuration of one StatefulSet's servers. It has no
+// secrets: the seal key and the TLS key live in Secrets. selfInit is empty once the cluster
+// has been initialized.
+func ConfigMap(c *openbaov1alpha1.OpenBaoCluster, statefulSet, config, selfInit string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: NamesFor(c).ConfigMap, Namespace: c.Namespace, Labels: Labels(c, ComponentServer)},
+		ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName(statefulSet), Namespace: c.Namespace, Labels: Labels(c, ComponentServer)},
 		Data:       map[string]string{ConfigFile: config, SelfInitConfigFile: selfInit},
 	}
 }

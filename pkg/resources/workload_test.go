@@ -100,8 +100,8 @@ func TestStatefulSet(t *testing.T) {
 			}
 			sts := StatefulSet(c, tc.params)
 			require.NotNil(t, sts)
-			assert.Equal(t, SelectorLabels(c), sts.Spec.Selector.MatchLabels)
-			for k, v := range SelectorLabels(c) {
+			assert.Equal(t, StatefulSetSelector(c, tc.params.Name), sts.Spec.Selector.MatchLabels)
+			for k, v := range StatefulSetSelector(c, tc.params.Name) {
 				assert.Equal(t, v, sts.Spec.Template.Labels[k], "template carries the selector")
 			}
 			tc.check(t, c, *sts)

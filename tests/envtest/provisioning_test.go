@@ -85,7 +85,7 @@ func TestProvisioningCreatesEverything(t *testing.T) {
 	clientSvc := &corev1.Service{}
 	require.NoError(t, h.get(names.ClientService, clientSvc))
 	owned(clientSvc)
-	assert.Equal(t, resources.SelectorLabels(c), clientSvc.Spec.Selector)
+	assert.Equal(t, resources.StatefulSetSelector(c, "bao"), clientSvc.Spec.Selector)
 
 	cm := &corev1.ConfigMap{}
 	require.NoError(t, h.get(names.ConfigMap, cm))

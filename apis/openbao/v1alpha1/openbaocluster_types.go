@@ -269,6 +269,12 @@ type OpenBaoClusterStatus struct {
 	// +optional
 	Initialized bool `json:"initialized,omitempty"`
 
+	// StatefulSet is the StatefulSet whose pods are the cluster's servers. It is the
+	// cluster's name until a BlueGreen upgrade replaces the servers with a StatefulSet of
+	// its own.
+	// +optional
+	StatefulSet string `json:"statefulSet,omitempty"`
+
 	// ReadyReplicas is the number of server pods that are Ready (unsealed and serving).
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Ready servers",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
@@ -415,6 +421,10 @@ type BlueGreenStatus struct {
 	// SyncStartTime is when every Green server was first seen caught up.
 	// +optional
 	SyncStartTime *metav1.Time `json:"syncStartTime,omitempty"`
+	// ServingStatefulSet receives client traffic while the upgrade runs: Blue until the
+	// cutover, Green after it (and Blue again when the upgrade is aborted).
+	// +optional
+	ServingStatefulSet string `json:"servingStatefulSet,omitempty"`
 	// CutoverTime is when the client Service was switched to Green.
 	// +optional
 	CutoverTime *metav1.Time `json:"cutoverTime,omitempty"`
