@@ -132,9 +132,9 @@ func newHarness(t *testing.T) *harness {
 		client: direct,
 		writes: writes,
 		reconciler: &controllers.OpenBaoClusterReconciler{
-			Client: counted,
-			Scheme: scheme,
-			Clock:  clock.RealClock{},
+			Client:   counted,
+			Scheme:   scheme,
+			Clock:    clock.RealClock{},
 			Issuer:   &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: clock.RealClock{}},
 			Upgrades: &upgrade.Manager{},
 			Options: controllers.Options{
