@@ -525,6 +525,12 @@ func (w *podWorker) buildLaunch(ctx context.Context, pod *corev1.Pod, c *corev1.
 		return nil, &configError{err.Error()}
 	}
 	uid, gid, groups, nonRoot := securityIDs(pod, c)
+	if uid == nil && img.User != nil {
+		uid = img.User
+		if gid == nil {
+			gid = img.Group
+		}
+	}
 	if nonRoot && (uid == nil || *uid == 0) {
 		return nil, &configError{"container has runAsNonRoot and image will run as root"}
 	}
@@ -595,10 +601,17 @@ func (w *podWorker) buildLaunch(ctx context.Context, pod *corev1.Pod, c *corev1.
 	return spec, nil
 }
 
-// resolveExecutable finds argv[0] on the host: an absolute path as is, the
-// image's entrypoint by its base name, otherwise a PATH lookup.
+// resolveExecutable finds argv[0] on the host: the image's entrypoint by its
+// base name (an image's own command is often given as its absolute path in
+// the image, such as /manager, which does not exist on the host), an
+// absolute path as is, otherwise a PATH lookup.
 func resolveExecutable(name string, img Image, env *envList) (string, error) {
 	if filepath.IsAbs(name) {
+		if name == "/"+filepath.Base(img.Entrypoint[0]) {
+			if _, err := os.Stat(name); err != nil {
+				return img.Entrypoint[0], nil
+			}
+		}
 		return name, nil
 	}
 	if !strings.Contains(name, "/") {

@@ -22,6 +22,9 @@ type Image struct {
 	// Env holds the image's environment ("NAME=value"), overridden by the
 	// container's env.
 	Env []string
+	// User and Group are the image's numeric USER, used when the pod sets
+	// no runAsUser (and runAsGroup); nil runs as root.
+	User, Group *int64
 }
 
 // ImageResolver maps an image reference to an Image. An error means the
