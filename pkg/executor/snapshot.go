@@ -28,7 +28,15 @@ func (r *runner) snapshot(ctx context.Context) error {
 	}
 	partial := out + ".partial"
 	var size int64
+	attempt := 0
 	err = retry(ctx, func() error {
+		attempt++
+		if attempt > 1 {
+			// The role's tokens live minutes: log in again before another long transfer.
+			if err := r.login(ctx, cl); err != nil {
+				return err
+			}
+		}
 		var werr error
 		size, werr = writeSnapshot(ctx, cl, partial)
 		return werr
