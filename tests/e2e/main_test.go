@@ -1,0 +1,120 @@
+// Package e2e tests the OpenBao operator end to end on a local cluster: a
+// real control plane, pods running the official bao binaries, and the
+// operator installed from config/default with kubectl (see
+// tests/localcluster/cluster). It must run as root; `make test-localcluster`
+// builds what it needs and runs it.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/tests/localcluster/cluster"
+)
+
+// The suite's pod network and state: fixed, so that a run that was killed
+// is cleaned up by the next one, and different from the development
+// cluster's, so that both can run at once.
+const (
+	e2eBridge = "obe2e0"
+	e2eCIDR   = "10.79.0.0/24"
+)
+
+// Versions the suite runs; they must be in OPENBAO_VERSIONS of the Makefile.
+const openBaoVersion = "2.6.2"
+
+var (
+	env *cluster.Cluster
+	cs  kubernetes.Interface
+	k8s client.Client
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	root, err := cluster.FindRepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	opts := cluster.Options{
+		Dir:           filepath.Join(root, ".cache", "e2e-cluster"),
+		KubeAssets:    envOr("KUBE_ASSETS", filepath.Join(root, ".cache", "kube", "1.35.4")),
+		OpenBaoDir:    envOr("OPENBAO_DIR", filepath.Join(root, ".cache", "openbao")),
+		ManagerBinary: envOr("MANAGER_BINARY", filepath.Join(root, "bin", "manager")),
+		RepoRoot:      root,
+		Bridge:        e2eBridge,
+		CIDR:          e2eCIDR,
+		Progress:      os.Stdout,
+	}
+	if _, err := os.Stat(filepath.Join(opts.OpenBaoDir, openBaoVersion, "bao")); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: OpenBao %s is missing from %s: run `make openbao-bins` (or `make test-localcluster`)\n", openBaoVersion, opts.OpenBaoDir)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	env, err = cluster.Up(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: the local cluster did not come up: %v\n(prerequisites: run as root; `make kube-assets openbao-bins build`, or `make test-localcluster`)\n", err)
+		collectLogs(opts.Dir)
+		_ = cluster.Cleanup(opts.Dir)
+		return 1
+	}
+	fmt.Printf("local cluster with the operator up in %s\n", time.Since(start).Round(time.Second))
+	code := 1
+	defer func() {
+		if code != 0 {
+			collectLogs(opts.Dir)
+		}
+		if err := env.Down(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: tearing the local cluster down: %v\n", err)
+			code = 1
+		}
+	}()
+	cs = env.Clientset()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	if err := openbaov1alpha1.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	if k8s, err = client.New(env.RESTConfig(), client.Options{Scheme: scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code = m.Run()
+	return code
+}
+
+// collectLogs keeps the logs of a failed run in tests/e2e/_artifacts.
+func collectLogs(dir string) {
+	dst, err := filepath.Abs(filepath.Join("_artifacts", time.Now().UTC().Format("20060102T150405Z")))
+	if err != nil {
+		return
+	}
+	if err := cluster.CollectLogs(dir, dst); err != nil {
+		fmt.Fprintf(os.Stderr, "collect logs: %v\n", err)
+	}
+	fmt.Fprintf(os.Stderr, "logs of the local cluster kept in %s\n", dst)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
