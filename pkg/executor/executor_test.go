@@ -3,21 +3,16 @@ package executor_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/openbao-operator/openbao-operator/pkg/executor"
-	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/openbao/baotest"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
@@ -302,124 +297,18 @@ func otherNode(c *baotest.Cluster, not *baotest.Node) *baotest.Node {
 	return nil
 }
 
-// restoreOnScratchServer restores snap with `bao operator raft snapshot restore` on a new
-// single server that shares only the source cluster's static seal key, then logs in there
-// with the source cluster's JWT role: that role exists only in the restored data. The
-// scratch server is initialized with `bao operator init`; its root token never leaves this
-// test.
+// restoreOnScratchServer restores snap on a new single server that shares only the source
+// cluster's static seal key, then logs in there with the source cluster's JWT role: that role
+// exists only in the restored data.
 func restoreOnScratchServer(t *testing.T, c *baotest.Cluster, snap string) {
 	t.Helper()
-	bin := baotest.Binary(t)
 	p := c.Params(c.Nodes[0], nil)
-	dir := t.TempDir()
-	apiPort, clusterPort := freePort(t), freePort(t)
-	addr := "http://127.0.0.1:" + strconv.Itoa(apiPort)
-	config := fmt.Sprintf(`ui = false
-api_addr = %q
-cluster_addr = "https://127.0.0.1:%d"
-storage "raft" {
-  path    = %q
-  node_id = "scratch-0"
-}
-listener "tcp" {
-  address         = "127.0.0.1:%d"
-  cluster_address = "127.0.0.1:%d"
-  tls_disable     = true
-}
-seal "static" {
-  current_key_id = %q
-  current_key    = "file://%s"
-}
-`, addr, clusterPort, filepath.Join(dir, "data"), apiPort, clusterPort, p.SealKeyID, p.SealKeyFile)
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "scratch.hcl")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "server.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := exec.Command(bin, "server", "-config="+cfgPath)
-	server.Env = scratchEnv(addr, "")
-	server.Stdout, server.Stderr = logFile, logFile
-	server.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := server.Start(); err != nil {
-		t.Fatalf("start the scratch server: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = server.Wait(); _ = logFile.Close(); close(exited) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("--- scratch server log\n%s", b)
-		}
-	})
-
-	cl, err := openbao.New(openbao.Config{Address: addr, CACertPEM: c.CACertPEM(), Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitHealth := func(what string, ok func(*openbao.HealthStatus) bool) {
-		baotest.Eventually(t, 2*time.Minute, "scratch server "+what, func(ctx context.Context) error {
-			h, err := cl.Health(ctx)
-			if err != nil {
-				return err
-			}
-			if !ok(h) {
-				return fmt.Errorf("health %d", h.StatusCode)
-			}
-			return nil
-		})
-	}
-	waitHealth("answers", func(h *openbao.HealthStatus) bool { return true })
-
-	var init struct {
-		RootToken string `json:"root_token"`
-	}
-	initOut := bao(t, bin, addr, "", "operator", "init", "-format=json")
-	if err := json.Unmarshal(initOut, &init); err != nil || init.RootToken == "" {
-		t.Fatalf("operator init: no root token in the answer (%v)", err)
-	}
-	waitHealth("active after init", (*openbao.HealthStatus).Active)
-
 	start := time.Now()
-	// -force: the snapshot comes from another cluster (another root key); the shared static
-	// seal key lets the scratch server unseal the restored data.
-	bao(t, bin, addr, init.RootToken, "operator", "raft", "snapshot", "restore", "-force", snap)
-	waitHealth("active after restore", (*openbao.HealthStatus).Active)
+	cl := baotest.RestoreOnScratchServer(t, snap, p.SealKeyFile, p.SealKeyID)
 	baotest.Eventually(t, time.Minute, "login with the source cluster's upgrade role on the scratch server", func(ctx context.Context) error {
 		return cl.LoginJWT(ctx, resources.JWTAuthMount, resources.DefaultUpgradeRole, c.SignJWT(c.UpgradeSubject(), baotest.UpgradeAudience))
 	})
-	t.Logf("restored and serving the source cluster's auth configuration %s after the restore", time.Since(start).Round(time.Millisecond))
-}
-
-// bao runs the CLI against addr and returns its standard output.
-func bao(t *testing.T, bin, addr, token string, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = scratchEnv(addr, token)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("bao %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.Bytes()
-}
-
-func scratchEnv(addr, token string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "BAO_ADDR=" + addr}
-	if token != "" {
-		env = append(env, "BAO_TOKEN="+token)
-	}
-	return env
+	t.Logf("restored and serving the source cluster's auth configuration %s after the scratch server started", time.Since(start).Round(time.Millisecond))
 }
 
 func freePort(t *testing.T) int {
