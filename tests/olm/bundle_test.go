@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -468,6 +469,24 @@ func TestConsoleWidgets(t *testing.T) {
 		}
 		if want != "" && !slices.Contains(got, want) {
 			t.Errorf("status.%s: x-descriptors %v lack %s", path, got, want)
+		}
+	}
+}
+
+// TestDescriptionNamesRealFields: the CSV description tells people which
+// fields to set (spec.paused, spec.upgrade.strategy, ...); every such path must
+// exist in the CRD, so a renamed field cannot leave the documentation behind.
+func TestDescriptionNamesRealFields(t *testing.T) {
+	b := loadBundle(t)
+	owned := ownedCRD(t, b, "OpenBaoCluster")
+	_, root := crdFor(t, b, owned)
+	paths := regexp.MustCompile(`\b(spec|status)(\.[a-zA-Z][a-zA-Z0-9]*)+`).FindAllString(b.CSV.Spec.Description, -1)
+	if len(paths) < 5 {
+		t.Fatalf("the CSV description names only %d fields (%v): the test is not reading it", len(paths), paths)
+	}
+	for _, p := range paths {
+		if _, err := schemaAt(root, p); err != nil {
+			t.Errorf("the CSV description names %s: %v", p, err)
 		}
 	}
 }
