@@ -17,6 +17,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -492,6 +493,9 @@ func (n *Node) WaitServing(timeout time.Duration) *openbao.HealthStatus {
 	n.c.t.Helper()
 	var h *openbao.HealthStatus
 	Eventually(n.c.t, timeout, n.PodName+" initialized and unsealed", func(ctx context.Context) error {
+		if !n.Running() {
+			n.c.t.Fatalf("%s exited while starting:\n%s", n.PodName, tail(n.LogPath, 30))
+		}
 		var err error
 		h, err = n.Client().Health(ctx)
 		if err != nil {
@@ -505,14 +509,28 @@ func (n *Node) WaitServing(timeout time.Duration) *openbao.HealthStatus {
 	return h
 }
 
+// freePort picks a free loopback port below Linux's ephemeral range (32768-60999), so that
+// no outgoing connection and no listener on port 0 takes it between a server's stop and its
+// restart.
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	for range 200 {
+		n, err := rand.Int(rand.Reader, big.NewInt(portRangeEnd-portRangeStart))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := portRangeStart + int(n.Int64())
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port
 	}
-	defer l.Close() //nolint:errcheck
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free loopback port in %d-%d", portRangeStart, portRangeEnd)
+	return 0
 }
+
+const portRangeStart, portRangeEnd = 20000, 32000
 
 func writeFile(t testing.TB, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
