@@ -26,13 +26,13 @@ import (
 
 const operatorNamespace = "openbao-operator-system"
 
-// TestKubectlApplyKustomize installs config/default the way the README tells
-// people to, `kubectl apply -k config/default`, on a real kube-apiserver: the
-// kustomization must build with kubectl's own kustomize, every object must pass
-// the server's strict field validation, the operator's pod must be admitted
-// under the namespace's "restricted" Pod Security Standard, the bundle's
-// alm-examples must be accepted by the installed CRD, and `kubectl delete -k`
-// must remove it all again.
+// TestKubectlApplyKustomize installs config/default the way people install the
+// operator without OLM, `kubectl apply -k config/default`, on a real
+// kube-apiserver: the kustomization must build with kubectl's own kustomize,
+// every object must pass the server's strict field validation, the operator's
+// pod must be admitted under the namespace's "restricted" Pod Security
+// Standard, the bundle's alm-examples must be accepted by the installed CRD,
+// and `kubectl delete -k` must remove it all again.
 func TestKubectlApplyKustomize(t *testing.T) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
