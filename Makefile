@@ -258,6 +258,13 @@ BUNDLE_CSV      := bundle/manifests/$(BUNDLE_PACKAGE).clusterserviceversion.yaml
 CONTAINER_TOOL  ?= docker
 KUBECTL         ?= $(shell command -v kubectl 2>/dev/null || echo $(KUBE_ASSETS)/kubectl)
 
+# `make bundle` refreshes the CRD and RBAC (make manifests) and the CSV base's
+# descriptors (from the +operator-sdk:csv markers), then writes bundle/.
+# Its validation step may warn about events.k8s.io "events": Operator SDK
+# v1.42.2 embeds an older operator-framework/api whose deprecated-API check
+# flags any rule on that resource (only its v1beta1 was removed; fixed upstream
+# in operator-framework/api#378). tests/olm runs the current validators and
+# fails on any warning.
 .PHONY: bundle
 bundle: manifests $(KUSTOMIZE) $(OPERATOR_SDK) ## Generate bundle/ and bundle.Dockerfile from config/, then validate them
 	$(OPERATOR_SDK) generate kustomize manifests -q --interactive=false --apis-dir apis
@@ -269,10 +276,6 @@ bundle: manifests $(KUSTOMIZE) $(OPERATOR_SDK) ## Generate bundle/ and bundle.Do
 	  -e 's|^    containerImage: .*|    containerImage: $(IMG)|' $(BUNDLE_CSV)
 	$(OPERATOR_SDK) bundle validate ./bundle --select-optional suite=operatorframework
 
-# Operator SDK v1.42.2 embeds an older operator-framework/api whose deprecated-API
-# check warns about any RBAC rule on events.k8s.io "events" (removed only for
-# v1beta1; fixed upstream in operator-framework/api#378). The authoritative
-# check is tests/olm, which runs the current validators and fails on warnings.
 # test-bundle checks what `make bundle` produces: the Go test validates bundle/
 # with operator-framework/api (OperatorHub, good practices, deprecated APIs,
 # descriptors against the CRD, alm-examples against its schema) and applies
