@@ -31,6 +31,7 @@ func (r *OpenBaoClusterReconciler) reconcileConfig(ctx context.Context, s *scope
 		s.invalidSpec = fmt.Sprintf("The OpenBao configuration cannot be rendered: %v", err)
 		return ctrl.Result{}, nil
 	}
+	s.configParams = &params
 	// The self-initialization requests are given to the first server only until the cluster
 	// has been initialized once; from then on no server may ever found a new cluster.
 	selfInit := ""

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
 
@@ -31,6 +32,9 @@ type scope struct {
 	pods        []corev1.Pod
 	observed    *upgrade.Observation
 	observedOK  bool
+
+	// configParams are the active StatefulSet's configuration parameters of this pass.
+	configParams *resources.ConfigParams
 
 	// events wait for the status write.
 	events []pendingEvent

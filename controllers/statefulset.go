@@ -24,9 +24,16 @@ const annotationTemplateHash = "openbao.org/template-hash"
 
 // templateImage is the image the StatefulSet's template carries: the running image, or the
 // target of a Rolling upgrade in flight (the partition keeps pods from moving before the
-// upgrade lowers it).
+// upgrade lowers it), or the target of a BlueGreen upgrade that has made its Green
+// StatefulSet the active one while it retires Blue.
 func templateImage(c *openbaov1alpha1.OpenBaoCluster) string {
-	if u := c.Status.Upgrade; u != nil && u.Strategy == openbaov1alpha1.RollingUpgrade && u.ToImage != "" {
+	u := c.Status.Upgrade
+	switch {
+	case u == nil || u.ToImage == "":
+		return c.Status.CurrentImage
+	case u.Strategy == openbaov1alpha1.RollingUpgrade:
+		return u.ToImage
+	case u.BlueGreen != nil && u.BlueGreen.GreenStatefulSet == resources.ActiveStatefulSet(c):
 		return u.ToImage
 	}
 	return c.Status.CurrentImage

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -13,11 +14,12 @@ import (
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 	// Strategies register themselves with the upgrade package.
+	_ "github.com/openbao-operator/openbao-operator/pkg/upgrade/bluegreen"
 	_ "github.com/openbao-operator/openbao-operator/pkg/upgrade/rolling"
 )
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete;deletecollection
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete;deletecollection
 
 // reconcileUpgrade runs the upgrade manager with what this pass observed.
 func (r *OpenBaoClusterReconciler) reconcileUpgrade(ctx context.Context, s *scope) (ctrl.Result, error) {
@@ -35,6 +37,13 @@ func (r *OpenBaoClusterReconciler) reconcileUpgrade(ctx context.Context, s *scop
 		Servers:       map[string]upgrade.ServerState{},
 		ExecutorImage: c.Spec.Upgrade.ExecutorImage,
 		Now:           r.Clock.Now(),
+		Config:        s.configParams,
+	}
+	if c.Status.Upgrade != nil {
+		// A strategy may run a second StatefulSet and must find what it created.
+		if err := r.listClusterObjects(ctx, s, state); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if state.ExecutorImage == "" {
 		state.ExecutorImage = r.Options.OperatorImage
@@ -54,6 +63,37 @@ func (r *OpenBaoClusterReconciler) reconcileUpgrade(ctx context.Context, s *scop
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: res.RequeueAfter}, nil
+}
+
+// listClusterObjects adds the cluster's StatefulSets, ConfigMaps and data volumes to state.
+func (r *OpenBaoClusterReconciler) listClusterObjects(ctx context.Context, s *scope, state *upgrade.State) error {
+	c := s.cluster
+	inCluster := []client.ListOption{client.InNamespace(c.Namespace), client.MatchingLabels{resources.LabelCluster: c.Name}}
+	sets := &appsv1.StatefulSetList{}
+	if err := r.List(ctx, sets, inCluster...); err != nil {
+		return fmt.Errorf("list statefulsets: %w", err)
+	}
+	claims := &corev1.PersistentVolumeClaimList{}
+	if err := r.List(ctx, claims, inCluster...); err != nil {
+		return fmt.Errorf("list persistent volume claims: %w", err)
+	}
+	configMaps := &corev1.ConfigMapList{}
+	if err := r.List(ctx, configMaps, inCluster...); err != nil {
+		return fmt.Errorf("list config maps: %w", err)
+	}
+	state.StatefulSets = map[string]*appsv1.StatefulSet{}
+	for i := range sets.Items {
+		state.StatefulSets[sets.Items[i].Name] = &sets.Items[i]
+	}
+	state.Claims = map[string]*corev1.PersistentVolumeClaim{}
+	for i := range claims.Items {
+		state.Claims[claims.Items[i].Name] = &claims.Items[i]
+	}
+	state.ConfigMaps = map[string]*corev1.ConfigMap{}
+	for i := range configMaps.Items {
+		state.ConfigMaps[configMaps.Items[i].Name] = &configMaps.Items[i]
+	}
+	return nil
 }
 
 // persistStatus writes the status now (intent before a side effect) and makes it the new

@@ -73,10 +73,14 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 		u.PausedAt = nil
 	}
 
+	// notice says why a changed target is not applied yet; it prefixes the step's message.
+	notice := ""
 	if desiredImage != u.ToImage {
-		if r, done := m.retarget(s, env, desiredVersion, desiredImage); done {
+		r, done, why := m.retarget(s, env, desiredVersion, desiredImage)
+		if done {
 			return r, nil
 		}
+		notice = why
 	}
 	if u.Step == StepHalted {
 		// Halted: nothing moves until the user changes the target (see the README).
@@ -93,17 +97,27 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 		return Result{}, fmt.Errorf("plan %s upgrade: %w", u.Strategy, err)
 	}
 	m.record(s, step)
+	if notice != "" {
+		u.Message = notice + " " + u.Message
+	}
 
 	switch step.Kind {
 	case StepComplete:
 		m.complete(s, env)
 		return Result{}, nil
+	case StepAborted:
+		m.aborted(s, env)
+		return Result{}, nil
 	case StepHalt:
 		m.halt(s, env, step.Message)
 		return Result{}, nil
 	case StepWait:
-		if u.StepDeadline != nil && s.Now.After(u.StepDeadline.Time) {
-			m.halt(s, env, fmt.Sprintf("Step %s%s did not finish within %s: %s", step.Name, onPod(step.Pod), m.stepTimeout(c), step.Message))
+		if !step.WaitsForUser && u.StepDeadline != nil && s.Now.After(u.StepDeadline.Time) {
+			took := StepTimeout(c)
+			if u.StepStartTime != nil {
+				took = u.StepDeadline.Sub(u.StepStartTime.Time)
+			}
+			m.halt(s, env, fmt.Sprintf("Step %s%s did not finish within %s: %s", step.Name, onPod(step.Pod), took, step.Message))
 			return Result{}, nil
 		}
 		return Result{RequeueAfter: requeueWaiting}, nil
@@ -218,20 +232,42 @@ func (m *Manager) validateTarget(c *openbaov1alpha1.OpenBaoCluster, from, to str
 	return ""
 }
 
-// retarget handles a spec target that differs from the upgrade in flight. A halted upgrade
-// takes the new target (a fixed image, or the version it started from); a running one
-// finishes first. It returns done=true when the pass should end.
-func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bool) {
+// retarget handles a spec target that differs from the upgrade in flight. A strategy that
+// can undo its upgrade (Aborter) aborts when the target is set back to where the upgrade
+// started. Otherwise a halted upgrade takes the new target (a fixed image, or the version it
+// started from) and a running one finishes first. It returns done=true when the pass should
+// end, and otherwise a notice for the user when the new target waits.
+func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bool, string) {
 	c := s.Cluster
 	u := c.Status.Upgrade
+	if strategy, ok := Lookup(u.Strategy); ok {
+		if aborter, ok := strategy.(Aborter); ok {
+			back := version == u.FromVersion && image == u.FromImage
+			switch {
+			case aborter.Aborting(s):
+				if !back {
+					return Result{}, false, fmt.Sprintf("The upgrade to %s is being aborted; spec.version %s is applied after the abort.", u.ToVersion, version)
+				}
+				return Result{}, false, ""
+			case back:
+				why := aborter.Abort(s)
+				if why == "" {
+					m.abort(s, env)
+					return Result{}, false, ""
+				}
+				if u.Step != StepHalted {
+					return Result{}, false, fmt.Sprintf("The upgrade to %s can no longer be undone (%s); it finishes first, then spec.version %s is applied.", u.ToVersion, why, version)
+				}
+			}
+		}
+	}
 	if u.Step != StepHalted {
-		u.Message = fmt.Sprintf("The upgrade to %s finishes first; spec.version %s is applied after it.", u.ToVersion, version)
-		return Result{}, false
+		return Result{}, false, fmt.Sprintf("The upgrade to %s finishes first; spec.version %s is applied after it.", u.ToVersion, version)
 	}
 	if version != u.FromVersion || image != u.FromImage {
 		if msg := m.validateTarget(c, u.FromVersion, version); msg != "" {
 			setCondition(c, openbaov1alpha1.ConditionDegraded, true, openbaov1alpha1.ReasonUpgradeFailed, u.LastError+" "+msg)
-			return Result{}, true
+			return Result{}, true, ""
 		}
 	}
 	msg := fmt.Sprintf("The halted upgrade to %s now targets %s.", u.ToVersion, version)
@@ -244,16 +280,53 @@ func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bo
 	clearDegraded(c, openbaov1alpha1.ReasonUpgradeFailed)
 	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeRunning, msg)
 	env.Event(corev1.EventTypeNormal, "UpgradeRetargeted", msg)
-	return Result{RequeueAfter: requeueActed}, true
+	return Result{RequeueAfter: requeueActed}, true, ""
 }
 
-// record keeps the step's bookkeeping: a new step gets a fresh start time and deadline.
+// abort records that the strategy undoes the upgrade: a halted upgrade runs again, with
+// fresh deadlines, and Plan drives the way back in this same pass.
+func (m *Manager) abort(s *State, env Env) {
+	c := s.Cluster
+	u := c.Status.Upgrade
+	msg := fmt.Sprintf("Aborting the upgrade to %s: spec.version is %s again, so the cluster returns to it.", u.ToVersion, u.FromVersion)
+	u.Step, u.LastError, u.Attempts = StepStarted, "", 0
+	u.StepStartTime, u.StepDeadline = nil, nil
+	u.Message = msg
+	clearDegraded(c, openbaov1alpha1.ReasonUpgradeFailed)
+	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeRunning, msg)
+	env.Event(corev1.EventTypeNormal, "UpgradeAborting", msg)
+}
+
+// aborted records that an abort took the cluster back: the running version is unchanged.
+func (m *Manager) aborted(s *State, env Env) {
+	c := s.Cluster
+	u := c.Status.Upgrade
+	took := ""
+	if u.StartTime != nil {
+		took = fmt.Sprintf(" %s after it started", s.Now.Sub(u.StartTime.Time).Round(time.Second))
+	}
+	msg := fmt.Sprintf("The upgrade to %s was aborted%s; the cluster runs %s as before.", u.ToVersion, took, u.FromVersion)
+	c.Status.Upgrade = nil
+	setCondition(c, openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonUpgradeAborted, msg)
+	clearDegraded(c, openbaov1alpha1.ReasonUpgradeFailed)
+	env.Event(corev1.EventTypeNormal, "UpgradeAborted", msg)
+}
+
+// record keeps the step's bookkeeping: a new step gets a fresh start time and deadline (none
+// for a step that waits for a person).
 func (m *Manager) record(s *State, step Step) {
 	u := s.Cluster.Status.Upgrade
 	if step.NewStep || step.Name != u.Step || step.Pod != u.CurrentPod || u.StepStartTime == nil {
 		start := metav1.NewTime(s.Now)
-		deadline := metav1.NewTime(s.Now.Add(m.stepTimeout(s.Cluster)))
+		timeout := StepTimeout(s.Cluster)
+		if step.Timeout > 0 {
+			timeout = step.Timeout
+		}
+		deadline := metav1.NewTime(s.Now.Add(timeout))
 		u.StepStartTime, u.StepDeadline = &start, &deadline
+		if step.WaitsForUser {
+			u.StepDeadline = nil
+		}
 		u.Attempts, u.LastError = 0, ""
 	}
 	u.Step, u.CurrentPod = step.Name, step.Pod
@@ -262,7 +335,8 @@ func (m *Manager) record(s *State, step Step) {
 	}
 }
 
-func (m *Manager) stepTimeout(c *openbaov1alpha1.OpenBaoCluster) time.Duration {
+// StepTimeout bounds each step of an upgrade of c: spec.upgrade.stepTimeout or the default.
+func StepTimeout(c *openbaov1alpha1.OpenBaoCluster) time.Duration {
 	if t := c.Spec.Upgrade.StepTimeout; t != nil && t.Duration > 0 {
 		return t.Duration
 	}

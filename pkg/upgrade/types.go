@@ -18,6 +18,7 @@ import (
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
 
 // ServerState is what one server pod said about itself in this pass.
@@ -67,6 +68,17 @@ type State struct {
 	// ExecutorImage runs the upgrade's Jobs.
 	ExecutorImage string
 	Now           time.Time
+
+	// StatefulSets are every server StatefulSet of the cluster, by name (StatefulSet above is
+	// the active one); strategies that build a second set of servers find it here.
+	StatefulSets map[string]*appsv1.StatefulSet
+	// Claims are the cluster's data volumes, by name.
+	Claims map[string]*corev1.PersistentVolumeClaim
+	// ConfigMaps are the cluster's ConfigMaps, by name.
+	ConfigMaps map[string]*corev1.ConfigMap
+	// Config is the server configuration's parameters as rendered for the active StatefulSet
+	// in this pass; nil when they could not be rendered.
+	Config *resources.ConfigParams
 }
 
 // Upgrade is the upgrade in flight (never nil inside a strategy).
@@ -87,6 +99,9 @@ const (
 	StepComplete StepKind = "Complete"
 	// StepHalt: the strategy cannot go on safely; the manager halts with Degraded=True.
 	StepHalt StepKind = "Halt"
+	// StepAborted: an abort (see Aborter) has taken the cluster back to where the upgrade
+	// started; the manager clears the upgrade and keeps the running version.
+	StepAborted StepKind = "Aborted"
 )
 
 // Step is a strategy's decision for this pass.
@@ -104,6 +119,13 @@ type Step struct {
 	// NewStep is true when this step starts a new unit of work: the manager resets the step's
 	// start time, deadline and attempts.
 	NewStep bool
+	// Timeout, when positive, bounds this step instead of spec.upgrade.stepTimeout: a wait
+	// whose length the user chose (a verification period) gets that length plus the step
+	// timeout.
+	Timeout time.Duration
+	// WaitsForUser marks a StepWait that only a person ends (a confirmation): it has no
+	// deadline.
+	WaitsForUser bool
 }
 
 // Env gives strategies their side effects.
@@ -122,6 +144,18 @@ type Env interface {
 type Strategy interface {
 	Plan(ctx context.Context, s *State) (Step, error)
 	Apply(ctx context.Context, s *State, step Step, env Env) error
+}
+
+// Aborter is implemented by strategies that can undo an upgrade in flight. When the spec's
+// target is set back to the version and image the upgrade started from, the manager asks
+// the strategy to abort instead of finishing the upgrade first; the strategy records the
+// abort in its own status fields, Plan drives the way back and finally returns StepAborted.
+type Aborter interface {
+	// Aborting says whether the upgrade in flight is being undone.
+	Aborting(s *State) bool
+	// Abort starts undoing the upgrade in flight. It returns "" when the abort was accepted,
+	// otherwise why the upgrade can no longer be undone (it then finishes first).
+	Abort(s *State) string
 }
 
 var registry = map[openbaov1alpha1.UpgradeStrategyType]Strategy{}

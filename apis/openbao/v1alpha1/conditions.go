@@ -50,6 +50,9 @@ const (
 	ReasonUpgradePending   = "PreChecksPending"
 	ReasonUpgradeCompleted = "UpgradeCompleted"
 	ReasonUpgradeHalted    = "UpgradeHalted"
+	// ReasonUpgradeAborted: the user set the version back while the upgrade could still be
+	// undone, and the cluster is as it was before the upgrade.
+	ReasonUpgradeAborted = "UpgradeAborted"
 
 	// Degraded.
 	ReasonAsExpected       = "AsExpected"

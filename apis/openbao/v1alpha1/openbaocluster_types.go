@@ -431,7 +431,45 @@ type BlueGreenStatus struct {
 	// Aborting is true when the user set the version back before Blue was retired.
 	// +optional
 	Aborting bool `json:"aborting,omitempty"`
+	// Phase is where the upgrade stands: DeployingGreen, JoiningNonVoters, Syncing,
+	// Promoting, CuttingOver, Verifying, AwaitingConfirmation, RetiringBlue, or Aborting.
+	// Blue can be given back (abort) until the phase is RetiringBlue.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Blue/Green phase",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	Phase BlueGreenPhase `json:"phase,omitempty"`
+	// LastMembershipChange is when the operator last asked OpenBao to change a server's
+	// Raft membership (promote); a request that has not taken effect is repeated after a
+	// while, never in a tight loop.
+	// +optional
+	LastMembershipChange *metav1.Time `json:"lastMembershipChange,omitempty"`
 }
+
+// BlueGreenPhase is the phase of a BlueGreen upgrade.
+// +kubebuilder:validation:Enum=DeployingGreen;JoiningNonVoters;Syncing;Promoting;CuttingOver;Verifying;AwaitingConfirmation;RetiringBlue;Aborting
+type BlueGreenPhase string
+
+// BlueGreen phases, in the order a successful upgrade goes through them.
+const (
+	// BlueGreenDeployingGreen: the Green StatefulSet and its configuration are created.
+	BlueGreenDeployingGreen BlueGreenPhase = "DeployingGreen"
+	// BlueGreenJoiningNonVoters: Green's servers start and join Blue's Raft cluster as non-voters.
+	BlueGreenJoiningNonVoters BlueGreenPhase = "JoiningNonVoters"
+	// BlueGreenSyncing: Green's servers replicate until each has caught up with the leader for
+	// the minimum sync time.
+	BlueGreenSyncing BlueGreenPhase = "Syncing"
+	// BlueGreenPromoting: Green's servers are promoted to voters, one at a time.
+	BlueGreenPromoting BlueGreenPhase = "Promoting"
+	// BlueGreenCuttingOver: the client Service is switched to Green's pods.
+	BlueGreenCuttingOver BlueGreenPhase = "CuttingOver"
+	// BlueGreenVerifying: Green serves the clients for the verification period.
+	BlueGreenVerifying BlueGreenPhase = "Verifying"
+	// BlueGreenAwaitingConfirmation: the operator waits for spec.upgrade.blueGreen.confirmedVersion.
+	BlueGreenAwaitingConfirmation BlueGreenPhase = "AwaitingConfirmation"
+	// BlueGreenRetiringBlue: Blue's servers leave Raft and are deleted; there is no way back.
+	BlueGreenRetiringBlue BlueGreenPhase = "RetiringBlue"
+	// BlueGreenAborting: traffic returns to Blue and Green is removed.
+	BlueGreenAborting BlueGreenPhase = "Aborting"
+)
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
