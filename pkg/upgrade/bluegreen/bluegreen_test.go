@@ -74,6 +74,8 @@ type sim struct {
 	selector          string
 	maxVoters         int
 	nodes             []string
+	firstPromote      time.Time
+	greenCaughtUp     time.Time // when the last Green server caught up (before any promotion)
 }
 
 func newSim(t *testing.T, replicas int, seed uint64) *sim {
@@ -189,6 +191,9 @@ func (s *sim) tick(ctx context.Context) {
 		}
 		if !n.Healthy {
 			s.bao.Update(p.Name, func(n *baofake.Node) { n.Healthy, n.AppliedIndex = true, 100 })
+			if s.firstPromote.IsZero() {
+				s.greenCaughtUp = s.now
+			}
 		}
 		s.setReady(ctx, p.Name, true)
 	}
@@ -301,6 +306,22 @@ func (s *sim) observeSelector(ctx context.Context) {
 // check asserts the safety invariants.
 func (s *sim) check() {
 	t := s.t
+	// Calls since the last check were made while s.leader led: one side effect per pass.
+	calls := s.bao.CallsTo("RemovePeer")
+	for _, call := range calls[s.removeCalls:] {
+		id := call.Args[0]
+		if id == s.leader {
+			t.Errorf("remove-peer of %s while it was the active node", id)
+		}
+		s.removed = append(s.removed, id)
+		if ownedBy("bao", id) && s.firstBlueRemoval.IsZero() {
+			s.firstBlueRemoval = s.now
+		}
+	}
+	s.removeCalls = len(calls)
+	if promotes := s.bao.CallsTo("Promote"); len(promotes) > 0 && s.firstPromote.IsZero() {
+		s.firstPromote = s.now
+	}
 	voters, members := 0, 0
 	for _, id := range s.nodeIDs() {
 		n, _ := s.bao.Node(id)
@@ -325,18 +346,6 @@ func (s *sim) check() {
 		}
 		s.leader = leader
 	}
-	calls := s.bao.CallsTo("RemovePeer")
-	for _, call := range calls[s.removeCalls:] {
-		id := call.Args[0]
-		if id == s.leader {
-			t.Errorf("remove-peer of %s while it was the active node", id)
-		}
-		s.removed = append(s.removed, id)
-		if ownedBy("bao", id) && s.firstBlueRemoval.IsZero() {
-			s.firstBlueRemoval = s.now
-		}
-	}
-	s.removeCalls = len(calls)
 }
 
 func (s *sim) addNode(n baofake.Node) {
@@ -545,6 +554,8 @@ func TestBlueGreenUpgradeSequences(t *testing.T) {
 					assert.Equal(t, green, c.Status.StatefulSet, "Green is the active StatefulSet")
 					s.assertOnlyServers(green)
 
+					// Green was promoted only after staying caught up for the minimum sync time.
+					assert.GreaterOrEqual(t, s.firstPromote.Sub(s.greenCaughtUp), MinSyncTime, "promotion after the minimum sync time")
 					// Green ran alongside Blue as voters before Blue left.
 					assert.Equal(t, 2*replicas, s.maxVoters, "every Green server was promoted before Blue left")
 					// Blue's servers left only after the verification period on Green.
