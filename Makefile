@@ -156,8 +156,9 @@ openbao-bins: ## Fetch the bao binary of every version in OPENBAO_VERSIONS into 
 	@for v in $(OPENBAO_VERSIONS); do tests/tools/openbao/fetch.sh "$$v" "$(OPENBAO_DIR)"; done
 
 .PHONY: test-openbao
-test-openbao: openbao-bins ## Test pkg/openbao and the config renderer against real bao servers
-	OPENBAO_BIN=$(OPENBAO_BIN) go test ./pkg/openbao/... ./pkg/resources/ -run 'Test' -count=1
+test-openbao: openbao-bins ## Test pkg/openbao and the config renderer against real bao servers (incl. a 2.6 -> 2.7 rolling upgrade)
+	OPENBAO_BIN=$(OPENBAO_BIN) OPENBAO_UPGRADE_FROM=$(firstword $(OPENBAO_VERSIONS)) OPENBAO_UPGRADE_TO=$(OPENBAO_LATEST) \
+		go test ./pkg/openbao/... ./pkg/resources/ -count=1
 	OPENBAO_BIN=$(OPENBAO_BIN) go test ./pkg/executor/... -count=1 -timeout 15m
 
 .PHONY: test-openbao-versions

@@ -66,6 +66,21 @@ func Binary(t testing.TB) string {
 	return p
 }
 
+// BinaryOf is the bao executable of one version under .cache/openbao; the test fails when it
+// is missing.
+func BinaryOf(t testing.TB, version string) string {
+	t.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatalf("find the repository root: %v", err)
+	}
+	p := filepath.Join(root, ".cache", "openbao", version, "bao")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("OpenBao %s binary %s is missing: run `make openbao-bins`", version, p)
+	}
+	return p
+}
+
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
@@ -91,6 +106,8 @@ type Options struct {
 	Nodes int
 	// SelfInit are user requests added after the operator's own.
 	SelfInit []resources.InitRequest
+	// Binary is the bao executable of every node; defaults to Binary(t).
+	Binary string
 	// NoSelfInit leaves the self-initialization file empty: the servers wait, uninitialized,
 	// for a peer to join.
 	NoSelfInit bool
@@ -120,6 +137,9 @@ type Node struct {
 	ConfigDir   string
 	LogPath     string
 	NonVoter    bool
+	// Binary, when set, replaces the cluster's bao executable at the next Start: an upgrade
+	// is a restart on another binary with the same data.
+	Binary string
 
 	c       *Cluster
 	mu      sync.Mutex
@@ -140,7 +160,11 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	if opts.Nodes == 0 {
 		opts.Nodes = 1
 	}
-	c := &Cluster{t: t, bin: Binary(t), dir: t.TempDir(), opts: opts}
+	bin := opts.Binary
+	if bin == "" {
+		bin = Binary(t)
+	}
+	c := &Cluster{t: t, bin: bin, dir: t.TempDir(), opts: opts}
 	var err error
 	c.ca, err = pki.NewCA("baotest", time.Now(), 24*time.Hour)
 	if err != nil {
@@ -324,10 +348,14 @@ func (n *Node) Start() {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(log, "==== start %s\n", time.Now().Format(time.RFC3339Nano))
+	bin := n.c.bin
+	if n.Binary != "" {
+		bin = n.Binary
+	}
 	command := resources.ServerCommand(n.ConfigDir, n.DataDir)
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Env = append(os.Environ(),
-		"PATH="+filepath.Dir(n.c.bin)+":"+os.Getenv("PATH"),
+		"PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"),
 		"POD_NAME="+n.PodName,
 		"BAO_API_ADDR=https://127.0.0.1:"+strconv.Itoa(n.APIPort),
 		"BAO_CLUSTER_ADDR=https://127.0.0.1:"+strconv.Itoa(n.ClusterPort),
@@ -519,6 +547,13 @@ func freePort(t testing.TB) int {
 			t.Fatal(err)
 		}
 		port := portRangeStart + int(n.Int64())
+		portsMu.Lock()
+		taken := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if taken {
+			continue
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if err != nil {
 			continue
@@ -531,6 +566,13 @@ func freePort(t testing.TB) int {
 }
 
 const portRangeStart, portRangeEnd = 20000, 32000
+
+// portsGiven keeps one test process from handing out a port twice: the probe listener is
+// closed before the server binds the port.
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 func writeFile(t testing.TB, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
