@@ -331,7 +331,8 @@ func checkPodReplaced(t *testing.T, c *openbaov1alpha1.OpenBaoCluster) {
 
 // TestSingleServerClusterAndDeletion: one server is a working cluster; when
 // its OpenBaoCluster is deleted, the garbage collector removes everything it
-// owns, while the data volume and the seal key stay, as documented.
+// owns, while the data volume and the seal key stay, as documented, and a
+// cluster created again with the same name picks both up.
 func TestSingleServerClusterAndDeletion(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t, "e2e-one")
@@ -343,6 +344,16 @@ func TestSingleServerClusterAndDeletion(t *testing.T) {
 	checkStatusMatchesOpenBao(t, ns, "solo")
 	if t.Failed() {
 		return
+	}
+	pod := serverPods(t, c)[0]
+	h, err := podClient(t, c, &pod).Health(ctx)
+	if err != nil {
+		t.Fatalf("health of %s: %v", pod.Name, err)
+	}
+	clusterID := h.ClusterID
+	secret := map[string]any{"written": time.Now().UTC().Format(time.RFC3339Nano)}
+	if _, err := appLogin(t, c, &pod).KVv2("secret").Put(ctx, "e2e/kept", secret); err != nil {
+		t.Fatalf("write secret/e2e/kept: %v", err)
 	}
 
 	names := resources.NamesFor(c)
@@ -390,4 +401,26 @@ func TestSingleServerClusterAndDeletion(t *testing.T) {
 			t.Errorf("%T %s must be kept when the cluster is deleted: %v", o, o.GetName(), err)
 		}
 	}
+	if t.Failed() {
+		return
+	}
+
+	// Created again with the same name, the cluster finds its data and its
+	// seal key: the same OpenBao cluster, secrets included, not a new one.
+	if err := k8s.Create(ctx, newCluster(ns, "solo", 1)); err != nil {
+		t.Fatalf("create OpenBaoCluster again: %v", err)
+	}
+	c = waitFullyFormed(t, ns, "solo", 1)
+	pod = serverPods(t, c)[0]
+	if h, err := podClient(t, c, &pod).Health(ctx); err != nil || h.ClusterID != clusterID {
+		t.Fatalf("re-created cluster: health %+v, %v; want the earlier cluster %s", h, err, clusterID)
+	}
+	got, err := appLogin(t, c, &pod).KVv2("secret").Get(ctx, "e2e/kept")
+	if err != nil {
+		t.Fatalf("read secret/e2e/kept in the re-created cluster: %v", err)
+	}
+	if got.Data["written"] != secret["written"] {
+		t.Errorf("secret/e2e/kept in the re-created cluster: %v, want %v", got.Data, secret)
+	}
+	checkStatusMatchesOpenBao(t, ns, "solo")
 }

@@ -95,6 +95,9 @@ type Options struct {
 	SkipOperator bool
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
+	// ExtraAPIServerFlags are appended to kube-apiserver's flags, e.g. an
+	// audit policy and log for counting a client's requests.
+	ExtraAPIServerFlags []string
 }
 
 // Cluster is a running local cluster. Call Down when done.
@@ -215,6 +218,8 @@ func (c *Cluster) up(ctx context.Context) error {
 		AssetsDir: o.KubeAssets,
 		BindIP:    gateway,
 		Port:      o.APIPort,
+
+		ExtraAPIServerFlags: o.ExtraAPIServerFlags,
 	})
 	if err != nil {
 		return err
@@ -387,7 +392,10 @@ func DescribePod(p *corev1.Pod) string {
 		case cs.State.Running != nil:
 			s += fmt.Sprintf(" [%s running ready=%v restarts=%d]", cs.Name, cs.Ready, cs.RestartCount)
 		case cs.State.Terminated != nil:
-			s += fmt.Sprintf(" [%s exited %d %s]", cs.Name, cs.State.Terminated.ExitCode, cs.State.Terminated.Reason)
+			s += fmt.Sprintf(" [%s exited %d %s: %s]", cs.Name, cs.State.Terminated.ExitCode, cs.State.Terminated.Reason, cs.State.Terminated.Message)
+		}
+		if last := cs.LastTerminationState.Terminated; last != nil && cs.State.Terminated == nil {
+			s += fmt.Sprintf(" (last exit %d %s: %s)", last.ExitCode, last.Reason, strings.TrimSpace(last.Message))
 		}
 	}
 	return s
