@@ -61,6 +61,7 @@ import (
 const (
 	StepSnapshot            = "Snapshot"
 	StepDeployGreen         = "DeployGreen"
+	StepWaitRaftState       = "WaitRaftState"
 	StepWaitGreenJoined     = "WaitGreenJoined"
 	StepWaitGreenSynced     = "WaitGreenSynced"
 	StepPromote             = "Promote"
@@ -221,10 +222,14 @@ func forward(s *upgrade.State) upgrade.Step {
 		return deployGreen(s)
 	}
 	pods := ordinalPods(bg.GreenStatefulSet, s.Replicas())
+	if s.Raft == nil {
+		// Without the Raft configuration nothing can be decided; keep the phase as it is.
+		return wait(StepWaitRaftState, "", "Waiting to read the Raft state with the operator's role from an active node.")
+	}
 
 	var nonVoters []string
 	for _, pod := range pods {
-		if s.Raft == nil || !s.Raft.Voters[pod] {
+		if !s.Raft.Voters[pod] {
 			nonVoters = append(nonVoters, pod)
 		}
 	}

@@ -539,7 +539,7 @@ func (s *sim) assertOnlyServers(sts string) {
 
 func TestBlueGreenUpgradeSequences(t *testing.T) {
 	for _, replicas := range []int{1, 3, 5} {
-		for seed := range uint64(6) {
+		for seed := range uint64(4) {
 			for _, crash := range []bool{false, true} {
 				t.Run(fmt.Sprintf("replicas=%d/seed=%d/crash=%v", replicas, seed, crash), func(t *testing.T) {
 					s := newSim(t, replicas, seed)
@@ -776,4 +776,28 @@ func TestBlueGreenUpgradeOfAGreenCluster(t *testing.T) {
 	second := s.cluster.Status.StatefulSet
 	assert.NotEqual(t, first, second)
 	s.assertOnlyServers(second)
+}
+
+func TestBlueGreenNoAbortWhileGreenLeads(t *testing.T) {
+	s := newSim(t, 3, 3)
+	s.run(false, nil, func() bool { return s.phase() == openbaov1alpha1.BlueGreenVerifying })
+	// The Blue leader fails over on its own to a Green voter.
+	green := s.upgradeStatus().BlueGreen.GreenStatefulSet
+	s.bao.SetLeader(resources.PodName(green, 1))
+	s.check()
+	s.cluster.Spec.Version = oldVersion
+	st := s.state(context.Background())
+	_, err := (&upgrade.Manager{}).Reconcile(context.Background(), st, simEnv{s, st}, func(context.Context) error { return nil })
+	require.NoError(t, err)
+	u := s.upgradeStatus()
+	require.NotNil(t, u)
+	assert.False(t, u.BlueGreen.Aborting)
+	assert.Contains(t, u.Message, resources.PodName(green, 1)+", a server on the new version, is the active node")
+	assert.Equal(t, green, s.selector, "Green keeps the clients")
+
+	// The upgrade finishes without any step-down: leadership is on Green already.
+	s.run(false, nil, nil)
+	assert.Equal(t, newVersion, s.cluster.Status.CurrentVersion)
+	assert.Empty(t, s.stepDowns)
+	s.assertOnlyServers(green)
 }
