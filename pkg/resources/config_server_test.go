@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"io"
 	"regexp"
@@ -124,7 +125,7 @@ func TestRenderedConfigSelfInitializesSingleServer(t *testing.T) {
 	wantKind(t, "operator role takes a snapshot", op.Snapshot(ctx, io.Discard), openbao.ErrPermissionDenied)
 
 	// The user's requests ran after the operator's, with their data intact.
-	readTricky(t, c, n, ctx)
+	readTricky(ctx, t, c, n)
 
 	// No token was printed: self-initialization used a root token inside the server only.
 	if m := tokenPattern.FindString(n.Log()); m != "" {
@@ -149,10 +150,31 @@ func TestRenderedConfigSelfInitializesSingleServer(t *testing.T) {
 		}
 	}
 	login(t, c, n, resources.DefaultUpgradeRole, c.UpgradeSubject(), baotest.UpgradeAudience)
-	readTricky(t, c, n, ctx)
+	readTricky(ctx, t, c, n)
+
+	// Even with the stanzas loaded, OpenBao does not run them on initialized storage: the
+	// user's KV write would otherwise have made a second version of the value.
+	n.Stop()
+	n.AlwaysLoadSelfInit = true
+	n.Start()
+	h3 := n.WaitServing(90 * time.Second)
+	c.WaitActive(60 * time.Second)
+	third := lastStart(n.Log())
+	for _, s := range []string{"root token generated", "beginning post-unseal configuration"} {
+		if strings.Contains(third, s) {
+			t.Errorf("a restart with the stanzas loaded logged %q: self-initialization ran again", s)
+		}
+	}
+	if h3.ClusterID != h.ClusterID {
+		t.Errorf("cluster ID changed: %s -> %s", h.ClusterID, h3.ClusterID)
+	}
+	if v := readTricky(ctx, t, c, n); v != 1 {
+		t.Errorf("the value written by self-initialization is at version %d, want 1", v)
+	}
 }
 
-func readTricky(t *testing.T, c *baotest.Cluster, n *baotest.Node, ctx context.Context) {
+// readTricky reads the value written by self-initialization and returns its KV version.
+func readTricky(ctx context.Context, t *testing.T, c *baotest.Cluster, n *baotest.Node) int64 {
 	t.Helper()
 	cfg := api.DefaultConfig()
 	cfg.Address = n.Address()
@@ -178,6 +200,13 @@ func readTricky(t *testing.T, c *baotest.Cluster, n *baotest.Node, ctx context.C
 	if got := data["text"]; got != trickyText {
 		t.Errorf("value written by self-initialization = %q, want %q", got, trickyText)
 	}
+	meta, _ := kv.Data["metadata"].(map[string]any)
+	version, _ := meta["version"].(json.Number)
+	v, err := version.Int64()
+	if err != nil {
+		t.Fatalf("KV metadata version %v: %v", meta["version"], err)
+	}
+	return v
 }
 
 func lastStart(log string) string {

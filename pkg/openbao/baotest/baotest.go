@@ -140,6 +140,9 @@ type Node struct {
 	// Binary, when set, replaces the cluster's bao executable at the next Start: an upgrade
 	// is a restart on another binary with the same data.
 	Binary string
+	// AlwaysLoadSelfInit starts the server with the self-initialization file whatever its
+	// ordinal and data, bypassing the pod command's guard, to test OpenBao's own behaviour.
+	AlwaysLoadSelfInit bool
 
 	c       *Cluster
 	mu      sync.Mutex
@@ -353,6 +356,11 @@ func (n *Node) Start() {
 		bin = n.Binary
 	}
 	command := resources.ServerCommand(n.ConfigDir, n.DataDir)
+	if n.AlwaysLoadSelfInit {
+		command = []string{"/bin/sh", "-c", `exec bao server "$@"`, "bao",
+			"-config=" + filepath.Join(n.ConfigDir, resources.ConfigFile),
+			"-config=" + filepath.Join(n.ConfigDir, resources.SelfInitConfigFile)}
+	}
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Env = append(os.Environ(),
 		"PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"),
