@@ -3,6 +3,7 @@ package envtest
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -276,6 +277,12 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 		{"zero replicas", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Replicas = ptr.To[int32](0) }, "should be greater than or equal to 1"},
 		{"too many replicas", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Replicas = ptr.To[int32](11) }, "should be less than or equal to 9"},
 		{"unknown strategy", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Upgrade.Strategy = "Recreate" }, `supported values: "Rolling", "BlueGreen"`},
+		{"negative verification period", func(c *openbaov1alpha1.OpenBaoCluster) {
+			c.Spec.Upgrade.BlueGreen = &openbaov1alpha1.BlueGreenSpec{VerificationPeriod: &metav1.Duration{Duration: -time.Minute}}
+		}, "verificationPeriod must not be negative"},
+		{"confirmed version not a version", func(c *openbaov1alpha1.OpenBaoCluster) {
+			c.Spec.Upgrade.BlueGreen = &openbaov1alpha1.BlueGreenSpec{RequireConfirmation: true, ConfirmedVersion: "yes"}
+		}, "confirmedVersion in body should match"},
 		{"bad self-init path", func(c *openbaov1alpha1.OpenBaoCluster) {
 			c.Spec.SelfInit = []openbaov1alpha1.SelfInitRequest{{Name: "x", Path: "/v1/sys/mounts"}}
 		}, "path is relative to /v1/"},

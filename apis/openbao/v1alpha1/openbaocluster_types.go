@@ -162,6 +162,7 @@ type BlueGreenSpec struct {
 	// (Blue) servers are retired. Until then setting spec.version back aborts the upgrade.
 	// +optional
 	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="verificationPeriod must not be negative"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Verification period",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	VerificationPeriod *metav1.Duration `json:"verificationPeriod,omitempty"`
 
@@ -175,6 +176,7 @@ type BlueGreenSpec struct {
 	// version. Only read when RequireConfirmation is true.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^(v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?)?$`
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Confirmed version",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:fieldDependency:upgrade.blueGreen.requireConfirmation:true"}
 	ConfirmedVersion string `json:"confirmedVersion,omitempty"`
 }
