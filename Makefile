@@ -217,6 +217,17 @@ test-localcluster: kube-assets openbao-bins build ## The control plane, the node
 	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager \
 	  $(GO_TEST) -p 1 -timeout 40m ./tests/localcluster/... ./tests/e2e/...
 
+# Not part of `make test`: it takes about an hour (BENCH_ARGS=--quick: ~10 minutes).
+# Its own bridge, /24 and state folder, so it can run beside dev-up; the
+# results go to $(CACHE)/bench/upgrade-<time>.json.
+BENCH_ARGS ?=
+
+.PHONY: bench-upgrade
+bench-upgrade: kube-assets openbao-bins build ## Benchmark upgrades (Rolling, BlueGreen, naive roll) under load on the local cluster (root); BENCH_ARGS=--quick for a short run
+	go build -o $(GOBIN_DIR)/bench-upgrade ./tests/bench/cmd/bench-upgrade
+	$(GOBIN_DIR)/bench-upgrade --kube-assets $(KUBE_ASSETS) --openbao-dir $(OPENBAO_DIR) --manager $(GOBIN_DIR)/manager \
+	  --from $(firstword $(OPENBAO_VERSIONS)) --to $(OPENBAO_LATEST) --out $(CACHE)/bench $(BENCH_ARGS)
+
 ##@ OLM bundle and deployment
 
 # Operator SDK is built from the wrapper module tests/tools/operator-sdk, whose

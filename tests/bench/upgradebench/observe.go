@@ -1,0 +1,334 @@
+package upgradebench
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+)
+
+// pollInterval is how often every server is asked for sys/health and sys/leader.
+const pollInterval = 250 * time.Millisecond
+
+// podLife is what the recorder saw of one pod incarnation (one UID). Times are when the
+// bench observed the event on its own clock: the API's timestamps have one-second
+// resolution, too coarse for a step that takes a few seconds.
+type podLife struct {
+	Name    string
+	UID     types.UID
+	Version string // from the image tag
+
+	Seen     time.Time // first seen (created)
+	Stop     time.Time // deletionTimestamp first seen
+	Gone     time.Time // removed from the API
+	Ready    time.Time // Ready condition first seen true
+	CaughtUp time.Time // applied index first reached the leader's committed index
+	// Serving is the version the server itself reported, once.
+	Serving string
+}
+
+// leaderChange is one change of the active server.
+type leaderChange struct {
+	At          time.Time
+	From, To    string // pod names
+	FromVersion string
+	ToVersion   string
+}
+
+// recorder watches the pods and Jobs of one OpenBaoCluster and polls its servers.
+type recorder struct {
+	cluster *openbaov1alpha1.OpenBaoCluster
+	ca      []byte
+
+	mu       sync.Mutex
+	pods     map[types.UID]*podLife
+	stepDown map[string]time.Time // target pod -> Job first seen
+	changes  []leaderChange
+	// lastActive is the active server of the latest round that found one.
+	lastActive, lastActiveVersion string
+	lastActiveAt                  time.Time
+	// leaderless is the longest time between two rounds that found an active server.
+	leaderless time.Duration
+	rounds     int
+
+	clients map[types.UID]openbao.Client
+
+	podStore cache.Store
+	cancel   context.CancelFunc
+	done     sync.WaitGroup
+}
+
+func startRecorder(ctx context.Context, cs kubernetes.Interface, c *openbaov1alpha1.OpenBaoCluster, ca []byte) *recorder {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &recorder{
+		cluster: c, ca: ca, cancel: cancel,
+		pods: map[types.UID]*podLife{}, stepDown: map[string]time.Time{}, clients: map[types.UID]openbao.Client{},
+	}
+	selector := resources.LabelInstance + "=" + c.Name
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(c.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
+	podInf := f.Core().V1().Pods().Informer()
+	_, _ = podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { r.onPod(obj, false) },
+		UpdateFunc: func(_, obj any) { r.onPod(obj, false) },
+		DeleteFunc: func(obj any) { r.onPod(obj, true) },
+	})
+	jobInf := f.Batch().V1().Jobs().Informer()
+	_, _ = jobInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    r.onJob,
+		UpdateFunc: func(_, obj any) { r.onJob(obj) },
+	})
+	r.podStore = podInf.GetStore()
+	f.Start(ctx.Done())
+	f.WaitForCacheSync(ctx.Done())
+	r.done.Go(func() { r.poll(ctx) })
+	r.done.Go(func() { <-ctx.Done(); f.Shutdown() })
+	return r
+}
+
+func (r *recorder) stop() {
+	r.cancel()
+	r.done.Wait()
+}
+
+func isServer(p *corev1.Pod) bool {
+	return p.Labels[resources.LabelComponent] == resources.ComponentServer
+}
+
+// imageVersion is the tag of an OpenBao image ("quay.io/openbao/openbao:2.7.2" -> "2.7.2").
+func imageVersion(p *corev1.Pod) string {
+	for _, c := range p.Spec.Containers {
+		if c.Name == "openbao" {
+			img := c.Image
+			if i := strings.Index(img, "@"); i >= 0 {
+				img = img[:i]
+			}
+			if i := strings.LastIndex(img, ":"); i >= 0 && !strings.Contains(img[i:], "/") {
+				return strings.TrimPrefix(img[i+1:], "v")
+			}
+		}
+	}
+	return ""
+}
+
+func (r *recorder) onPod(obj any, deleted bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	p, ok := obj.(*corev1.Pod)
+	if !ok || !isServer(p) {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.pods[p.UID]
+	if l == nil {
+		l = &podLife{Name: p.Name, UID: p.UID, Version: imageVersion(p), Seen: now}
+		r.pods[p.UID] = l
+	}
+	if p.DeletionTimestamp != nil && l.Stop.IsZero() {
+		l.Stop = now
+	}
+	if deleted {
+		if l.Stop.IsZero() {
+			l.Stop = now
+		}
+		l.Gone = now
+		return
+	}
+	if l.Ready.IsZero() && p.DeletionTimestamp == nil {
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				l.Ready = now
+			}
+		}
+	}
+}
+
+// onJob records the first step-down Job for each target pod; the target is the first
+// label of the --address host the Job is given.
+func (r *recorder) onJob(obj any) {
+	j, ok := obj.(*batchv1.Job)
+	if !ok || !strings.Contains(j.Name, "-stepdown-") {
+		return
+	}
+	target := ""
+	for _, c := range j.Spec.Template.Spec.Containers {
+		for i, a := range c.Args {
+			if a == "--address" && i+1 < len(c.Args) {
+				if u, err := url.Parse(c.Args[i+1]); err == nil {
+					target, _, _ = strings.Cut(u.Hostname(), ".")
+				}
+			}
+		}
+	}
+	if target == "" {
+		return
+	}
+	r.mu.Lock()
+	if _, seen := r.stepDown[target]; !seen {
+		r.stepDown[target] = time.Now()
+	}
+	r.mu.Unlock()
+}
+
+func (r *recorder) client(p *corev1.Pod) (openbao.Client, error) {
+	r.mu.Lock()
+	cl := r.clients[p.UID]
+	r.mu.Unlock()
+	if cl != nil {
+		return cl, nil
+	}
+	cl, err := openbao.New(openbao.Config{
+		Address:       openbao.PodAddress(p.Status.PodIP, resources.APIPort),
+		CACertPEM:     r.ca,
+		TLSServerName: resources.PodDNSName(r.cluster, p.Name),
+		Timeout:       time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.clients[p.UID] = cl
+	r.mu.Unlock()
+	return cl, nil
+}
+
+type probe struct {
+	pod    *corev1.Pod
+	cl     openbao.Client
+	health *openbao.HealthStatus
+}
+
+func (r *recorder) poll(ctx context.Context) {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.round(ctx)
+	}
+}
+
+// round asks every running server for sys/health, then the active server for its
+// committed index, then every other server for its applied index: a server has caught up
+// when its applied index reaches the committed index read just before.
+func (r *recorder) round(ctx context.Context) {
+	var probes []*probe
+	for _, obj := range r.podStore.List() {
+		p := obj.(*corev1.Pod)
+		if !isServer(p) || p.Status.PodIP == "" || p.DeletionTimestamp != nil {
+			continue
+		}
+		cl, err := r.client(p)
+		if err != nil {
+			continue
+		}
+		probes = append(probes, &probe{pod: p, cl: cl})
+	}
+	var wg sync.WaitGroup
+	for _, pr := range probes {
+		wg.Go(func() {
+			if h, err := pr.cl.Health(ctx); err == nil {
+				pr.health = h
+			}
+		})
+	}
+	wg.Wait()
+	now := time.Now()
+	var active *probe
+	for _, pr := range probes {
+		if pr.health != nil && pr.health.Active() {
+			active = pr
+		}
+	}
+	r.mu.Lock()
+	r.rounds++
+	for _, pr := range probes {
+		if l := r.pods[pr.pod.UID]; l != nil && pr.health != nil && l.Serving == "" && pr.health.Serving() {
+			l.Serving = pr.health.Version
+		}
+	}
+	if active != nil {
+		if !r.lastActiveAt.IsZero() {
+			r.leaderless = max(r.leaderless, now.Sub(r.lastActiveAt))
+		}
+		if r.lastActive != "" && (r.lastActive != active.pod.Name || r.lastActiveVersion != active.health.Version) {
+			r.changes = append(r.changes, leaderChange{
+				At: now, From: r.lastActive, FromVersion: r.lastActiveVersion,
+				To: active.pod.Name, ToVersion: active.health.Version,
+			})
+		}
+		r.lastActive, r.lastActiveVersion, r.lastActiveAt = active.pod.Name, active.health.Version, now
+	}
+	r.mu.Unlock()
+	if active == nil {
+		return
+	}
+	ls, err := active.cl.Leader(ctx)
+	if err != nil {
+		return
+	}
+	committed := ls.RaftCommittedIndex
+	for _, pr := range probes {
+		if pr.health == nil || !pr.health.Serving() {
+			continue
+		}
+		r.mu.Lock()
+		l := r.pods[pr.pod.UID]
+		need := l != nil && l.CaughtUp.IsZero()
+		r.mu.Unlock()
+		if !need {
+			continue
+		}
+		wg.Go(func() {
+			applied := ls.RaftAppliedIndex
+			if pr != active {
+				s, err := pr.cl.Leader(ctx)
+				if err != nil {
+					return
+				}
+				applied = s.RaftAppliedIndex
+			}
+			if applied >= committed {
+				r.mu.Lock()
+				if l.CaughtUp.IsZero() {
+					l.CaughtUp = time.Now()
+				}
+				r.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// snapshot returns copies of what was recorded.
+func (r *recorder) snapshot() (pods []podLife, stepDown map[string]time.Time, changes []leaderChange, leaderless time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.pods {
+		pods = append(pods, *l)
+	}
+	stepDown = map[string]time.Time{}
+	for k, v := range r.stepDown {
+		stepDown[k] = v
+	}
+	return pods, stepDown, append([]leaderChange(nil), r.changes...), r.leaderless
+}

@@ -1,0 +1,760 @@
+// Package upgradebench measures what the users of an OpenBao cluster feel while it is
+// upgraded: with this operator's strategies, and with a naive roll of the same StatefulSet
+// (RollingUpdate, no partition control, no step-down) as a baseline. It runs on the local
+// cluster (tests/localcluster) with real OpenBao servers and the load client of
+// tests/loadclient.
+package upgradebench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+	"github.com/openbao-operator/openbao-operator/tests/loadclient"
+)
+
+// Modes of a run.
+const (
+	ModeRolling   = "Rolling"
+	ModeBlueGreen = "BlueGreen"
+	// ModeNaive pauses the operator and lets the StatefulSet controller roll every pod:
+	// partition 0 and the new image, as a plain StatefulSet or a leader-blind operator would.
+	ModeNaive = "naive"
+)
+
+// The application the load runs as: a JWT role granted to a service account of the
+// cluster's namespace through spec.selfInit.
+const (
+	appRole           = "app"
+	appAudience       = "openbao"
+	appServiceAccount = "app"
+	clusterName       = "bao"
+)
+
+// Deadlines bound each wait; they are not expectations.
+const (
+	waitFormed   = 10 * time.Minute
+	waitUpgraded = 20 * time.Minute
+	// warmUp is how long the load runs before the upgrade starts, and tail after it ended.
+	warmUp = 5 * time.Second
+	tail   = 3 * time.Second
+)
+
+// Config is shared by every run.
+type Config struct {
+	Kube    kubernetes.Interface
+	Client  client.Client
+	Manager string // the operator's binary, to find its process
+	// AuditLog is kube-apiserver's audit log of OperatorUser's requests.
+	AuditLog          string
+	OperatorUser      string
+	OperatorNamespace string
+	From, To          string
+	// Rate of load requests per second (four writes for every read).
+	Rate float64
+	// Settle is how long after the operator reports the upgrade done the steady-state
+	// window starts; Steady is its length.
+	Settle, Steady time.Duration
+	// BlueGreenVerification is spec.upgrade.blueGreen.verificationPeriod.
+	BlueGreenVerification time.Duration
+	Progress              io.Writer
+}
+
+// Run is one benchmark run.
+type Run struct {
+	Mode      string    `json:"mode"`
+	Replicas  int       `json:"replicas"`
+	From      string    `json:"from"`
+	To        string    `json:"to"`
+	Namespace string    `json:"namespace"`
+	Start     time.Time `json:"start"`
+	Error     string    `json:"error,omitempty"`
+
+	// TotalSeconds: from the version change until every server runs the new version, is
+	// Ready and caught up, and no old server is left.
+	TotalSeconds float64 `json:"totalSeconds"`
+	// OperatorDoneSeconds: until the operator reported the upgrade complete (operator runs).
+	OperatorDoneSeconds float64 `json:"operatorDoneSeconds,omitempty"`
+	// LeadSeconds: from the version change until the first server started to move.
+	LeadSeconds float64 `json:"leadSeconds"`
+	Pods        []Pod   `json:"pods"`
+	// OperatorOverheadSeconds sums, over consecutive servers, the time between one being
+	// caught up and the next starting to move (its step-down or its stop).
+	OperatorOverheadSeconds float64 `json:"operatorOverheadSeconds"`
+	OverheadFraction        float64 `json:"overheadFraction"`
+
+	LeaderChanges []LeaderChange `json:"leaderChanges"`
+	// NewToOld counts leadership changes from a server on the new version to one on the old.
+	NewToOld int `json:"newToOld"`
+	// MaxChangesPerOldLeader is the largest number of changes away from one old-version
+	// leader.
+	MaxChangesPerOldLeader int     `json:"maxChangesPerOldLeader"`
+	LongestLeaderlessSecs  float64 `json:"longestLeaderlessSeconds"`
+
+	Load Load `json:"load"`
+
+	// APIUpgrade counts the operator's requests from the version change until it reported
+	// done (until the end of the roll for the naive runs, when it is paused).
+	APIUpgrade APIRequests `json:"apiUpgrade"`
+	// APISettle and APISteady: Settle then Steady after done (operator runs).
+	APISettle     *APIRequests `json:"apiSettle,omitempty"`
+	APISteady     *APIRequests `json:"apiSteady,omitempty"`
+	SteadySeconds float64      `json:"steadySeconds,omitempty"`
+
+	// OperatorPeakRSSMiB is the operator's peak resident memory during this run's upgrade;
+	// OperatorHWMMiB its peak since it started (VmHWM), read at the end of the run.
+	OperatorPeakRSSMiB float64 `json:"operatorPeakRSSMiB"`
+	OperatorHWMMiB     float64 `json:"operatorHWMMiB"`
+}
+
+// Pod is one server's timeline, in seconds since the version change; nil when not seen.
+type Pod struct {
+	Name        string   `json:"name"`
+	OldVersion  string   `json:"oldVersion,omitempty"`
+	NewVersion  string   `json:"newVersion,omitempty"`
+	StepDown    *float64 `json:"stepDown,omitempty"`
+	Stop        *float64 `json:"stop,omitempty"`
+	Gone        *float64 `json:"gone,omitempty"`
+	Start       *float64 `json:"start,omitempty"`
+	Ready       *float64 `json:"ready,omitempty"`
+	CaughtUp    *float64 `json:"caughtUp,omitempty"`
+	OverheadPre *float64 `json:"overheadBefore,omitempty"`
+}
+
+// LeaderChange is one change of the active server.
+type LeaderChange struct {
+	AtSeconds   float64 `json:"at"`
+	From        string  `json:"from"`
+	FromVersion string  `json:"fromVersion"`
+	To          string  `json:"to"`
+	ToVersion   string  `json:"toVersion"`
+}
+
+// Load is what the application saw.
+type Load struct {
+	Requests       int     `json:"requests"`
+	Writes         int     `json:"writes"`
+	FailedRequests int     `json:"failedRequests"`
+	FailedWrites   int     `json:"failedWrites"`
+	Acknowledged   int     `json:"acknowledged"`
+	Lost           int     `json:"lost"`
+	VerifyError    string  `json:"verifyError,omitempty"`
+	DurationSecs   float64 `json:"durationSeconds"`
+	// LongestWriteGapSecs is the longest time without a successful write; it started
+	// WriteGapAtSecs after the version change.
+	LongestWriteGapSecs float64  `json:"longestWriteGapSeconds"`
+	WriteGapAtSecs      float64  `json:"writeGapAt"`
+	FirstErrors         []string `json:"firstErrors,omitempty"`
+}
+
+func (c *Config) progress(format string, args ...any) {
+	if c.Progress != nil {
+		fmt.Fprintf(c.Progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+}
+
+// Bench runs the benchmark; steady-state windows of earlier runs go on in the background
+// while later runs proceed (requests are attributed to each run's namespace).
+type Bench struct {
+	cfg    Config
+	mem    *memorySampler
+	wg     sync.WaitGroup
+}
+
+// New starts a benchmark; Close it when done.
+func New(cfg Config) *Bench {
+	return &Bench{cfg: cfg, mem: startMemorySampler(cfg.Manager)}
+}
+
+// Wait waits for the background steady-state windows.
+func (b *Bench) Wait() { b.wg.Wait() }
+
+// Close stops the memory sampler.
+func (b *Bench) Close() { b.mem.stop() }
+
+// Run performs one run and returns its result; on error the result holds what was measured
+// and Error says what went wrong. The returned *Run is completed later by the steady-state
+// window (see Wait).
+func (b *Bench) Run(ctx context.Context, mode string, replicas int) *Run {
+	r := &Run{Mode: mode, Replicas: replicas, From: b.cfg.From, To: b.cfg.To,
+		Namespace: strings.ToLower(fmt.Sprintf("bench-%s-%d", mode, replicas))}
+	if err := b.run(ctx, r); err != nil {
+		r.Error = err.Error()
+		b.cfg.progress("%s: FAILED: %v", r.Namespace, err)
+	}
+	return r
+}
+
+func (b *Bench) run(ctx context.Context, r *Run) error {
+	cfg := b.cfg
+	ns := r.Namespace
+	cfg.progress("%s: creating namespace and a %d-server OpenBaoCluster on %s", ns, r.Replicas, cfg.From)
+	if err := b.createNamespace(ctx, ns); err != nil {
+		return err
+	}
+	want := newCluster(ns, cfg.From, int32(r.Replicas))
+	if r.Mode == ModeBlueGreen {
+		want.Spec.Upgrade.Strategy = openbaov1alpha1.BlueGreenUpgrade
+		want.Spec.Upgrade.BlueGreen = &openbaov1alpha1.BlueGreenSpec{VerificationPeriod: &metav1.Duration{Duration: cfg.BlueGreenVerification}}
+	}
+	if err := cfg.Client.Create(ctx, want); err != nil {
+		return fmt.Errorf("create OpenBaoCluster: %w", err)
+	}
+	formedAt := time.Now()
+	c, err := b.waitFormed(ctx, ns, r.Replicas)
+	if err != nil {
+		return err
+	}
+	cfg.progress("%s: formed in %s", ns, time.Since(formedAt).Round(time.Second))
+
+	if r.Mode == ModeNaive {
+		if err := updateSpec(ctx, cfg.Client, ns, func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Paused = true }); err != nil {
+			return err
+		}
+		if err := poll(ctx, 2*time.Minute, "Paused=True", func() (bool, error) {
+			cur := &openbaov1alpha1.OpenBaoCluster{}
+			if err := cfg.Client.Get(ctx, client.ObjectKeyFromObject(c), cur); err != nil {
+				return false, nil
+			}
+			return meta.IsStatusConditionTrue(cur.Status.Conditions, openbaov1alpha1.ConditionPaused), nil
+		}); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second) // a reconcile that started before the pause may finish
+	}
+
+	ca, err := caPEM(ctx, cfg.Kube, c)
+	if err != nil {
+		return err
+	}
+	if err := ensureServiceAccount(ctx, cfg.Kube, ns); err != nil {
+		return err
+	}
+	rec := startRecorder(ctx, cfg.Kube, c, ca)
+	defer rec.stop()
+	load := loadclient.Start(ctx, loadclient.Config{
+		Kube: cfg.Kube, Namespace: ns, Service: resources.NamesFor(c).ClientService, CAPEM: ca,
+		Login: func(ctx context.Context) (string, error) { return token(ctx, cfg.Kube, ns) },
+		Role:  appRole, KeyPrefix: "secret/data/bench/" + ns + "/", Rate: cfg.Rate,
+	})
+	loadStopped := false
+	defer func() {
+		if !loadStopped {
+			load.Stop()
+		}
+	}()
+	time.Sleep(warmUp)
+	if load.Report().Acknowledged == 0 {
+		return fmt.Errorf("the load got no write acknowledged before the upgrade: %v", load.Report().FirstErrors)
+	}
+
+	_, _ = b.mem.resetPeak()
+	r.Start = time.Now()
+	cfg.progress("%s: upgrading %s -> %s (%s)", ns, cfg.From, cfg.To, r.Mode)
+	if r.Mode == ModeNaive {
+		err = naiveRoll(ctx, cfg.Kube, c, cfg.To)
+	} else {
+		err = updateSpec(ctx, cfg.Client, ns, func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Version = cfg.To })
+	}
+	if err != nil {
+		return err
+	}
+
+	var operatorDone time.Time
+	end, waitErr := b.waitRolled(ctx, r, c, rec, &operatorDone)
+	peak, _ := b.mem.resetPeak()
+	r.OperatorPeakRSSMiB = mib(peak)
+	time.Sleep(tail)
+	load.Stop()
+	loadStopped = true
+	rec.stop()
+	if !end.IsZero() {
+		r.TotalSeconds = end.Sub(r.Start).Seconds()
+	}
+	if !operatorDone.IsZero() {
+		r.OperatorDoneSeconds = operatorDone.Sub(r.Start).Seconds()
+	}
+	analyze(r, rec, cfg.From, cfg.To)
+	r.Load = loadFigures(load, r.Start)
+	if waitErr == nil {
+		lost, verr := b.verify(ctx, c, ca, load)
+		r.Load.Lost = lost
+		if verr != nil {
+			r.Load.VerifyError = verr.Error()
+		}
+	}
+	_, hwm := b.mem.resetPeak()
+	r.OperatorHWMMiB = mib(hwm)
+
+	upgradeEnd := end
+	if r.Mode != ModeNaive {
+		upgradeEnd = operatorDone
+	}
+	if upgradeEnd.IsZero() {
+		upgradeEnd = time.Now()
+	}
+	if a, err := CountAuditLog(cfg.AuditLog, cfg.OperatorUser, ns, cfg.OperatorNamespace, r.Start, upgradeEnd); err == nil {
+		r.APIUpgrade = a
+	} else {
+		cfg.progress("%s: audit log: %v", ns, err)
+	}
+	cfg.progress("%s: done in %.1fs; longest write gap %.2fs, %d failed requests, %d/%d acknowledged writes lost",
+		ns, r.TotalSeconds, r.Load.LongestWriteGapSecs, r.Load.FailedRequests, r.Load.Lost, r.Load.Acknowledged)
+	if waitErr != nil {
+		return waitErr
+	}
+
+	if r.Mode == ModeNaive {
+		b.deleteNamespace(ns)
+		return nil
+	}
+	// The steady-state window runs in the background; the namespace goes afterwards.
+	b.wg.Go(func() {
+		settleEnd := operatorDone.Add(cfg.Settle)
+		steadyEnd := settleEnd.Add(cfg.Steady)
+		time.Sleep(time.Until(steadyEnd) + time.Second) // the audit log is written at once
+		if a, err := CountAuditLog(cfg.AuditLog, cfg.OperatorUser, ns, cfg.OperatorNamespace, operatorDone, settleEnd); err == nil {
+			r.APISettle = &a
+		}
+		if a, err := CountAuditLog(cfg.AuditLog, cfg.OperatorUser, ns, cfg.OperatorNamespace, settleEnd, steadyEnd); err == nil {
+			r.APISteady = &a
+			r.SteadySeconds = cfg.Steady.Seconds()
+		}
+		if r.APISteady != nil {
+			cfg.progress("%s: steady state %s: %d operator API requests, %d writes to the cluster's namespace",
+				ns, cfg.Steady, r.APISteady.Total, r.APISteady.Writes)
+		}
+		b.deleteNamespace(ns)
+	})
+	return nil
+}
+
+// waitRolled waits until every server runs the new version, is Ready and caught up, and
+// no old server is left; for operator runs also until the operator reports the upgrade
+// done (its time goes to operatorDone).
+func (b *Bench) waitRolled(ctx context.Context, r *Run, c *openbaov1alpha1.OpenBaoCluster, rec *recorder, operatorDone *time.Time) (time.Time, error) {
+	var end time.Time
+	deadline := time.Now().Add(waitUpgraded)
+	last := ""
+	for {
+		if end.IsZero() && rolled(rec, r.Replicas, b.cfg.To) {
+			end = time.Now()
+			b.cfg.progress("%s: every server on %s, Ready and caught up after %.1fs", r.Namespace, b.cfg.To, end.Sub(r.Start).Seconds())
+		}
+		if r.Mode != ModeNaive && operatorDone.IsZero() {
+			cur := &openbaov1alpha1.OpenBaoCluster{}
+			if err := b.cfg.Client.Get(ctx, client.ObjectKeyFromObject(c), cur); err == nil {
+				if cur.Status.CurrentVersion == b.cfg.To && cur.Status.Upgrade == nil {
+					*operatorDone = time.Now()
+					b.cfg.progress("%s: the operator reports the upgrade done after %.1fs", r.Namespace, operatorDone.Sub(r.Start).Seconds())
+				} else if cur.Status.Upgrade != nil {
+					if s := cur.Status.Upgrade.Step + " " + cur.Status.Upgrade.CurrentPod; s != last {
+						last = s
+						b.cfg.progress("%s:   step %s", r.Namespace, s)
+					}
+					if meta.IsStatusConditionTrue(cur.Status.Conditions, openbaov1alpha1.ConditionDegraded) {
+						cond := meta.FindStatusCondition(cur.Status.Conditions, openbaov1alpha1.ConditionDegraded)
+						return end, fmt.Errorf("the upgrade halted: %s: %s", cond.Reason, cond.Message)
+					}
+				}
+			}
+		}
+		if !end.IsZero() && (r.Mode == ModeNaive || !operatorDone.IsZero()) {
+			return end, nil
+		}
+		if time.Now().After(deadline) {
+			return end, fmt.Errorf("the upgrade did not finish within %s", waitUpgraded)
+		}
+		select {
+		case <-ctx.Done():
+			return end, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// rolled says whether exactly replicas servers exist, all on version to, Ready and caught
+// up, and none is terminating.
+func rolled(rec *recorder, replicas int, to string) bool {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	live := 0
+	for _, l := range rec.pods {
+		if !l.Gone.IsZero() {
+			continue
+		}
+		if !l.Stop.IsZero() || l.Version != to || l.Ready.IsZero() || l.CaughtUp.IsZero() {
+			return false
+		}
+		live++
+	}
+	return live == replicas
+}
+
+// naiveRoll does what a plain StatefulSet does with a new image: partition 0 and the new
+// image in the template, and the StatefulSet controller replaces every pod by itself.
+func naiveRoll(ctx context.Context, cs kubernetes.Interface, c *openbaov1alpha1.OpenBaoCluster, to string) error {
+	name := resources.ActiveStatefulSet(c)
+	image := resources.DefaultImage(resources.DefaultImageRepository, to)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		sts, err := cs.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if sts.Spec.UpdateStrategy.RollingUpdate != nil {
+			sts.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To[int32](0)
+		}
+		found := false
+		for i := range sts.Spec.Template.Spec.Containers {
+			if sts.Spec.Template.Spec.Containers[i].Name == "openbao" {
+				sts.Spec.Template.Spec.Containers[i].Image = image
+				found = true
+			}
+		}
+		if !found {
+			return errors.New("the StatefulSet has no openbao container")
+		}
+		_, err = cs.AppsV1().StatefulSets(c.Namespace).Update(ctx, sts, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// analyze turns the recorder's observations into the run's figures.
+func analyze(r *Run, rec *recorder, from, to string) {
+	lives, stepDowns, changes, leaderless := rec.snapshot()
+	rel := func(t time.Time) *float64 {
+		if t.IsZero() {
+			return nil
+		}
+		return ptr.To(round3(t.Sub(r.Start).Seconds()))
+	}
+	byName := map[string]*Pod{}
+	var names []string
+	for _, l := range lives {
+		p := byName[l.Name]
+		if p == nil {
+			p = &Pod{Name: l.Name}
+			byName[l.Name] = p
+			names = append(names, l.Name)
+		}
+		switch {
+		case l.Version == from:
+			p.OldVersion = from
+			p.Stop, p.Gone = rel(l.Stop), rel(l.Gone)
+		case l.Version == to && l.Seen.After(r.Start):
+			p.NewVersion = to
+			p.Start, p.Ready, p.CaughtUp = rel(l.Seen), rel(l.Ready), rel(l.CaughtUp)
+		}
+		if t, ok := stepDowns[l.Name]; ok && t.After(r.Start) {
+			p.StepDown = rel(t)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r.Pods = append(r.Pods, *byName[n])
+	}
+
+	// Servers in the order they started to move; the overhead before each is the time since
+	// the previous one caught up (replaced in place only: BlueGreen adds servers instead).
+	moving := func(p *Pod) *float64 {
+		if p.StepDown != nil && (p.Stop == nil || *p.StepDown < *p.Stop) {
+			return p.StepDown
+		}
+		return p.Stop
+	}
+	var order []*Pod
+	for i := range r.Pods {
+		if moving(&r.Pods[i]) != nil {
+			order = append(order, &r.Pods[i])
+		}
+	}
+	sort.Slice(order, func(i, j int) bool { return *moving(order[i]) < *moving(order[j]) })
+	if len(order) > 0 {
+		r.LeadSeconds = *moving(order[0])
+	}
+	if r.Mode != ModeBlueGreen {
+		for i := 1; i < len(order); i++ {
+			prev := order[i-1]
+			if prev.CaughtUp == nil {
+				continue
+			}
+			gap := max(0, *moving(order[i])-*prev.CaughtUp)
+			order[i].OverheadPre = ptr.To(round3(gap))
+			r.OperatorOverheadSeconds += gap
+		}
+		r.OperatorOverheadSeconds = round3(r.OperatorOverheadSeconds)
+		if r.TotalSeconds > 0 {
+			r.OverheadFraction = round3(r.OperatorOverheadSeconds / r.TotalSeconds)
+		}
+	}
+
+	perOld := map[string]int{}
+	for _, ch := range changes {
+		if ch.At.Before(r.Start) {
+			continue
+		}
+		r.LeaderChanges = append(r.LeaderChanges, LeaderChange{
+			AtSeconds: round3(ch.At.Sub(r.Start).Seconds()), From: ch.From, FromVersion: ch.FromVersion, To: ch.To, ToVersion: ch.ToVersion,
+		})
+		if ch.FromVersion == to && ch.ToVersion == from {
+			r.NewToOld++
+		}
+		if ch.FromVersion == from {
+			perOld[ch.From]++
+			r.MaxChangesPerOldLeader = max(r.MaxChangesPerOldLeader, perOld[ch.From])
+		}
+	}
+	r.LongestLeaderlessSecs = round3(leaderless.Seconds())
+}
+
+// loadFigures summarizes the load's recorded requests.
+func loadFigures(load *loadclient.Client, start time.Time) Load {
+	rep := load.Report()
+	l := Load{Requests: rep.Requests, Writes: rep.Writes, FailedRequests: rep.FailedRequests,
+		Acknowledged: rep.Acknowledged, DurationSecs: round3(rep.Duration.Seconds()), FirstErrors: rep.FirstErrors}
+	gap, at := longestWriteGap(load.Requests())
+	l.LongestWriteGapSecs = round3(gap.Seconds())
+	if !at.IsZero() {
+		l.WriteGapAtSecs = round3(at.Sub(start).Seconds())
+	}
+	for _, q := range load.Requests() {
+		if q.Write && q.Err != "" {
+			l.FailedWrites++
+		}
+	}
+	return l
+}
+
+// longestWriteGap is the longest time between the completions of two successful writes,
+// and when it started.
+func longestWriteGap(reqs []loadclient.Request) (time.Duration, time.Time) {
+	var lastOK, at time.Time
+	var gap time.Duration
+	var ends []time.Time
+	for _, q := range reqs {
+		if q.Write && q.Err == "" {
+			ends = append(ends, q.Start.Add(q.Duration))
+		}
+	}
+	sort.Slice(ends, func(i, j int) bool { return ends[i].Before(ends[j]) })
+	for _, e := range ends {
+		if !lastOK.IsZero() && e.Sub(lastOK) > gap {
+			gap, at = e.Sub(lastOK), lastOK
+		}
+		lastOK = e
+	}
+	return gap, at
+}
+
+// verify reads every acknowledged write back through a Ready server (a standby forwards
+// to the active one) and returns how many are missing or hold another value.
+func (b *Bench) verify(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, ca []byte, load *loadclient.Client) (int, error) {
+	pods, err := b.cfg.Kube.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: resources.LabelInstance + "=" + c.Name + "," + resources.LabelComponent + "=" + resources.ComponentServer,
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" || !podReady(&p) {
+			continue
+		}
+		cl, err := loadclient.NewAPIClient(openbao.PodAddress(p.Status.PodIP, resources.APIPort), ca, resources.PodDNSName(c, p.Name), 15*time.Second)
+		if err != nil {
+			return 0, err
+		}
+		jwt, err := token(ctx, b.cfg.Kube, c.Namespace)
+		if err != nil {
+			return 0, err
+		}
+		s, err := cl.Logical().WriteWithContext(ctx, "auth/jwt/login", map[string]any{"role": appRole, "jwt": jwt})
+		if err != nil || s == nil || s.Auth == nil {
+			return 0, fmt.Errorf("log in through %s: %v", p.Name, err)
+		}
+		cl.SetToken(s.Auth.ClientToken)
+		lost, err := load.Verify(ctx, cl)
+		return len(lost), err
+	}
+	return 0, errors.New("no Ready server to read the writes back through")
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// newCluster is an OpenBaoCluster whose self-initialization enables a kv-v2 engine at
+// secret/ and a JWT role for the app service account of its namespace.
+func newCluster(ns, version string, replicas int32) *openbaov1alpha1.OpenBaoCluster {
+	raw := func(v any) *runtime.RawExtension {
+		data, err := json.Marshal(v)
+		if err != nil {
+			panic(err)
+		}
+		return &runtime.RawExtension{Raw: data}
+	}
+	return &openbaov1alpha1.OpenBaoCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: clusterName},
+		Spec: openbaov1alpha1.OpenBaoClusterSpec{
+			Version:  version,
+			Replicas: ptr.To(replicas),
+			SelfInit: []openbaov1alpha1.SelfInitRequest{
+				{Name: "enable-secret-kv", Path: "sys/mounts/secret", Data: raw(map[string]any{"type": "kv", "options": map[string]any{"version": "2"}})},
+				{Name: "app-policy", Path: "sys/policies/acl/" + appRole, Data: raw(map[string]any{
+					"policy": "path \"secret/data/bench/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n",
+				})},
+				{Name: "app-role", Path: "auth/jwt/role/" + appRole, Data: raw(map[string]any{
+					"role_type":       "jwt",
+					"bound_audiences": []string{appAudience},
+					"bound_subject":   "system:serviceaccount:" + ns + ":" + appServiceAccount,
+					"user_claim":      "sub",
+					"token_policies":  []string{appRole},
+					"token_ttl":       "30m",
+				})},
+			},
+		},
+	}
+}
+
+func (b *Bench) createNamespace(ctx context.Context, ns string) error {
+	cs := b.cfg.Kube
+	// A namespace left by an earlier run is removed first.
+	if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err == nil {
+		b.cfg.progress("%s: removing the namespace left by an earlier run", ns)
+	}
+	if err := poll(ctx, 5*time.Minute, "namespace "+ns+" gone", func() (bool, error) {
+		_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}); err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	return poll(ctx, 2*time.Minute, "service account default in "+ns, func() (bool, error) {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+}
+
+func (b *Bench) deleteNamespace(ns string) {
+	_ = b.cfg.Kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+}
+
+func ensureServiceAccount(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	_, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: appServiceAccount}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create service account %s/%s: %w", ns, appServiceAccount, err)
+	}
+	return nil
+}
+
+// token issues a token of the app service account through the TokenRequest API, as a
+// projected volume would.
+func token(ctx context.Context, cs kubernetes.Interface, ns string) (string, error) {
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, appServiceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{appAudience}, ExpirationSeconds: ptr.To[int64](600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("TokenRequest for %s/%s: %w", ns, appServiceAccount, err)
+	}
+	return tr.Status.Token, nil
+}
+
+func caPEM(ctx context.Context, cs kubernetes.Interface, c *openbaov1alpha1.OpenBaoCluster) ([]byte, error) {
+	s, err := cs.CoreV1().Secrets(c.Namespace).Get(ctx, resources.TLSSecretName(c), metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read the TLS secret: %w", err)
+	}
+	if len(s.Data["ca.crt"]) == 0 {
+		return nil, fmt.Errorf("secret %s has no ca.crt", s.Name)
+	}
+	return s.Data["ca.crt"], nil
+}
+
+// waitFormed waits until the operator reports the cluster Available with every server a
+// ready, healthy voter and one leader.
+func (b *Bench) waitFormed(ctx context.Context, ns string, replicas int) (*openbaov1alpha1.OpenBaoCluster, error) {
+	var c *openbaov1alpha1.OpenBaoCluster
+	err := poll(ctx, waitFormed, fmt.Sprintf("OpenBaoCluster %s/%s Available with %d ready voters", ns, clusterName, replicas), func() (bool, error) {
+		c = &openbaov1alpha1.OpenBaoCluster{}
+		if err := b.cfg.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: clusterName}, c); err != nil {
+			return false, nil
+		}
+		voters := 0
+		for _, m := range c.Status.Members {
+			if m.Initialized && !m.Sealed && m.Voter && m.Healthy {
+				voters++
+			}
+		}
+		return meta.IsStatusConditionTrue(c.Status.Conditions, openbaov1alpha1.ConditionAvailable) &&
+			int(c.Status.ReadyReplicas) == replicas && voters == replicas && c.Status.Leader != "" &&
+			c.Status.Phase == openbaov1alpha1.PhaseRunning, nil
+	})
+	return c, err
+}
+
+func updateSpec(ctx context.Context, k8s client.Client, ns string, change func(*openbaov1alpha1.OpenBaoClusterSpec)) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c := &openbaov1alpha1.OpenBaoCluster{}
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: clusterName}, c); err != nil {
+			return err
+		}
+		change(&c.Spec)
+		return k8s.Update(ctx, c)
+	})
+	if err != nil {
+		return fmt.Errorf("update OpenBaoCluster %s/%s: %w", ns, clusterName, err)
+	}
+	return nil
+}
+
+func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not reached within %s", what, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func mib(b uint64) float64 { return round3(float64(b) / (1 << 20)) }
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
