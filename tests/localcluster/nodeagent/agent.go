@@ -113,8 +113,9 @@ type agentState struct {
 }
 
 // Run registers the Node and runs its pods until ctx is done; then it stops
-// every pod's processes and removes the network namespaces and the bridge.
-// Pod objects are left as they are, as when a kubelet stops.
+// every pod's processes and removes the network namespaces, and the bridge
+// if Run created it (a bridge made with EnsureBridge before Run is left for
+// DeleteBridge). Pod objects are left as they are, as when a kubelet stops.
 func Run(ctx context.Context, c Config) error {
 	if c.RESTConfig == nil || c.NodeName == "" || c.StateDir == "" || c.Images == nil {
 		return errors.New("nodeagent: RESTConfig, NodeName, StateDir and Images are required")
@@ -146,10 +147,15 @@ func Run(ctx context.Context, c Config) error {
 	// Whatever a previous run left (it may have crashed) goes first: no
 	// process survives a restart of the agent, pods are started again.
 	cleanupNetwork(c.BridgeName, false)
+	// A bridge made beforehand (EnsureBridge) may carry the API server's
+	// address: only a bridge this run created is removed at the end.
+	_, statErr := os.Stat(filepath.Join("/sys/class/net", c.BridgeName))
 	if err := n.ensureBridge(); err != nil {
 		return err
 	}
-	defer func() { _ = n.deleteBridge() }()
+	if statErr != nil {
+		defer func() { _ = n.deleteBridge() }()
+	}
 
 	cs, err := kubernetes.NewForConfig(c.RESTConfig)
 	if err != nil {

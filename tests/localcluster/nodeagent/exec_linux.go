@@ -252,6 +252,25 @@ func buildRoot(spec *launchSpec) error {
 			r.binds = append(r.binds, src)
 		}
 	}
+	// Open every volume source through the new root (whose mounts stay
+	// reachable after the pivot) before anything is mounted over it: a
+	// later mount (such as /tmp) could hide a source.
+	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	sources := make([]int, len(spec.Mounts))
+	for i, m := range spec.Mounts {
+		fd, err := unix.Openat2(rootFd, m.Source, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+		if errors.Is(err, unix.ENOSYS) {
+			fd, err = unix.Open(filepath.Join(root, m.Source), unix.O_PATH|unix.O_CLOEXEC, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("volume source for %s: %w", m.Target, err)
+		}
+		sources[i] = fd
+	}
+	_ = unix.Close(rootFd)
 	if err := os.Chdir(root); err != nil {
 		return err
 	}
@@ -264,27 +283,44 @@ func buildRoot(spec *launchSpec) error {
 	if err := os.Chdir("/"); err != nil {
 		return err
 	}
+	// The host's directories are never writable from a container (the
+	// container's own root, a tmpfs, is, unless readOnlyRootFilesystem).
+	// This comes before the volumes, which may be mounted on top of them.
+	for _, b := range r.binds {
+		if err := remountReadOnly(b); err != nil {
+			return fmt.Errorf("read-only %s: %w", b, err)
+		}
+	}
 
-	mounts := append([]mountSpec(nil), spec.Mounts...)
-	sort.SliceStable(mounts, func(i, j int) bool {
-		return strings.Count(filepath.Clean(mounts[i].Target), "/") < strings.Count(filepath.Clean(mounts[j].Target), "/")
-	})
-	for _, m := range mounts {
-		st, err := os.Stat(m.Source)
-		if err != nil {
+	order := make([]int, len(spec.Mounts))
+	for i := range order {
+		order[i] = i
+	}
+	depth := func(i int) int { return strings.Count(filepath.Clean(spec.Mounts[i].Target), "/") }
+	sort.SliceStable(order, func(i, j int) bool { return depth(order[i]) < depth(order[j]) })
+	for _, i := range order {
+		m := spec.Mounts[i]
+		var st unix.Stat_t
+		if err := unix.Fstat(sources[i], &st); err != nil {
 			return fmt.Errorf("volume source for %s: %w", m.Target, err)
 		}
-		target, err := r.ensure(m.Target, !st.IsDir())
+		target, err := r.ensure(m.Target, st.Mode&unix.S_IFMT != unix.S_IFDIR)
 		if err != nil {
 			return fmt.Errorf("mount point %s: %w", m.Target, err)
 		}
-		if err := unix.Mount(m.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		src := fmt.Sprintf("/proc/self/fd/%d", sources[i])
+		if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind %s at %s: %w", m.Source, m.Target, err)
 		}
-		if m.ReadOnly {
-			if err := remountReadOnly(target); err != nil {
-				return fmt.Errorf("read-only %s: %w", m.Target, err)
-			}
+		_ = unix.Close(sources[i])
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			// Mount points of nested volumes are made inside this one.
+			r.ours[target] = true
+		}
+		// A bind mount inherits the read-only flag of the host directory
+		// it was reached through: set the volume's own mode explicitly.
+		if err := remountBind(target, m.ReadOnly); err != nil {
+			return fmt.Errorf("remount %s: %w", m.Target, err)
 		}
 	}
 	for _, h := range spec.Hide {
@@ -301,13 +337,6 @@ func buildRoot(spec *launchSpec) error {
 		}
 		if err := os.Chdir(dir); err != nil {
 			return fmt.Errorf("working directory %s: %w", spec.Dir, err)
-		}
-	}
-	// The host's directories are never writable from a container; the
-	// container's own root (a tmpfs) is, unless readOnlyRootFilesystem.
-	for _, b := range r.binds {
-		if err := remountReadOnly(b); err != nil {
-			return fmt.Errorf("read-only %s: %w", b, err)
 		}
 	}
 	if spec.ReadOnlyRoot {
@@ -417,7 +446,9 @@ func (r *rootfs) mirror(d string) error {
 			if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 				return fmt.Errorf("mirror %s: %w", src, err)
 			}
-			r.binds = append(r.binds, src)
+			if err := remountReadOnly(dst); err != nil {
+				return fmt.Errorf("mirror %s: %w", src, err)
+			}
 		default:
 			if err := touch(dst); err != nil {
 				return err
@@ -425,7 +456,9 @@ func (r *rootfs) mirror(d string) error {
 			if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 				return fmt.Errorf("mirror %s: %w", src, err)
 			}
-			r.binds = append(r.binds, src)
+			if err := remountReadOnly(dst); err != nil {
+				return fmt.Errorf("mirror %s: %w", src, err)
+			}
 		}
 	}
 	if err := unix.Mount(stage, d, "", unix.MS_MOVE, ""); err != nil {
@@ -437,9 +470,15 @@ func (r *rootfs) mirror(d string) error {
 	return nil
 }
 
-func remountReadOnly(p string) error {
+func remountReadOnly(p string) error { return remountBind(p, true) }
+
+// remountBind sets a mount read-only or read-write, keeping its other flags.
+func remountBind(p string, readOnly bool) error {
 	var st unix.Statfs_t
-	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY)
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND)
+	if readOnly {
+		flags |= unix.MS_RDONLY
+	}
 	if err := unix.Statfs(p, &st); err == nil {
 		for _, f := range []struct{ st, ms int64 }{
 			{unix.ST_NOSUID, unix.MS_NOSUID}, {unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC},

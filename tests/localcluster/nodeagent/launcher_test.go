@@ -20,7 +20,7 @@ import (
 func TestLauncherIsolation(t *testing.T) {
 	requireRoot(t)
 	stateDir := t.TempDir()
-	n, err := newNetwork(testBridge+"l", "10.79.1.0/24")
+	n, err := newNetwork(testBridge+"l", "10.78.1.0/24")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +52,9 @@ func TestLauncherIsolation(t *testing.T) {
 		Root:     root,
 		Hide:     []string{stateDir},
 		Mounts: []mountSpec{
+			// Mounted first (shallowest): it hides the host's /tmp, where the
+			// other sources live.
+			{Source: t.TempDir(), Target: "/tmp"},
 			{Source: vol, Target: "/openbao/config", ReadOnly: true},
 			{Source: vol, Target: "/var/run/secrets/kubernetes.io/serviceaccount"},
 		},
@@ -109,6 +112,9 @@ func TestLauncherIsolation(t *testing.T) {
 	if code, body := get("/write?path=/var/run/secrets/kubernetes.io/serviceaccount/x&data=1"); code != 200 {
 		t.Errorf("write to a read-write volume failed: %s", body)
 	}
+	if code, body := get("/write?path=/tmp/x&data=1"); code != 200 {
+		t.Errorf("write to a read-write volume over a host directory failed: %s", body)
+	}
 	if code, _ := get("/write?path=/etc/nodeagent-test&data=1"); code == 200 {
 		t.Errorf("write to the host's /etc succeeded")
 	}
@@ -136,5 +142,59 @@ func waitHTTP(t *testing.T, url string) {
 			t.Fatalf("%s did not answer: %v", url, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCleanupAfterCrash leaves a pod network namespace with a running
+// container process behind, as a killed agent would, and checks that
+// Cleanup removes all of it.
+func TestCleanupAfterCrash(t *testing.T) {
+	requireRoot(t)
+	stateDir := t.TempDir()
+	bridge := testBridge + "c"
+	cleanupNetwork(bridge, true)
+	t.Cleanup(func() { cleanupNetwork(bridge, true) })
+	if err := os.WriteFile(filepath.Join(stateDir, "agent.json"), []byte(`{"bridge":"`+bridge+`","cidr":"10.78.2.0/24"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := newNetwork(bridge, "10.78.2.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.ensureBridge(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.setupPod(9); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(stateDir, "rootfs")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := launch(&launchSpec{NetNS: filepath.Join(netnsDir, n.nsName(9)), Root: root, Path: probeApp(t),
+		Args: []string{"probeapp", "sleep"}}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-exited })
+
+	if err := Cleanup(stateDir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("container process still running after Cleanup")
+	}
+	if ns := ownedNetns(bridge); len(ns) > 0 {
+		t.Errorf("network namespaces left: %v", ns)
+	}
+	if v := ownedVeths(bridge); len(v) > 0 {
+		t.Errorf("veths left: %v", v)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/class/net", bridge)); err == nil {
+		t.Errorf("bridge %s left", bridge)
 	}
 }

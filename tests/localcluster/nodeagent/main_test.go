@@ -1,12 +1,15 @@
 package nodeagent
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"k8s.io/klog/v2"
 )
 
 // Names used by this test binary: fixed, and cleaned up before use, so a
@@ -24,6 +27,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// NODEAGENT_V=2 shows the agent's detailed log (probe failures).
+	klog.InitFlags(nil)
+	if v := os.Getenv("NODEAGENT_V"); v != "" {
+		_ = flag.Set("v", v)
+	}
 	code := m.Run()
 	if probeAppDir != "" {
 		_ = os.RemoveAll(probeAppDir)

@@ -60,6 +60,14 @@ func EnsureBridge(bridge, cidr string) error {
 	return n.ensureBridge()
 }
 
+// DeleteBridge removes the bridge if it exists.
+func DeleteBridge(bridge string) error {
+	if _, err := os.Stat(filepath.Join("/sys/class/net", bridge)); err != nil {
+		return nil
+	}
+	return ip("link", "del", bridge)
+}
+
 func (n *network) ensureBridge() error {
 	if _, err := os.Stat(filepath.Join("/sys/class/net", n.bridge)); err != nil {
 		if err := ip("link", "add", n.bridge, "type", "bridge"); err != nil {

@@ -335,17 +335,17 @@ func (w *podWorker) startIfDue(ctx context.Context, pod *corev1.Pod, c *corev1.C
 	}
 }
 
+// nextBackoff returns the delay before the next start attempt: none the
+// first time, then 10 s doubling up to 5 min, as the kubelet's back-off.
 func nextBackoff(s *ctrState) time.Duration {
+	delay := s.backoff
 	switch {
 	case s.backoff == 0:
 		s.backoff = initialBackoff
 	case s.backoff < maxBackoff:
-		s.backoff *= 2
-		if s.backoff > maxBackoff {
-			s.backoff = maxBackoff
-		}
+		s.backoff = min(2*s.backoff, maxBackoff)
 	}
-	return s.backoff
+	return delay
 }
 
 type pullError struct{ msg string }
