@@ -24,7 +24,8 @@
 //     active node's api_addr (BAO_API_ADDR), which the client follows with the same TLS
 //     server name: the server certificate must hold every pod's name (the headless
 //     Service's wildcard). Logins and the other calls work on a standby (forwarded).
-//   - An uninitialized node answers API calls with 503 "Vault is sealed".
+//   - An uninitialized node, and a node whose static seal key does not match its data,
+//     answer API calls with 503 "Vault is sealed" (ErrSealed); sys/health says 501 and 503.
 //   - Three nodes on loopback: all unsealed ~10.5 s after start, autopilot healthy with three
 //     voters after ~30 s; a step-down moved leadership in ~0.8 s.
 package openbao

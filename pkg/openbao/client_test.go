@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -302,4 +303,38 @@ func TestHealthOfUninitializedServer(t *testing.T) {
 		t.Fatal("login on an uninitialized server succeeded")
 	}
 	t.Logf("login on an uninitialized server: %v (transient=%v)", err, openbao.IsTransient(err))
+}
+
+// TestHealthOfSealedServer: a server whose static seal key no longer matches its data stays
+// sealed; Health reports 503 as a state and API calls fail with ErrSealed, which is transient.
+func TestHealthOfSealedServer(t *testing.T) {
+	c := baotest.NewCluster(t, baotest.Options{Nodes: 1})
+	n := c.Nodes[0]
+	n.Start()
+	n.WaitServing(90 * time.Second)
+	n.Stop()
+	other := make([]byte, 32)
+	for i := range other {
+		other[i] = byte(i)
+	}
+	if err := os.WriteFile(c.SealKeyPath(), other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	baotest.Eventually(t, time.Minute, "503 from sys/health", func(ctx context.Context) error {
+		h, err := n.Client().Health(ctx)
+		if err != nil {
+			return err
+		}
+		if h.StatusCode != 503 || !h.Initialized || !h.Sealed || h.Serving() {
+			return fmt.Errorf("%+v", h)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := n.Client().LoginJWT(ctx, resources.JWTAuthMount, resources.OperatorRole, c.SignJWT(baotest.OperatorSubject, baotest.OperatorAudience))
+	if !errors.Is(err, openbao.ErrSealed) || !openbao.IsTransient(err) {
+		t.Errorf("login on a sealed server: %v (transient=%v)", err, openbao.IsTransient(err))
+	}
 }

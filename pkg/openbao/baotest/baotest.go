@@ -202,6 +202,10 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
+// SealKeyPath is the static seal key file every server reads; replace its content to see a
+// server that cannot unseal.
+func (c *Cluster) SealKeyPath() string { return c.sealKey }
+
 // CACertPEM is the CA of every server's certificate.
 func (c *Cluster) CACertPEM() []byte { return c.ca.CertPEM }
 
