@@ -46,6 +46,10 @@ func TestLauncherIsolation(t *testing.T) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	podTmp := t.TempDir()
+	if err := os.Chmod(podTmp, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
 	spec := &launchSpec{
 		NetNS:    filepath.Join(netnsDir, n.nsName(5)),
 		Hostname: "pod-a",
@@ -54,7 +58,7 @@ func TestLauncherIsolation(t *testing.T) {
 		Mounts: []mountSpec{
 			// Mounted first (shallowest): it hides the host's /tmp, where the
 			// other sources live.
-			{Source: t.TempDir(), Target: "/tmp"},
+			{Source: podTmp, Target: "/tmp"},
 			{Source: vol, Target: "/openbao/config", ReadOnly: true},
 			{Source: vol, Target: "/var/run/secrets/kubernetes.io/serviceaccount"},
 		},
