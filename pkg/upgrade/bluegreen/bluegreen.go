@@ -716,14 +716,14 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 		if err := cl.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: resources.NamesFor(c).ClientService}, svc); err != nil {
 			return fmt.Errorf("read the client Service: %w", err)
 		}
-		selector := resources.StatefulSetSelector(c, a.StatefulSet)
-		if mapsEqual(svc.Spec.Selector, selector) {
-			return nil
-		}
-		patch := client.MergeFrom(svc.DeepCopy())
-		svc.Spec.Selector = selector
-		if err := cl.Patch(ctx, svc, patch); err != nil {
-			return fmt.Errorf("switch the client Service to %s: %w", a.StatefulSet, err)
+		// The provisioning controller may have switched it already: it follows
+		// ServingStatefulSet too.
+		if selector := resources.StatefulSetSelector(c, a.StatefulSet); !mapsEqual(svc.Spec.Selector, selector) {
+			patch := client.MergeFrom(svc.DeepCopy())
+			svc.Spec.Selector = selector
+			if err := cl.Patch(ctx, svc, patch); err != nil {
+				return fmt.Errorf("switch the client Service to %s: %w", a.StatefulSet, err)
+			}
 		}
 		reason := "ServiceCutover"
 		if a.StatefulSet == s.Upgrade().BlueGreen.BlueStatefulSet {

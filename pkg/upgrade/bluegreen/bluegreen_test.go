@@ -60,6 +60,10 @@ type sim struct {
 	// Behaviours.
 	brokenImage string
 	paused      bool
+	// promoteLag: OpenBao applies a promotion on autopilot's next cycle, not at once.
+	promoteLag time.Duration
+	promotions map[string]time.Time // pending, by node
+	promotes   int
 
 	// What happened.
 	crashes, persists int
@@ -94,7 +98,7 @@ func newSim(t *testing.T, replicas int, seed uint64) *sim {
 	token := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(token, []byte("operator-jwt\n"), 0o600))
 	s := &sim{
-		t: t, cluster: c, replicas: replicas, bao: baofake.NewCluster(),
+		t: t, cluster: c, replicas: replicas, bao: baofake.NewCluster(), promotions: map[string]time.Time{},
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), rng: rand.New(rand.NewPCG(seed, seed)),
 		client: k8sfake.NewClientBuilder().WithScheme(scheme).Build(),
 	}
@@ -179,6 +183,14 @@ func (s *sim) tick(ctx context.Context) {
 	active := &appsv1.StatefulSet{}
 	if err := s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: resources.ActiveStatefulSet(s.cluster)}, active); apierrors.IsNotFound(err) {
 		t.Errorf("the active StatefulSet %s is missing: the provisioning controller would create it again", resources.ActiveStatefulSet(s.cluster))
+	}
+
+	// Autopilot applies the promotions that are due.
+	for id, due := range s.promotions {
+		if !s.now.Before(due) {
+			s.bao.Update(id, func(n *baofake.Node) { n.Voter = true })
+			delete(s.promotions, id)
+		}
 	}
 
 	// Servers that started on an earlier tick become healthy and catch up.
@@ -319,9 +331,21 @@ func (s *sim) check() {
 		}
 	}
 	s.removeCalls = len(calls)
-	if promotes := s.bao.CallsTo("Promote"); len(promotes) > 0 && s.firstPromote.IsZero() {
+	promotes := s.bao.CallsTo("Promote")
+	if len(promotes) > 0 && s.firstPromote.IsZero() {
 		s.firstPromote = s.now
 	}
+	for _, call := range promotes[s.promotes:] {
+		id := call.Args[0]
+		if s.promoteLag > 0 {
+			// Not a voter yet: autopilot applies it later (see tick).
+			s.bao.Update(id, func(n *baofake.Node) { n.Voter = false })
+			if _, pending := s.promotions[id]; !pending {
+				s.promotions[id] = s.now.Add(s.promoteLag)
+			}
+		}
+	}
+	s.promotes = len(promotes)
 	voters, members := 0, 0
 	for _, id := range s.nodeIDs() {
 		n, _ := s.bao.Node(id)
@@ -543,6 +567,7 @@ func TestBlueGreenUpgradeSequences(t *testing.T) {
 			for _, crash := range []bool{false, true} {
 				t.Run(fmt.Sprintf("replicas=%d/seed=%d/crash=%v", replicas, seed, crash), func(t *testing.T) {
 					s := newSim(t, replicas, seed)
+					s.promoteLag = 12 * time.Second
 					s.run(crash, nil, nil)
 
 					c := s.cluster
@@ -556,6 +581,15 @@ func TestBlueGreenUpgradeSequences(t *testing.T) {
 
 					// Green was promoted only after staying caught up for the minimum sync time.
 					assert.GreaterOrEqual(t, s.firstPromote.Sub(s.greenCaughtUp), MinSyncTime, "promotion after the minimum sync time")
+					// A promotion that takes a while is not asked again in a tight loop.
+					perPod := map[string]int{}
+					for _, call := range s.bao.CallsTo("Promote") {
+						perPod[call.Args[0]]++
+					}
+					assert.Len(t, perPod, replicas)
+					for pod, n := range perPod {
+						assert.LessOrEqual(t, n, 2, "promote calls for %s", pod)
+					}
 					// Green ran alongside Blue as voters before Blue left.
 					assert.Equal(t, 2*replicas, s.maxVoters, "every Green server was promoted before Blue left")
 					// Blue's servers left only after the verification period on Green.
