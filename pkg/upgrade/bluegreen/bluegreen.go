@@ -161,9 +161,15 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 		// A halted upgrade was given another target: the Green built for the earlier one goes
 		// first. Once Blue has started to retire, that Green is the cluster: finish with it.
 		if bg.Phase == openbaov1alpha1.BlueGreenRetiringBlue {
+			target := "the target the upgrade had when it halted"
+			if sts := s.StatefulSets[bg.GreenStatefulSet]; sts != nil {
+				if img := templateImage(sts); img != "" {
+					target = img
+				}
+			}
 			return upgrade.Step{Kind: upgrade.StepHalt, Name: StepRemoveBluePeer, Message: fmt.Sprintf(
-				"Blue's servers had started to leave the Raft cluster, so %s now holds the cluster's data and cannot be replaced by another target. Set spec.version (and spec.image) back to the target the upgrade had when it halted to finish the retirement.",
-				bg.GreenStatefulSet)}, nil
+				"Blue's servers had started to leave the Raft cluster, so %s now holds the cluster's data and cannot be replaced by another target. Set spec.version (and spec.image) back to %s to finish the retirement.",
+				bg.GreenStatefulSet, target)}, nil
 		}
 		step, done := removeGreen(s, bg.GreenStatefulSet)
 		if !done {
@@ -862,6 +868,15 @@ func containerProblem(p *corev1.Pod) string {
 	for _, cs := range p.Status.ContainerStatuses {
 		if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
 			return fmt.Sprintf(" Container %s is waiting: %s %s", cs.Name, w.Reason, w.Message)
+		}
+	}
+	return ""
+}
+
+func templateImage(sts *appsv1.StatefulSet) string {
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		if c.Name == "openbao" {
+			return c.Image
 		}
 	}
 	return ""
