@@ -469,15 +469,19 @@ func (c *cluster) testProbes(t *testing.T) {
 		LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}},
 			InitialDelaySeconds: 2, PeriodSeconds: 1, FailureThreshold: 30},
 	}
+	secure := corev1.Container{Name: "secure", Image: probeImage, Args: []string{"serve", "-port", "8443", "-tls"},
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8443), Scheme: corev1.URISchemeHTTPS}},
+			PeriodSeconds: 1, FailureThreshold: 1},
+	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probed"}, Spec: corev1.PodSpec{
 		TerminationGracePeriodSeconds: ptr.To[int64](2),
-		Containers:                    []corev1.Container{web, side},
+		Containers:                    []corev1.Container{web, side, secure},
 	}}
 	if _, err := c.cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	p := c.waitPod(t, ns, "probed", "running with web ready", func(p *corev1.Pod) bool {
-		return p.Status.PodIP != "" && len(p.Status.ContainerStatuses) == 2 && p.Status.ContainerStatuses[0].Ready
+	p := c.waitPod(t, ns, "probed", "running with web and secure (HTTPS probe) ready", func(p *corev1.Pod) bool {
+		return p.Status.PodIP != "" && len(p.Status.ContainerStatuses) == 3 && p.Status.ContainerStatuses[0].Ready && p.Status.ContainerStatuses[2].Ready
 	})
 	if isReady(p) || p.Status.ContainerStatuses[1].Ready {
 		t.Fatalf("pod Ready before the exec readiness probe could pass: %s", describeContainers(p))
@@ -805,6 +809,9 @@ func (c *cluster) testRestartReconcile(t *testing.T) {
 	again := c.waitPod(t, ns, "keep", "Ready again after the agent restarted", func(p *corev1.Pod) bool {
 		return isReady(p) && p.Status.ContainerStatuses[0].State.Running != nil && p.Status.ContainerStatuses[0].State.Running.StartedAt.After(keep.Status.ContainerStatuses[0].State.Running.StartedAt.Time)
 	})
+	if rc := again.Status.ContainerStatuses[0].RestartCount; rc != 1 {
+		t.Errorf("restartCount after an agent restart = %d, want 1", rc)
+	}
 	if again.Status.PodIP != keep.Status.PodIP {
 		t.Errorf("pod address changed across an agent restart: %s -> %s", keep.Status.PodIP, again.Status.PodIP)
 	}

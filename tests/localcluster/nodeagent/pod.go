@@ -78,6 +78,9 @@ type podWorker struct {
 	volumes  map[string]string
 	mountErr string
 	terminal corev1.PodPhase
+	// frozen: the pod was already finished when this agent started; its
+	// status stays as reported before.
+	frozen   bool
 	startAt  metav1.Time
 	lastSent *corev1.PodStatus
 }
@@ -147,6 +150,9 @@ func (w *podWorker) run(ctx context.Context) {
 	if p := w.current(); p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		// Finished before this agent started: nothing to run again.
 		w.terminal = p.Status.Phase
+		w.frozen = true
+	} else {
+		w.adoptStatus(p)
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -173,6 +179,31 @@ func (w *podWorker) run(ctx context.Context) {
 		case <-ctx.Done():
 		case <-w.notify:
 		case <-tick.C:
+		}
+	}
+}
+
+// adoptStatus continues from the status an earlier run of the agent
+// reported: completed init containers are not run again, restart counts
+// go on, and containers that were running count as terminated (the agent's
+// stop killed them).
+func (w *podWorker) adoptStatus(pod *corev1.Pod) {
+	for i, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for _, cs := range list {
+			s := &ctrState{name: cs.Name, init: i == 0, restartCount: cs.RestartCount, imageID: cs.ImageID, containerID: cs.ContainerID}
+			switch {
+			case cs.State.Terminated != nil:
+				s.lastTerm = cs.State.Terminated.DeepCopy()
+				s.prevTerm = cs.LastTerminationState.Terminated.DeepCopy()
+			case cs.State.Running != nil:
+				now := metav1.Now()
+				s.lastTerm = &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
+					Message: "the node agent restarted", StartedAt: cs.State.Running.StartedAt, FinishedAt: now, ContainerID: cs.ContainerID}
+			default:
+				continue
+			}
+			s.everStarted = true
+			w.ctrs[cs.Name] = s
 		}
 	}
 }

@@ -22,6 +22,10 @@ var ownedConditions = []corev1.PodConditionType{
 // pushStatus writes the pod's status when it changed.
 func (w *podWorker) pushStatus(ctx context.Context, pod *corev1.Pod) {
 	w.mu.Lock()
+	if w.frozen {
+		w.mu.Unlock()
+		return
+	}
 	st := w.buildStatus(pod)
 	w.mu.Unlock()
 	if w.lastSent != nil && apiequality.Semantic.DeepEqual(*w.lastSent, st) {
