@@ -115,6 +115,7 @@ type (
 	// deleteVolumes deletes a retired StatefulSet's ConfigMap and data volumes.
 	deleteVolumes struct{ StatefulSet string }
 	deleteJobs    struct{}
+	deleteJob     struct{ Name string }
 )
 
 // Strategy is the BlueGreen strategy.
@@ -518,6 +519,13 @@ func stepDown(s *upgrade.State, pod string) upgrade.Step {
 				TargetPod: pod, Timeout: jobTimeout,
 			})},
 		}
+	case jobFailed(job) && u.Step == upgrade.StepStarted:
+		// The user resumed the halted upgrade: the failed Job goes, and a new one is created.
+		return upgrade.Step{
+			Kind: upgrade.StepAct, Name: StepStepDown, Pod: pod, NewStep: true,
+			Message: fmt.Sprintf("Deleting the failed step-down Job %s to try again.", name),
+			Action:  deleteJob{Name: name},
+		}
 	case jobFailed(job):
 		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepStepDown, Pod: pod,
 			Message: fmt.Sprintf("The step-down Job %s failed after its retries (see `kubectl logs -n %s job/%s`); %s stays the active node and Green's servers are voters.", name, c.Namespace, name, pod)}
@@ -765,6 +773,12 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 			return fmt.Errorf("delete the volumes of %s: %w", a.StatefulSet, err)
 		}
 		env.Event(corev1.EventTypeNormal, "VolumesDeleted", step.Message)
+		return nil
+	case deleteJob:
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: a.Name}}
+		if err := cl.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete Job %s: %w", a.Name, err)
+		}
 		return nil
 	case deleteJobs:
 		return cl.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(c.Namespace),

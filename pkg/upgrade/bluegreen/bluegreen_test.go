@@ -58,8 +58,9 @@ type sim struct {
 	nextIP   int
 
 	// Behaviours.
-	brokenImage string
-	paused      bool
+	brokenImage   string
+	paused        bool
+	failStepDowns bool
 	// promoteLag: OpenBao applies a promotion on autopilot's next cycle, not at once.
 	promoteLag time.Duration
 	promotions map[string]time.Time // pending, by node
@@ -253,6 +254,14 @@ func (s *sim) tick(ctx context.Context) {
 	for i := range jobs.Items {
 		j := &jobs.Items[i]
 		if j.Status.Succeeded > 0 {
+			continue
+		}
+		if s.failStepDowns {
+			j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}
+			require.NoError(t, s.client.Status().Update(ctx, j))
+			continue
+		}
+		if jobFailed(j) {
 			continue
 		}
 		if args := j.Spec.Template.Spec.Containers[0].Args; args[1] == string(resources.ActionStepDown) {
@@ -833,5 +842,34 @@ func TestBlueGreenNoAbortWhileGreenLeads(t *testing.T) {
 	s.run(false, nil, nil)
 	assert.Equal(t, newVersion, s.cluster.Status.CurrentVersion)
 	assert.Empty(t, s.stepDowns)
+	s.assertOnlyServers(green)
+}
+
+func TestBlueGreenHaltedRetirementFinishesWithItsTarget(t *testing.T) {
+	s := newSim(t, 3, 12)
+	s.failStepDowns = true
+	s.run(false, nil, nil)
+	u := s.upgradeStatus()
+	require.NotNil(t, u)
+	require.Equal(t, upgrade.StepHalted, u.Step)
+	assert.Equal(t, openbaov1alpha1.BlueGreenRetiringBlue, u.BlueGreen.Phase)
+	assert.Contains(t, u.LastError, "step-down Job")
+	green := u.BlueGreen.GreenStatefulSet
+
+	// Neither going back nor another target can replace a Green that holds the data now.
+	s.cluster.Spec.Version = thirdVersion
+	s.run(false, nil, nil)
+	u = s.upgradeStatus()
+	require.Equal(t, upgrade.StepHalted, u.Step)
+	assert.Contains(t, u.LastError, "Set spec.version (and spec.image) back to "+image(newVersion))
+	assert.Equal(t, green, u.BlueGreen.GreenStatefulSet)
+	assert.Contains(t, s.objects(&appsv1.StatefulSetList{}), green, "Green is kept")
+
+	// Back to the target: the failed Job is replaced and the retirement finishes.
+	s.failStepDowns = false
+	s.cluster.Spec.Version = newVersion
+	s.run(false, nil, nil)
+	require.Nil(t, s.cluster.Status.Upgrade)
+	assert.Equal(t, newVersion, s.cluster.Status.CurrentVersion)
 	s.assertOnlyServers(green)
 }
