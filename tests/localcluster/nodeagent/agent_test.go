@@ -30,6 +30,8 @@ import (
 const (
 	testNode   = "node-a"
 	probeImage = "registry.local/probeapp:1"
+	// openBaoVersion is one of the versions `make openbao-bins` fetches.
+	openBaoVersion = "2.7.2"
 	// waitLong bounds every wait for the cluster to converge; it is a
 	// deadline, never an expectation of speed.
 	waitLong = 2 * time.Minute
@@ -58,6 +60,19 @@ func kubeAssets(t *testing.T) string {
 		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
 			t.Fatalf("%s not found in KUBE_ASSETS=%q: run `make kube-assets` and set KUBE_ASSETS=.cache/kube/1.35.4", bin, dir)
 		}
+	}
+	return dir
+}
+
+// openBaoDir is where `make openbao-bins` puts the bao binaries.
+func openBaoDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("OPENBAO_DIR")
+	if dir == "" {
+		dir, _ = filepath.Abs("../../../.cache/openbao")
+	}
+	if _, err := os.Stat(filepath.Join(dir, openBaoVersion, "bao")); err != nil {
+		t.Fatalf("OpenBao %s not found in OPENBAO_DIR=%q: run `make openbao-bins`", openBaoVersion, dir)
 	}
 	return dir
 }
@@ -106,7 +121,10 @@ func startCluster(t *testing.T) *cluster {
 		CIDR:          testCIDR,
 		APIServerHost: c.gateway,
 		APIServerPort: port,
-		Images:        MapResolver{"registry.local/probeapp": {Entrypoint: []string{probeApp(t)}}},
+		Images: Resolvers{
+			MapResolver{"registry.local/probeapp": {Entrypoint: []string{probeApp(t)}}},
+			PatternResolver{OpenBaoRule(openBaoDir(t))},
+		},
 	}
 	c.startAgent(t)
 	t.Cleanup(c.stopAgent)
@@ -230,6 +248,7 @@ func TestAgent(t *testing.T) {
 	t.Run("GracefulDeletion", c.testGracefulDeletion)
 	t.Run("Jobs", c.testJobs)
 	t.Run("StatefulSetStorageAndDNS", c.testStatefulSet)
+	t.Run("OpenBaoImage", c.testOpenBao)
 	t.Run("RestartReconcile", c.testRestartReconcile)
 	t.Run("StopLeavesNothing", c.testStop)
 }
@@ -854,4 +873,43 @@ func processesOf(path string) []string {
 		}
 	}
 	return pids
+}
+
+// testOpenBao runs the real OpenBao server from its image reference, as a
+// non-root user, with a readiness probe on its health endpoint.
+func (c *cluster) testOpenBao(t *testing.T) {
+	ctx := context.Background()
+	ns := c.namespace(t, "openbao")
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "bao"}, Spec: corev1.PodSpec{
+		SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](100), RunAsGroup: ptr.To[int64](1000), RunAsNonRoot: ptr.To(true)},
+		Containers: []corev1.Container{{
+			Name:         "openbao",
+			Image:        "quay.io/openbao/openbao:" + openBaoVersion,
+			Args:         []string{"server", "-dev", "-dev-listen-address=0.0.0.0:8200", "-dev-root-token-id=root"},
+			Env:          []corev1.EnvVar{{Name: "HOME", Value: "/home/openbao"}},
+			VolumeMounts: []corev1.VolumeMount{{Name: "home", MountPath: "/home/openbao"}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/v1/sys/health", Port: intstr.FromInt32(8200)}},
+				PeriodSeconds: 1},
+		}},
+		Volumes: []corev1.Volume{{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+	}}
+	if _, err := c.cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := c.waitPod(t, ns, "bao", "Ready", isReady)
+	resp, err := http.Get("http://" + p.Status.PodIP + ":8200/v1/sys/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var health struct {
+		Initialized, Sealed bool
+		Version             string
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&health); err != nil {
+		t.Fatal(err)
+	}
+	if !health.Initialized || health.Sealed || health.Version != openBaoVersion {
+		t.Errorf("health = %+v", health)
+	}
 }
