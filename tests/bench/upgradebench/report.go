@@ -216,8 +216,16 @@ func (res *Result) WriteTable(w io.Writer) {
 		if r.APISettle != nil {
 			fmt.Fprintf(w, "  settle (between done and steady state): %s, writes %v\n", r.APISettle, r.APISettle.WritesByResource)
 		}
-		if len(r.Load.FirstErrors) > 0 {
-			fmt.Fprintf(w, "  first errors: %s\n", strings.Join(r.Load.FirstErrors, " | "))
+		for i, f := range r.Load.Failures {
+			if i == 8 {
+				fmt.Fprintf(w, "  ... %d more failed requests in the JSON\n", len(r.Load.Failures)-i)
+				break
+			}
+			kind := "read"
+			if f.Write {
+				kind = "write"
+			}
+			fmt.Fprintf(w, "  failed %s at %.2fs via %s: %s\n", kind, f.AtSeconds, f.Endpoint, f.Err)
 		}
 	}
 

@@ -59,6 +59,8 @@ const (
 	// warmUp is how long the load runs before the upgrade starts, and tail after it ended.
 	warmUp = 5 * time.Second
 	tail   = 3 * time.Second
+	// notStarted bounds the operator's pre-checks before it records an upgrade.
+	notStarted = 5 * time.Minute
 )
 
 // Config is shared by every run.
@@ -166,7 +168,20 @@ type Load struct {
 	LongestWriteGapSecs float64  `json:"longestWriteGapSeconds"`
 	WriteGapAtSecs      float64  `json:"writeGapAt"`
 	FirstErrors         []string `json:"firstErrors,omitempty"`
+	// Failures are the failed requests (at most maxFailures), in seconds since the version
+	// change (negative: during the warm-up).
+	Failures []Failure `json:"failures,omitempty"`
 }
+
+// Failure is one failed request of the load.
+type Failure struct {
+	AtSeconds float64 `json:"at"`
+	Write     bool    `json:"write"`
+	Endpoint  string  `json:"endpoint"`
+	Err       string  `json:"error"`
+}
+
+const maxFailures = 100
 
 func (c *Config) progress(format string, args ...any) {
 	if c.Progress != nil {
@@ -177,9 +192,9 @@ func (c *Config) progress(format string, args ...any) {
 // Bench runs the benchmark; steady-state windows of earlier runs go on in the background
 // while later runs proceed (requests are attributed to each run's namespace).
 type Bench struct {
-	cfg    Config
-	mem    *memorySampler
-	wg     sync.WaitGroup
+	cfg Config
+	mem *memorySampler
+	wg  sync.WaitGroup
 }
 
 // New starts a benchmark; Close it when done.
@@ -368,7 +383,14 @@ func (b *Bench) waitRolled(ctx context.Context, r *Run, c *openbaov1alpha1.OpenB
 				if cur.Status.CurrentVersion == b.cfg.To && cur.Status.Upgrade == nil {
 					*operatorDone = time.Now()
 					b.cfg.progress("%s: the operator reports the upgrade done after %.1fs", r.Namespace, operatorDone.Sub(r.Start).Seconds())
-				} else if cur.Status.Upgrade != nil {
+				} else if cur.Status.Upgrade == nil {
+					// The upgrade has not started: pre-checks pending, or a strategy this
+					// operator build does not know.
+					cond := meta.FindStatusCondition(cur.Status.Conditions, openbaov1alpha1.ConditionUpgrading)
+					if cond != nil && (strings.Contains(cond.Message, "not known to this operator") || time.Since(r.Start) > notStarted) {
+						return end, fmt.Errorf("the upgrade did not start: %s: %s", cond.Reason, cond.Message)
+					}
+				} else {
 					if s := cur.Status.Upgrade.Step + " " + cur.Status.Upgrade.CurrentPod; s != last {
 						last = s
 						b.cfg.progress("%s:   step %s", r.Namespace, s)
@@ -539,8 +561,14 @@ func loadFigures(load *loadclient.Client, start time.Time) Load {
 		l.WriteGapAtSecs = round3(at.Sub(start).Seconds())
 	}
 	for _, q := range load.Requests() {
-		if q.Write && q.Err != "" {
+		if q.Err == "" {
+			continue
+		}
+		if q.Write {
 			l.FailedWrites++
+		}
+		if len(l.Failures) < maxFailures {
+			l.Failures = append(l.Failures, Failure{AtSeconds: round3(q.Start.Sub(start).Seconds()), Write: q.Write, Endpoint: q.Endpoint, Err: q.Err})
 		}
 	}
 	return l
