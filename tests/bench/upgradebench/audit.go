@@ -63,8 +63,10 @@ type APIRequests struct {
 	// apart: they keep one replica of the operator in charge and say nothing about the
 	// cluster.
 	LeaseWrites int `json:"leaseWrites"`
-	// OtherWrites are writes anywhere else (another cluster's namespace, cluster-scoped).
-	OtherWrites int `json:"otherWrites"`
+	// OtherWrites are writes anywhere else (another cluster's namespace, cluster-scoped
+	// reviews of the metrics endpoint's callers).
+	OtherWrites           int            `json:"otherWrites"`
+	OtherWritesByResource map[string]int `json:"otherWritesByResource,omitempty"`
 }
 
 func isWrite(verb string) bool {
@@ -87,7 +89,7 @@ func CountAuditLog(path, user, namespace, operatorNamespace string, from, to tim
 }
 
 func countAudit(r io.Reader, user, namespace, operatorNamespace string, from, to time.Time) (APIRequests, error) {
-	out := APIRequests{ByVerb: map[string]int{}, WritesByResource: map[string]int{}}
+	out := APIRequests{ByVerb: map[string]int{}, WritesByResource: map[string]int{}, OtherWritesByResource: map[string]int{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -104,18 +106,22 @@ func countAudit(r io.Reader, user, namespace, operatorNamespace string, from, to
 		if !isWrite(e.Verb) {
 			continue
 		}
-		switch {
-		case e.ObjectRef != nil && e.ObjectRef.Namespace == namespace:
-			out.Writes++
-			res := e.ObjectRef.Resource
+		res := ""
+		if e.ObjectRef != nil {
+			res = e.ObjectRef.Resource
 			if e.ObjectRef.Subresource != "" {
 				res += "/" + e.ObjectRef.Subresource
 			}
+		}
+		switch {
+		case e.ObjectRef != nil && e.ObjectRef.Namespace == namespace:
+			out.Writes++
 			out.WritesByResource[e.Verb+" "+res]++
 		case e.ObjectRef != nil && e.ObjectRef.Namespace == operatorNamespace && e.ObjectRef.Resource == "leases":
 			out.LeaseWrites++
 		default:
 			out.OtherWrites++
+			out.OtherWritesByResource[e.Verb+" "+res]++
 		}
 	}
 	return out, sc.Err()

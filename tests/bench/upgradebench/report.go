@@ -210,8 +210,8 @@ func (res *Result) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 		if r.APISteady != nil {
-			fmt.Fprintf(w, "  steady state %.0fs: %s, writes %v, lease renewals %d\n",
-				r.SteadySeconds, r.APISteady, r.APISteady.WritesByResource, r.APISteady.LeaseWrites)
+			fmt.Fprintf(w, "  steady state %.0fs: %s, writes %v, lease renewals %d, elsewhere %v\n",
+				r.SteadySeconds, r.APISteady, r.APISteady.WritesByResource, r.APISteady.LeaseWrites, r.APISteady.OtherWritesByResource)
 		}
 		if r.APISettle != nil {
 			fmt.Fprintf(w, "  settle (between done and steady state): %s, writes %v\n", r.APISettle, r.APISettle.WritesByResource)
