@@ -42,9 +42,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 )
@@ -100,6 +103,8 @@ type agent struct {
 	secrets    corelisters.SecretLister
 	pvcs       corelisters.PersistentVolumeClaimLister
 	pvs        corelisters.PersistentVolumeLister
+
+	events record.EventRecorder
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
@@ -166,6 +171,11 @@ func Run(ctx context.Context, c Config) error {
 	if len(a.caPEM) == 0 && c.RESTConfig.CAFile != "" {
 		a.caPEM, _ = os.ReadFile(c.RESTConfig.CAFile)
 	}
+
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	a.events = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: c.NodeName})
 
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	podInformer := factory.Core().V1().Pods()
@@ -408,7 +418,10 @@ func (a *agent) scheduleLoop(ctx context.Context) {
 				Target:     corev1.ObjectReference{Kind: "Node", Name: a.cfg.NodeName},
 			}
 			err := a.cs.CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{})
-			if err != nil && ctx.Err() == nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			switch {
+			case err == nil:
+				a.events.Eventf(pod, corev1.EventTypeNormal, "Scheduled", "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, a.cfg.NodeName)
+			case ctx.Err() == nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err):
 				klog.InfoS("Bind failed", "pod", klog.KObj(pod), "err", err)
 			}
 		}

@@ -551,6 +551,17 @@ func (c *cluster) testUnknownImage(t *testing.T) {
 		w := p.Status.ContainerStatuses[0].State.Waiting
 		return w != nil && w.Reason == "ImagePullBackOff"
 	})
+	waitFor(t, "Scheduled and Failed events of the pod", func() (bool, error) {
+		events, err := c.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=missing"})
+		if err != nil {
+			return false, err
+		}
+		seen := map[string]bool{}
+		for _, e := range events.Items {
+			seen[e.Reason] = true
+		}
+		return seen["Scheduled"] && seen["Failed"], fmt.Errorf("events %v", seen)
+	})
 }
 
 func (c *cluster) testGracefulDeletion(t *testing.T) {

@@ -239,6 +239,9 @@ func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 	}
 	vols, err := w.syncVolumes(ctx, pod)
 	if err != nil {
+		if w.mountErr != err.Error() {
+			w.agent.events.Eventf(pod, corev1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed: %v", err)
+		}
 		w.mountErr = err.Error()
 		w.pushStatus(ctx, pod)
 		return
@@ -329,6 +332,9 @@ func (w *podWorker) startIfDue(ctx context.Context, pod *corev1.Pod, c *corev1.C
 			s.waitingReason = "ImagePullBackOff"
 			s.waitingMessage = fmt.Sprintf("Back-off pulling image %q: %s", c.Image, strings.TrimPrefix(s.waitingMessage, fmt.Sprintf("Back-off pulling image %q: ", c.Image)))
 		case s.lastTerm != nil:
+			if s.waitingReason != "CrashLoopBackOff" {
+				w.agent.events.Eventf(pod, corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s_%s(%s)", c.Name, pod.Name, pod.Namespace, pod.UID)
+			}
 			s.waitingReason = "CrashLoopBackOff"
 			s.waitingMessage = fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", s.backoff, c.Name, pod.Name, pod.Namespace, pod.UID)
 		}
@@ -342,11 +348,15 @@ func (w *podWorker) startIfDue(ctx context.Context, pod *corev1.Pod, c *corev1.C
 	var cfgErr *configError
 	switch {
 	case errors.As(err, &pullErr):
+		w.agent.events.Eventf(pod, corev1.EventTypeWarning, "Failed", "%s", err)
 		s.pullFailures++
 		s.waitingReason = "ErrImagePull"
 		s.waitingMessage = err.Error()
 		s.nextStart = now.Add(nextBackoff(s))
 	case errors.As(err, &cfgErr):
+		if s.waitingMessage != err.Error() {
+			w.agent.events.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %s", err)
+		}
 		s.waitingReason = "CreateContainerConfigError"
 		s.waitingMessage = err.Error()
 		s.nextStart = now.Add(2 * time.Second)
@@ -363,6 +373,7 @@ func (w *podWorker) startIfDue(ctx context.Context, pod *corev1.Pod, c *corev1.C
 		s.everStarted = true
 		s.nextStart = now.Add(nextBackoff(s))
 		klog.InfoS("Container start failed", "pod", klog.KObj(pod), "container", c.Name, "err", err)
+		w.agent.events.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: failed to start container %q: %v", c.Name, err)
 	}
 }
 
@@ -709,6 +720,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *core
 	probeCtx, cancel := context.WithCancel(ctx)
 	s.probeCancel = cancel
 	klog.V(1).InfoS("Container started", "pod", klog.KObj(pod), "container", c.Name, "pid", cmd.Process.Pid)
+	w.agent.events.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
 	go w.wait(s, cmd, s.exited, cancel)
 	if !s.init {
 		w.startProbes(probeCtx, pod, c, s)
@@ -827,6 +839,11 @@ func (w *podWorker) terminate(ctx context.Context, pod *corev1.Pod) {
 		grace = *pod.DeletionGracePeriodSeconds
 	}
 	klog.V(1).InfoS("Stopping pod", "pod", klog.KObj(pod), "gracePeriod", grace)
+	for name, s := range w.ctrs {
+		if s.running {
+			w.agent.events.Eventf(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", name)
+		}
+	}
 	w.stopContainers(ctx, time.Duration(grace)*time.Second, true)
 	if ctx.Err() != nil {
 		w.teardownSandbox(false)

@@ -93,6 +93,7 @@ func (w *podWorker) probeLoop(ctx context.Context, pod *corev1.Pod, c *corev1.Co
 			}
 		} else {
 			klog.V(2).InfoS("Probe failed", "pod", klog.KObj(pod), "container", c.Name, "msg", msg)
+			w.agent.events.Eventf(pod, corev1.EventTypeWarning, "Unhealthy", "%s probe failed: %s", probeKind(c, p), strings.TrimSpace(msg))
 			failures, successes = failures+1, 0
 			if failures >= failureNeeded && report(false) {
 				return false
@@ -129,6 +130,7 @@ func (w *podWorker) killForRestart(pod *corev1.Pod, c *corev1.Container, s *ctrS
 		grace = *p.TerminationGracePeriodSeconds
 	}
 	klog.InfoS("Container failed its probe, restarting", "pod", klog.KObj(pod), "container", c.Name, "probe", kind)
+	w.agent.events.Eventf(pod, corev1.EventTypeNormal, "Killing", "Container %s failed %s probe, will be restarted", c.Name, kind)
 	w.mu.Lock()
 	s.killReason = kind
 	snapshot := &ctrState{cmd: s.cmd, exited: s.exited}
@@ -305,4 +307,14 @@ func (w *podWorker) runHandler(ctx context.Context, pod *corev1.Pod, c *corev1.C
 		sleepCtx(ctx, time.Duration(h.Sleep.Seconds)*time.Second)
 	}
 	return nil
+}
+
+func probeKind(c *corev1.Container, p *corev1.Probe) string {
+	switch p {
+	case c.StartupProbe:
+		return "Startup"
+	case c.LivenessProbe:
+		return "Liveness"
+	}
+	return "Readiness"
 }
