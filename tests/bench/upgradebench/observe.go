@@ -63,8 +63,11 @@ type recorder struct {
 	// leaderless is the longest time between two rounds that found an active server.
 	leaderless time.Duration
 	rounds     int
+	// prevCommitted is the leader's committed index read in the previous round.
+	prevCommitted uint64
 
 	clients map[types.UID]openbao.Client
+	started time.Time
 
 	podStore cache.Store
 	cancel   context.CancelFunc
@@ -74,7 +77,7 @@ type recorder struct {
 func startRecorder(ctx context.Context, cs kubernetes.Interface, c *openbaov1alpha1.OpenBaoCluster, ca []byte) *recorder {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &recorder{
-		cluster: c, ca: ca, cancel: cancel,
+		cluster: c, ca: ca, cancel: cancel, started: time.Now(),
 		pods: map[types.UID]*podLife{}, stepDown: map[string]time.Time{}, clients: map[types.UID]openbao.Client{},
 	}
 	selector := resources.LabelInstance + "=" + c.Name
@@ -228,8 +231,7 @@ func (r *recorder) poll(ctx context.Context) {
 }
 
 // round asks every running server for sys/health, then the active server for its
-// committed index, then every other server for its applied index: a server has caught up
-// when its applied index reaches the committed index read just before.
+// committed index, then every other server for its applied index.
 func (r *recorder) round(ctx context.Context) {
 	var probes []*probe
 	for _, obj := range r.podStore.List() {
@@ -286,7 +288,17 @@ func (r *recorder) round(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	committed := ls.RaftCommittedIndex
+	// The committed index of the round before: a server counts as caught up once it has
+	// applied everything the leader had committed one poll interval earlier. Comparing
+	// with the index read a few milliseconds before would, under a steady load, depend on
+	// how fast this poller is rather than on the server.
+	r.mu.Lock()
+	committed := r.prevCommitted
+	r.prevCommitted = ls.RaftCommittedIndex
+	r.mu.Unlock()
+	if committed == 0 {
+		return
+	}
 	for _, pr := range probes {
 		if pr.health == nil || !pr.health.Serving() {
 			continue
@@ -317,6 +329,13 @@ func (r *recorder) round(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// pollRate is the number of completed polling rounds per second so far.
+func (r *recorder) pollRate() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return float64(r.rounds) / time.Since(r.started).Seconds()
 }
 
 // snapshot returns copies of what was recorded.

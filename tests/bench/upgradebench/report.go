@@ -202,7 +202,7 @@ func (res *Result) WriteTable(w io.Writer) {
 		for _, c := range r.LeaderChanges {
 			chg = append(chg, fmt.Sprintf("%.1fs %s(%s)->%s(%s)", c.AtSeconds, c.From, c.FromVersion, c.To, c.ToVersion))
 		}
-		fmt.Fprintf(w, "  leadership: %s\n", orNone(chg))
+		fmt.Fprintf(w, "  leadership (every server polled %.1f times/s): %s\n", r.PollRoundsPerSecond, orNone(chg))
 		fmt.Fprintf(w, "  load: %d requests (%d writes), %d failed (%d writes), longest write gap %.3fs at %.1fs; operator API during upgrade: %s",
 			r.Load.Requests, r.Load.Writes, r.Load.FailedRequests, r.Load.FailedWrites, r.Load.LongestWriteGapSecs, r.Load.WriteGapAtSecs, r.APIUpgrade)
 		if len(r.APIUpgrade.WritesByResource) > 0 {

@@ -113,6 +113,9 @@ type Run struct {
 	// leader.
 	MaxChangesPerOldLeader int     `json:"maxChangesPerOldLeader"`
 	LongestLeaderlessSecs  float64 `json:"longestLeaderlessSeconds"`
+	// PollRoundsPerSecond is how often every server was actually asked for its health
+	// and Raft indexes (the resolution of leadership changes and catch-up times).
+	PollRoundsPerSecond float64 `json:"pollRoundsPerSecond"`
 
 	Load Load `json:"load"`
 
@@ -548,6 +551,9 @@ func analyze(r *Run, rec *recorder, from, to string) {
 		}
 	}
 	r.LongestLeaderlessSecs = round3(leaderless.Seconds())
+	if !rec.started.IsZero() {
+		r.PollRoundsPerSecond = round3(rec.pollRate())
+	}
 }
 
 // loadFigures summarizes the load's recorded requests.
