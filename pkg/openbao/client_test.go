@@ -44,6 +44,7 @@ func raftServers(ctx context.Context, cl openbao.Client) (map[string]openbao.Raf
 // TestClientAgainstRealCluster runs every verb of the client against three real servers
 // formed from the rendered configuration, plus a fourth that joins as a non-voter.
 func TestClientAgainstRealCluster(t *testing.T) {
+	t.Parallel()
 	c := baotest.NewCluster(t, baotest.Options{Nodes: 3})
 	started := time.Now()
 	c.Start()
@@ -283,6 +284,7 @@ func TestClientAgainstRealCluster(t *testing.T) {
 // TestHealthOfUninitializedServer: a server with empty storage and no self-initialization
 // answers 501 and Health reports it as a state, not an error.
 func TestHealthOfUninitializedServer(t *testing.T) {
+	t.Parallel()
 	c := baotest.NewCluster(t, baotest.Options{Nodes: 1, NoSelfInit: true})
 	n := c.Nodes[0]
 	n.Start()
@@ -308,6 +310,7 @@ func TestHealthOfUninitializedServer(t *testing.T) {
 // TestHealthOfSealedServer: a server whose static seal key no longer matches its data stays
 // sealed; Health reports 503 as a state and API calls fail with ErrSealed, which is transient.
 func TestHealthOfSealedServer(t *testing.T) {
+	t.Parallel()
 	c := baotest.NewCluster(t, baotest.Options{Nodes: 1})
 	n := c.Nodes[0]
 	n.Start()

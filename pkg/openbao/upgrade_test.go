@@ -67,6 +67,7 @@ func readCanary(ctx context.Context, c *baotest.Cluster, n *baotest.Node) error 
 // healthy, then the leader steps down, so that leadership only moves from old to new, and is
 // upgraded last. It checks that the mixed cluster serves logins and reads through every node.
 func TestRollingUpgradeByHand(t *testing.T) {
+	t.Parallel()
 	from, to := envOr("OPENBAO_UPGRADE_FROM", "2.6.2"), envOr("OPENBAO_UPGRADE_TO", "2.7.2")
 	oldBin, newBin := baotest.BinaryOf(t, from), baotest.BinaryOf(t, to)
 	c := baotest.NewCluster(t, baotest.Options{Nodes: 3, Binary: oldBin, SelfInit: canaryRequests})

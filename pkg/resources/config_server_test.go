@@ -59,6 +59,7 @@ func wantKind(t *testing.T, what string, err, kind error) {
 // TestRenderedConfigSelfInitializesSingleServer starts one real server on the rendered
 // configuration and checks what self-initialization promises.
 func TestRenderedConfigSelfInitializesSingleServer(t *testing.T) {
+	t.Parallel()
 	c := baotest.NewCluster(t, baotest.Options{Nodes: 1, SelfInit: userRequests()})
 	n := c.Nodes[0]
 	start := time.Now()
@@ -220,6 +221,7 @@ func lastStart(log string) string {
 // TestRenderedConfigThreeServersFormOneCluster starts three servers at once on the rendered
 // configuration and the pod command: only the first initializes, the others join it.
 func TestRenderedConfigThreeServersFormOneCluster(t *testing.T) {
+	t.Parallel()
 	c := baotest.NewCluster(t, baotest.Options{Nodes: 3})
 	start := time.Now()
 	c.Start()
