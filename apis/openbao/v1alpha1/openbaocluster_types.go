@@ -420,9 +420,14 @@ type BlueGreenStatus struct {
 	// GreenStatefulSet runs the target version.
 	// +optional
 	GreenStatefulSet string `json:"greenStatefulSet,omitempty"`
-	// SyncStartTime is when every Green server was first seen caught up.
+	// SyncStartTime is when every Green server had joined and autopilot reported each of them
+	// healthy; the minimum sync time counts from it.
 	// +optional
 	SyncStartTime *metav1.Time `json:"syncStartTime,omitempty"`
+	// SyncCommitIndex is the leader's committed Raft index at SyncStartTime: every Green
+	// server must have applied it by the end of the minimum sync time.
+	// +optional
+	SyncCommitIndex int64 `json:"syncCommitIndex,omitempty"`
 	// ServingStatefulSet receives client traffic while the upgrade runs: Blue until the
 	// cutover, Green after it (and Blue again when the upgrade is aborted).
 	// +optional

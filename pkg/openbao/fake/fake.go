@@ -141,6 +141,13 @@ func (c *Cluster) SetLeader(id string) {
 	c.leader = id
 }
 
+// SetCommitIndex sets the leader's committed index, as writes would advance it.
+func (c *Cluster) SetCommitIndex(i uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.commitIndex = i
+}
+
 // SetAutopilotHealthy sets autopilot's overall verdict; nil means "not known yet".
 func (c *Cluster) SetAutopilotHealthy(h *bool) {
 	c.mu.Lock()

@@ -241,28 +241,40 @@ func forward(s *upgrade.State) upgrade.Step {
 		}
 	}
 
-	// Before the first promotion: every Green server joins and stays caught up for a while.
+	// Before the first promotion: every Green server joins, stays healthy for the minimum
+	// sync time and applies what was committed when that time started. Under write load a
+	// follower's applied index trails the leader's committed index by a few entries at any
+	// instant, so "caught up" is judged by autopilot's health (which bounds the trailing
+	// entries and the time since the last contact) while the time runs, and by the index
+	// committed at its start when it ends.
 	if len(nonVoters) == len(pods) {
 		for _, pod := range pods {
 			if why := notJoined(s, pod); why != "" {
 				bg.Phase = openbaov1alpha1.BlueGreenJoiningNonVoters
-				bg.SyncStartTime = nil
+				bg.SyncStartTime, bg.SyncCommitIndex = nil, 0
 				return wait(StepWaitGreenJoined, pod, why)
 			}
 		}
 		for _, pod := range pods {
-			if why := notSynced(s, pod); why != "" {
+			if why := notHealthy(s, pod); why != "" {
 				bg.Phase = openbaov1alpha1.BlueGreenSyncing
-				bg.SyncStartTime = nil
+				bg.SyncStartTime, bg.SyncCommitIndex = nil, 0
 				return wait(StepWaitGreenSynced, pod, why)
 			}
 		}
 		if bg.SyncStartTime == nil {
 			bg.SyncStartTime = &metav1.Time{Time: s.Now}
+			bg.SyncCommitIndex = int64(s.Raft.LeaderCommittedIndex)
 		}
 		if left := MinSyncTime - s.Now.Sub(bg.SyncStartTime.Time); left > 0 {
 			bg.Phase = openbaov1alpha1.BlueGreenSyncing
-			return wait(StepWaitGreenSynced, "", fmt.Sprintf("Every Green server has caught up with the leader; checking that they stay so for %s more before promoting them.", left.Round(time.Second)))
+			return wait(StepWaitGreenSynced, "", fmt.Sprintf("Every Green server replicates and is healthy; checking that they stay so for %s more before promoting them.", left.Round(time.Second)))
+		}
+		for _, pod := range pods {
+			if applied := s.Servers[pod].AppliedIndex; int64(applied) < bg.SyncCommitIndex {
+				bg.Phase = openbaov1alpha1.BlueGreenSyncing
+				return wait(StepWaitGreenSynced, pod, fmt.Sprintf("Waiting for %s to apply the Raft index %d, committed when syncing started (it applied %d).", pod, bg.SyncCommitIndex, applied))
+			}
 		}
 	}
 
@@ -589,25 +601,23 @@ func notJoined(s *upgrade.State, pod string) string {
 	return ""
 }
 
-// notSynced says why a joined Green pod has not caught up with the leader, or "".
-func notSynced(s *upgrade.State, pod string) string {
-	srv := s.Servers[pod]
-	switch {
-	case !s.Raft.Healthy[pod]:
-		return fmt.Sprintf("Waiting for autopilot to report %s healthy.", pod)
-	case srv.AppliedIndex < s.Raft.LeaderCommittedIndex:
-		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of %d).", pod, srv.AppliedIndex, s.Raft.LeaderCommittedIndex)
+// notHealthy says why autopilot does not call a joined Green pod healthy, or "". Autopilot's
+// health bounds how far a server trails the leader (max_trailing_logs) and how long ago the
+// leader last heard from it.
+func notHealthy(s *upgrade.State, pod string) string {
+	if !s.Raft.Healthy[pod] {
+		return fmt.Sprintf("Waiting for autopilot to report %s healthy (replicating, close behind the leader).", pod)
 	}
 	return ""
 }
 
-// greenProblem returns the first Green pod that is not a healthy, caught-up member (a voter
-// when voters is true) and why.
+// greenProblem returns the first Green pod that is not a healthy member (a voter when voters
+// is true) and why.
 func greenProblem(s *upgrade.State, pods []string, voters bool) (string, string) {
 	for _, pod := range pods {
 		why := notJoined(s, pod)
 		if why == "" {
-			why = notSynced(s, pod)
+			why = notHealthy(s, pod)
 		}
 		if why == "" && voters && !s.Raft.Voters[pod] {
 			why = fmt.Sprintf("%s is not a Raft voter.", pod)

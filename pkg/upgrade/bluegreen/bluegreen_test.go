@@ -56,6 +56,7 @@ type sim struct {
 	now      time.Time
 	rng      *rand.Rand
 	nextIP   int
+	commit   uint64
 
 	// Behaviours.
 	brokenImage   string
@@ -99,7 +100,7 @@ func newSim(t *testing.T, replicas int, seed uint64) *sim {
 	token := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(token, []byte("operator-jwt\n"), 0o600))
 	s := &sim{
-		t: t, cluster: c, replicas: replicas, bao: baofake.NewCluster(), promotions: map[string]time.Time{},
+		t: t, cluster: c, replicas: replicas, bao: baofake.NewCluster(), promotions: map[string]time.Time{}, commit: 100,
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), rng: rand.New(rand.NewPCG(seed, seed)),
 		client: k8sfake.NewClientBuilder().WithScheme(scheme).Build(),
 	}
@@ -194,7 +195,11 @@ func (s *sim) tick(ctx context.Context) {
 		}
 	}
 
-	// Servers that started on an earlier tick become healthy and catch up.
+	// Clients write all the time: the leader commits, and at any instant its followers
+	// trail it by a few entries. Servers that started on an earlier tick become healthy
+	// and catch up.
+	s.commit += 10
+	s.bao.SetCommitIndex(s.commit)
 	pods := &corev1.PodList{}
 	require.NoError(t, s.client.List(ctx, pods, client.InNamespace(ns)))
 	for _, p := range pods.Items {
@@ -202,12 +207,17 @@ func (s *sim) tick(ctx context.Context) {
 		if !ok || n.Down {
 			continue
 		}
-		if !n.Healthy {
-			s.bao.Update(p.Name, func(n *baofake.Node) { n.Healthy, n.AppliedIndex = true, 100 })
+		applied := s.commit - 1 - uint64(s.rng.IntN(3))
+		switch {
+		case p.Name == s.bao.Leader():
+			applied = s.commit
+		case !n.Healthy:
+			applied = s.commit - 40 // still catching up
 			if s.firstPromote.IsZero() {
 				s.greenCaughtUp = s.now
 			}
 		}
+		s.bao.Update(p.Name, func(n *baofake.Node) { n.Healthy, n.AppliedIndex = true, applied })
 		s.setReady(ctx, p.Name, true)
 	}
 
