@@ -110,6 +110,11 @@ func (a *agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 	service.set("KUBERNETES_PORT_"+port+"_TCP_PROTO", "tcp")
 	service.set("KUBERNETES_PORT_"+port+"_TCP_PORT", port)
 	service.set("KUBERNETES_PORT_"+port+"_TCP_ADDR", host)
+	if pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks {
+		if err := a.serviceLinkEnv(ctx, pod.Namespace, service); err != nil {
+			return nil, err
+		}
+	}
 	own := &envList{}
 	for _, n := range service.names {
 		own.set(n, service.values[n])
@@ -160,6 +165,55 @@ func (a *agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 		env.set(n, own.values[n])
 	}
 	return env, nil
+}
+
+// serviceLinkEnv adds the Docker-link style variables the kubelet sets for
+// every service with a cluster IP in the pod's namespace
+// (<NAME>_SERVICE_HOST, <NAME>_PORT_<port>_TCP, ...). The services are read
+// from the API server, not the cache, so a service created just before the
+// pod is always seen.
+func (a *agent) serviceLinkEnv(ctx context.Context, ns string, env *envList) error {
+	list, err := a.cs.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list services for the environment: %w", err)
+	}
+	services := list.Items
+	sort.Slice(services, func(i, j int) bool { return services[i].Name < services[j].Name })
+	for _, svc := range services {
+		ip := svc.Spec.ClusterIP
+		if ip == "" || ip == corev1.ClusterIPNone || len(svc.Spec.Ports) == 0 {
+			continue
+		}
+		if ns == metav1.NamespaceDefault && svc.Name == "kubernetes" {
+			continue
+		}
+		name := strings.ToUpper(strings.ReplaceAll(svc.Name, "-", "_"))
+		first := svc.Spec.Ports[0]
+		env.set(name+"_SERVICE_HOST", ip)
+		env.set(name+"_SERVICE_PORT", strconv.Itoa(int(first.Port)))
+		for _, p := range svc.Spec.Ports {
+			if p.Name != "" {
+				env.set(name+"_SERVICE_PORT_"+strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_")), strconv.Itoa(int(p.Port)))
+			}
+		}
+		proto := strings.ToLower(string(first.Protocol))
+		if proto == "" {
+			proto = "tcp"
+		}
+		env.set(name+"_PORT", fmt.Sprintf("%s://%s:%d", proto, ip, first.Port))
+		for _, p := range svc.Spec.Ports {
+			proto := strings.ToLower(string(p.Protocol))
+			if proto == "" {
+				proto = "tcp"
+			}
+			prefix := fmt.Sprintf("%s_PORT_%d_%s", name, p.Port, strings.ToUpper(proto))
+			env.set(prefix, fmt.Sprintf("%s://%s:%d", proto, ip, p.Port))
+			env.set(prefix+"_PROTO", proto)
+			env.set(prefix+"_PORT", strconv.Itoa(int(p.Port)))
+			env.set(prefix+"_ADDR", ip)
+		}
+	}
+	return nil
 }
 
 func (a *agent) envValueFrom(ctx context.Context, pod *corev1.Pod, c *corev1.Container, from *corev1.EnvVarSource, podIP string) (string, bool, error) {
