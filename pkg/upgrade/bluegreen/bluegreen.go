@@ -391,9 +391,9 @@ func retire(s *upgrade.State) upgrade.Step {
 	}
 	bluePeers := peersOf(s, blue)
 	if len(bluePeers) > 0 {
-		// Blue loses a server only while every Green server is a healthy, caught-up voter.
+		// Blue loses a server only while every Green server is a healthy voter.
 		if pod, why := greenProblem(s, greenPods, true); why != "" {
-			return wait(StepRemoveBluePeer, pod, why)
+			return wait(StepWaitGreenHealthy, pod, why)
 		}
 		for _, pod := range bluePeers {
 			if pod == s.Leader {
