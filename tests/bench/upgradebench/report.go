@@ -21,9 +21,13 @@ type Result struct {
 	Settle   string    `json:"settle"`
 	Steady   string    `json:"steady"`
 	BlueGrnV string    `json:"blueGreenVerificationPeriod,omitempty"`
-	Runs     []*Run    `json:"runs"`
-	Summary  []string  `json:"summary"`
-	Targets  []Target  `json:"targets"`
+	// LoadAvg is /proc/loadavg before the first run and after the last: the machine may be
+	// shared, and other work slows the servers and the operator down.
+	LoadAvgStart string   `json:"loadAvgStart"`
+	LoadAvgEnd   string   `json:"loadAvgEnd"`
+	Runs         []*Run   `json:"runs"`
+	Summary      []string `json:"summary"`
+	Targets      []Target `json:"targets"`
 }
 
 // Machine describes where the figures were measured.
@@ -40,6 +44,12 @@ type Target struct {
 	What string `json:"what"`
 	Met  bool   `json:"met"`
 	Seen string `json:"seen"`
+}
+
+// LoadAvg reads /proc/loadavg.
+func LoadAvg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(data))
 }
 
 // ThisMachine reads the CPU count, memory and kernel.
@@ -162,8 +172,8 @@ func secs(f *float64) string {
 // WriteTable prints the runs, each server's timeline, the leadership changes and the
 // targets.
 func (res *Result) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "\nUpgrade %s -> %s, load %.0f requests/s (4 writes : 1 read); %d CPUs, %.1f GiB (%s)\n\n",
-		res.From, res.To, res.Rate, res.Machine.CPUs, res.Machine.MemoryGiB, res.Machine.CPUModel)
+	fmt.Fprintf(w, "\nUpgrade %s -> %s, load %.1f requests/s (4 writes : 1 read); %d CPUs, %.1f GiB (%s); loadavg before %s, after %s\n\n",
+		res.From, res.To, res.Rate, res.Machine.CPUs, res.Machine.MemoryGiB, res.Machine.CPUModel, res.LoadAvgStart, res.LoadAvgEnd)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "run\ttotal s\top done s\tlead s\toverhead s (%)\tleader chg\tnew->old\tmax/old leader\tno leader s\twrite gap s\tfailed req\tacked\tlost\tAPI upgrade (writes)\tAPI steady (writes, leases)\tpeak RSS MiB\t")
 	for _, r := range res.Runs {

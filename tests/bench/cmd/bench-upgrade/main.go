@@ -152,7 +152,7 @@ func run() error {
 
 	res := &upgradebench.Result{
 		Started: started, Machine: upgradebench.ThisMachine(), From: *from, To: *to, Rate: *rate,
-		Settle: settle.String(), Steady: steady.String(),
+		Settle: settle.String(), Steady: steady.String(), LoadAvgStart: upgradebench.LoadAvg(),
 	}
 	for _, m := range modes {
 		if m == upgradebench.ModeBlueGreen {
@@ -172,6 +172,7 @@ func run() error {
 	}
 	fmt.Println("waiting for the steady-state windows to end")
 	b.Wait()
+	res.LoadAvgEnd = upgradebench.LoadAvg()
 
 	res.Evaluate()
 	res.WriteTable(os.Stdout)
