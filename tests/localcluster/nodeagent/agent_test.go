@@ -426,6 +426,11 @@ func (c *cluster) testVolumesAndEnv(t *testing.T) {
 			t.Errorf("%s: subject %s", path, sub)
 		}
 	}
+	// The in-cluster client path: service env, mounted token and CA, the
+	// API server's certificate valid for the gateway address.
+	if code, got := httpGet(t, ip, "/apicall?path=/api"); code != 200 || !strings.Contains(got, "APIVersions") {
+		t.Errorf("in-cluster API call: %d %s", code, got)
+	}
 	if code, got := httpGet(t, ip, "/file?path=/etc/resolv.conf"); code != 200 ||
 		!strings.Contains(got, "nameserver "+c.gateway) || !strings.Contains(got, "search "+ns+".svc.cluster.local svc.cluster.local cluster.local") || !strings.Contains(got, "ndots:5") {
 		t.Errorf("resolv.conf: %q", got)

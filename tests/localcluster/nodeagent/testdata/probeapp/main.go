@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -130,6 +131,35 @@ func serve(args []string) {
 			return
 		}
 		_ = json.NewEncoder(w).Encode(addrs)
+	})
+	// /apicall?path=/api calls the API server as in-cluster clients do:
+	// KUBERNETES_SERVICE_HOST/PORT, the mounted token and CA.
+	mux.HandleFunc("/apicall", func(w http.ResponseWriter, r *http.Request) {
+		const sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+		token, err := os.ReadFile(sa + "token")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		ca, err := os.ReadFile(sa + "ca.crt")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+		host := net.JoinHostPort(os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT"))
+		req, _ := http.NewRequest(http.MethodGet, "https://"+host+r.URL.Query().Get("path"), nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
 	})
 	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", *port))
 	if err != nil {
