@@ -118,6 +118,10 @@ type Cluster struct {
 type state struct {
 	Bridge string `json:"bridge"`
 	CIDR   string `json:"cidr"`
+	// BridgeIndex is the interface index of the bridge this cluster
+	// created: a bridge of the same name with another index belongs to
+	// another cluster, and Cleanup leaves it alone.
+	BridgeIndex int `json:"bridgeIndex,omitempty"`
 }
 
 // Up starts the control plane and the node, installs the operator with
@@ -137,8 +141,12 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	st, _ := json.Marshal(state{Bridge: o.Bridge, CIDR: o.CIDR})
-	if err := os.WriteFile(filepath.Join(o.Dir, "cluster.json"), st, 0o644); err != nil {
+	// One bridge serves one cluster: a bridge that exists now belongs to
+	// another cluster (its own Cleanup removed ours above).
+	if _, err := os.Stat(filepath.Join("/sys/class/net", o.Bridge)); err == nil {
+		return nil, fmt.Errorf("the bridge %s exists: another local cluster uses it; stop that cluster or choose another bridge and CIDR (if none runs, remove it with `ip link del %s`)", o.Bridge, o.Bridge)
+	}
+	if err := writeState(o.Dir, state{Bridge: o.Bridge, CIDR: o.CIDR}); err != nil {
 		return nil, err
 	}
 	c := &Cluster{opts: o}
@@ -211,6 +219,9 @@ func (c *Cluster) up(ctx context.Context) error {
 	// The API server binds the gateway address, so the bridge comes first.
 	if err := nodeagent.EnsureBridge(o.Bridge, o.CIDR); err != nil {
 		return fmt.Errorf("create bridge %s: %w", o.Bridge, err)
+	}
+	if err := writeState(o.Dir, state{Bridge: o.Bridge, CIDR: o.CIDR, BridgeIndex: interfaceIndex(o.Bridge)}); err != nil {
+		return err
 	}
 	c.progress("starting etcd, kube-apiserver and kube-controller-manager on %s", gateway)
 	c.cp, err = controlplane.Start(ctx, controlplane.Options{
@@ -538,17 +549,20 @@ func Cleanup(dir string) error {
 		return nil
 	}
 	var errs []error
-	if err := nodeagent.Cleanup(filepath.Join(dir, "node")); err != nil {
-		errs = append(errs, err)
-	}
+	var st state
 	if data, err := os.ReadFile(filepath.Join(dir, "cluster.json")); err == nil {
-		// The bridge exists before the agent writes its own state.
-		var st state
-		if json.Unmarshal(data, &st) == nil && st.Bridge != "" {
-			if _, err := os.Stat(filepath.Join("/sys/class/net", st.Bridge)); err == nil {
-				if out, err := exec.Command("ip", "link", "del", st.Bridge).CombinedOutput(); err != nil {
-					errs = append(errs, fmt.Errorf("delete bridge %s: %v: %s", st.Bridge, err, out))
-				}
+		_ = json.Unmarshal(data, &st)
+	}
+	// The pods' processes, network namespaces and the bridge, unless the
+	// bridge now belongs to another cluster. An unknown index (a crash right
+	// after creating the bridge) still means ours: Up never reuses a bridge.
+	if idx := interfaceIndex(st.Bridge); st.Bridge != "" && (idx == 0 || st.BridgeIndex == 0 || idx == st.BridgeIndex) {
+		if err := nodeagent.Cleanup(filepath.Join(dir, "node")); err != nil {
+			errs = append(errs, err)
+		}
+		if interfaceIndex(st.Bridge) != 0 {
+			if out, err := exec.Command("ip", "link", "del", st.Bridge).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("delete bridge %s: %v: %s", st.Bridge, err, out))
 			}
 		}
 	}
@@ -579,6 +593,28 @@ func FindRepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+func writeState(dir string, st state) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "cluster.json"), data, 0o644)
+}
+
+// interfaceIndex returns the index of a network interface, 0 when it does
+// not exist.
+func interfaceIndex(name string) int {
+	if name == "" {
+		return 0
+	}
+	data, err := os.ReadFile(filepath.Join("/sys/class/net", name, "ifindex"))
+	if err != nil {
+		return 0
+	}
+	idx, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return idx
 }
 
 func openBaoVersions(dir string) []string {

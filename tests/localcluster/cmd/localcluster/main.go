@@ -31,8 +31,9 @@ import (
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/controlplane"
 )
 
-// The development cluster's fixed network and port: one /24 that exists only
-// on its own bridge, and the conventional API port on the bridge's gateway.
+// The development cluster's default network and port: one /24 that exists
+// only on its own bridge, and the conventional API port on the bridge's
+// gateway. A second cluster needs its own --dir, --bridge, --cidr and --port.
 const (
 	devBridge = "obdev0"
 	devCIDR   = "10.77.0.0/24"
@@ -57,6 +58,7 @@ type stateInfo struct {
 
 type flags struct {
 	dir, kubeAssets, openBaoDir, manager string
+	bridge, cidr                         string
 	port                                 int
 }
 
@@ -91,7 +93,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|demo [--dir DIR] [--kube-assets DIR] [--openbao-dir DIR] [--manager FILE] [--port N]")
+	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|demo [--dir DIR] [--kube-assets DIR] [--openbao-dir DIR] [--manager FILE] [--port N] [--bridge NAME] [--cidr CIDR]")
 }
 
 func parseFlags(cmd string, args []string) (flags, error) {
@@ -105,7 +107,9 @@ func parseFlags(cmd string, args []string) (flags, error) {
 	fs.StringVar(&f.kubeAssets, "kube-assets", envOr("KUBE_ASSETS", filepath.Join(root, ".cache", "kube", "1.35.4")), "folder of etcd, kube-apiserver, kube-controller-manager, kubectl (make kube-assets)")
 	fs.StringVar(&f.openBaoDir, "openbao-dir", envOr("OPENBAO_DIR", filepath.Join(root, ".cache", "openbao")), "folder of <version>/bao (make openbao-bins)")
 	fs.StringVar(&f.manager, "manager", filepath.Join(root, "bin", "manager"), "the operator binary (make build)")
-	fs.IntVar(&f.port, "port", controlplane.DefaultPort, "API server port on the pod network's gateway address")
+	fs.IntVar(&f.port, "port", controlplane.DefaultPort, "API server port on the pod network's gateway address (0: any free port)")
+	fs.StringVar(&f.bridge, "bridge", devBridge, "the pod network's bridge (at most 11 characters)")
+	fs.StringVar(&f.cidr, "cidr", devCIDR, "the pod network, an IPv4 /24 used nowhere else")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -149,7 +153,8 @@ func up(f flags) error {
 	}
 	defer log.Close()
 	cmd := exec.Command(self, "serve", "--dir", f.dir, "--kube-assets", f.kubeAssets,
-		"--openbao-dir", f.openBaoDir, "--manager", f.manager, "--port", strconv.Itoa(f.port))
+		"--openbao-dir", f.openBaoDir, "--manager", f.manager, "--port", strconv.Itoa(f.port),
+		"--bridge", f.bridge, "--cidr", f.cidr)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -222,8 +227,8 @@ func serve(f flags) error {
 		OpenBaoDir:    f.openBaoDir,
 		ManagerBinary: f.manager,
 		RepoRoot:      root,
-		Bridge:        devBridge,
-		CIDR:          devCIDR,
+		Bridge:        f.bridge,
+		CIDR:          f.cidr,
 		APIPort:       f.port,
 		Progress:      os.Stdout,
 	})
