@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -109,6 +110,7 @@ type Cluster struct {
 	agentCancel context.CancelFunc
 	agentDone   chan error
 	agentLog    *os.File
+	lock        *os.File
 
 	downOnce sync.Once
 	downErr  error
@@ -133,7 +135,15 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Cleanup would kill the processes of a cluster that still runs from
+	// Dir: one cluster per Dir at a time, held until Down (or the process
+	// ends).
+	lock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
 	if err := Cleanup(o.Dir); err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("clean up an earlier cluster in %s: %w", o.Dir, err)
 	}
 	for _, sub := range []string{"logs", "node"} {
@@ -149,11 +159,29 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err := writeState(o.Dir, state{Bridge: o.Bridge, CIDR: o.CIDR}); err != nil {
 		return nil, err
 	}
-	c := &Cluster{opts: o}
+	c := &Cluster{opts: o, lock: lock}
 	if err := c.up(ctx); err != nil {
-		return nil, errors.Join(err, c.stop())
+		err = errors.Join(err, c.stop())
+		lock.Close()
+		return nil, err
 	}
 	return c, nil
+}
+
+// lockDir takes an exclusive lock on dir's lock file, next to dir.
+func lockDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another local cluster runs from %s (%s is locked): stop it first", dir, f.Name())
+	}
+	return f, nil
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -486,6 +514,9 @@ func (c *Cluster) Down() error {
 	c.downOnce.Do(func() {
 		err := c.stop()
 		c.downErr = errors.Join(err, Cleanup(c.opts.Dir))
+		if c.lock != nil {
+			_ = c.lock.Close()
+		}
 	})
 	return c.downErr
 }
