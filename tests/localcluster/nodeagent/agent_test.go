@@ -676,6 +676,26 @@ func (c *cluster) testJobs(t *testing.T) {
 		t.Errorf("failed job pod: phase %s, %s", p.Status.Phase, describeContainers(&p))
 	}
 
+	// A sidecar (init container with restartPolicy Always) runs before and
+	// next to the main container, and does not keep the pod from finishing.
+	sidecar := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "with-sidecar"}, Spec: corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		InitContainers: []corev1.Container{{Name: "proxy", Image: probeImage, Args: []string{"serve", "-port", "8081"},
+			RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+			StartupProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8081)}},
+				PeriodSeconds: 1, FailureThreshold: 30}}},
+		Containers: []corev1.Container{{Name: "main", Image: probeImage, Args: []string{"get", "http://127.0.0.1:8081/ready"}}},
+	}}
+	if _, err := c.cs.CoreV1().Pods(ns).Create(ctx, sidecar, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	done := c.waitPod(t, ns, "with-sidecar", "finished", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
+	if done.Status.Phase != corev1.PodSucceeded {
+		t.Errorf("pod with a sidecar: phase %s, %s", done.Status.Phase, describeContainers(done))
+	}
+
 	// An init container failing in a restartPolicy=Never pod fails the pod.
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "init-fails"}, Spec: corev1.PodSpec{
 		RestartPolicy:  corev1.RestartPolicyNever,

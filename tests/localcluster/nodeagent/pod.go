@@ -78,6 +78,8 @@ type podWorker struct {
 	volumes  map[string]string
 	mountErr string
 	terminal corev1.PodPhase
+	// initialized: every init container completed (sidecars started).
+	initialized bool
 	// frozen: the pod was already finished when this agent started; its
 	// status stays as reported before.
 	frozen   bool
@@ -256,27 +258,43 @@ func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 	}()
 	now := time.Now()
 	policy := pod.Spec.RestartPolicy
-	initsDone := true
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
-		s := w.state(c, true)
-		if s.running {
-			initsDone = false
-			break
-		}
-		if s.lastTerm != nil && s.lastTerm.ExitCode == 0 {
-			continue
-		}
-		initsDone = false
-		if s.lastTerm != nil && policy == corev1.RestartPolicyNever {
-			w.finish(corev1.PodFailed)
+	if !w.initialized {
+		for i := range pod.Spec.InitContainers {
+			c := &pod.Spec.InitContainers[i]
+			s := w.state(c, true)
+			if isSidecar(c) {
+				// A sidecar only has to be running (and started) for the
+				// next init container to run.
+				if s.running && s.started {
+					continue
+				}
+				if !s.running {
+					w.startIfDue(ctx, pod, c, s, now)
+				}
+				return
+			}
+			if s.running {
+				return
+			}
+			if s.lastTerm != nil && s.lastTerm.ExitCode == 0 {
+				continue
+			}
+			if s.lastTerm != nil && policy == corev1.RestartPolicyNever {
+				w.finish(corev1.PodFailed)
+				return
+			}
+			w.startIfDue(ctx, pod, c, s, now)
 			return
 		}
-		w.startIfDue(ctx, pod, c, s, now)
-		break
+		w.initialized = true
 	}
-	if !initsDone {
-		return
+	for i := range pod.Spec.InitContainers {
+		if c := &pod.Spec.InitContainers[i]; isSidecar(c) {
+			// Sidecars restart whatever the pod's restart policy.
+			if s := w.state(c, true); !s.running {
+				w.startIfDue(ctx, pod, c, s, now)
+			}
+		}
 	}
 	allDone, allSucceeded := true, true
 	for i := range pod.Spec.Containers {
@@ -379,6 +397,12 @@ func (w *podWorker) startIfDue(ctx context.Context, pod *corev1.Pod, c *corev1.C
 
 // nextBackoff returns the delay before the next start attempt: none the
 // first time, then 10 s doubling up to 5 min, as the kubelet's back-off.
+// isSidecar tells an init container that keeps running next to the
+// regular containers (restartPolicy: Always).
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
 func nextBackoff(s *ctrState) time.Duration {
 	delay := s.backoff
 	switch {
@@ -722,7 +746,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *core
 	klog.V(1).InfoS("Container started", "pod", klog.KObj(pod), "container", c.Name, "pid", cmd.Process.Pid)
 	w.agent.events.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
 	go w.wait(s, cmd, s.exited, cancel)
-	if !s.init {
+	if !s.init || isSidecar(c) {
 		w.startProbes(probeCtx, pod, c, s)
 	}
 	return nil

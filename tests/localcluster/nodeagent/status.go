@@ -92,19 +92,22 @@ func (w *podWorker) buildStatus(pod *corev1.Pod) corev1.PodStatus {
 	if !w.startAt.IsZero() {
 		st.StartTime = ptr.To(w.startAt)
 	}
-	initsDone := true
-	var incompleteInit []string
+	initsDone := w.initialized
+	var incompleteInit, unready []string
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		s := w.ctrs[c.Name]
-		if s == nil || s.running || s.lastTerm == nil || s.lastTerm.ExitCode != 0 {
-			initsDone = false
+		cs := w.containerStatus(c, s, "PodInitializing")
+		if isSidecar(c) {
+			if !cs.Ready {
+				unready = append(unready, c.Name)
+			}
+		} else if s == nil || s.running || s.lastTerm == nil || s.lastTerm.ExitCode != 0 {
 			incompleteInit = append(incompleteInit, c.Name)
 		}
-		st.InitContainerStatuses = append(st.InitContainerStatuses, w.containerStatus(c, s, "PodInitializing"))
+		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
 	}
 	anyRunning, anyTerminated := false, false
-	var unready []string
 	mainWaiting := "ContainerCreating"
 	if !initsDone {
 		mainWaiting = "PodInitializing"

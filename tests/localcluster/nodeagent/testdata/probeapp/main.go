@@ -6,6 +6,7 @@
 //	probeapp sleep                                 sleep until signalled
 //	probeapp exists <path>                         exit 0 if path exists (exec probes)
 //	probeapp touch <path>                          create a file (preStop hooks)
+//	probeapp get <url>                             exit 0 if the URL answers 2xx
 //
 // The server's endpoints: /healthz (500 once /sethealth?ok=0), /ready
 // (toggled by /setready?ok=0|1), /env (JSON), /file?path=, /write?path=,
@@ -52,6 +53,17 @@ func main() {
 		waitTerm(0)
 	case "exists":
 		if _, err := os.Stat(os.Args[2]); err != nil {
+			os.Exit(1)
+		}
+	case "get":
+		resp, err := http.Get(os.Args[2])
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		resp.Body.Close()
+		fmt.Println(resp.Status)
+		if resp.StatusCode >= 300 {
 			os.Exit(1)
 		}
 	case "touch":
