@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -69,7 +70,9 @@ type Config struct {
 	// gateway, the host side of the bridge.
 	CIDR string
 	// APIServerHost and APIServerPort are what pods get as
-	// KUBERNETES_SERVICE_HOST/PORT (usually the gateway address).
+	// KUBERNETES_SERVICE_HOST/PORT. Defaults: the gateway address and the
+	// port of RESTConfig.Host (the API server must listen on an address
+	// pods reach, such as the gateway, with a certificate valid for it).
 	APIServerHost string
 	APIServerPort int
 	// Images resolves image references to executables.
@@ -139,6 +142,12 @@ func Run(ctx context.Context, c Config) error {
 	}
 	if c.APIServerHost == "" {
 		c.APIServerHost = n.gateway.String()
+	}
+	if c.APIServerPort == 0 {
+		c.APIServerPort = 443
+		if u, err := url.Parse(c.RESTConfig.Host); err == nil && u.Port() != "" {
+			c.APIServerPort, _ = strconv.Atoi(u.Port())
+		}
 	}
 	for _, sub := range []string{"pods", "logs", "pv"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
