@@ -812,7 +812,15 @@ func (c *cluster) testStatefulSet(t *testing.T) {
 	}
 
 	// Deleting the StatefulSet and the claim releases and removes the volume.
-	if err := c.cs.AppsV1().StatefulSets(ns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+	// Scaling to zero lets the StatefulSet controller remove the pods
+	// (deleting the StatefulSet leaves that to the garbage collector,
+	// which can take a while to get to it).
+	scale, err := c.cs.AppsV1().StatefulSets(ns).GetScale(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = 0
+	if _, err := c.cs.AppsV1().StatefulSets(ns).UpdateScale(ctx, "web", scale, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "StatefulSet pods gone", func() (bool, error) {
@@ -849,7 +857,7 @@ func sorted(s []string) []string {
 func (c *cluster) testRestartReconcile(t *testing.T) {
 	ctx := context.Background()
 	ns := c.namespace(t, "restart")
-	for _, name := range []string{"keep", "drop"} {
+	for _, name := range []string{"keep", "drop", "forced"} {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: ptr.To[int64](1), Containers: []corev1.Container{serveContainer("main")}}}
 		if _, err := c.cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -858,9 +866,14 @@ func (c *cluster) testRestartReconcile(t *testing.T) {
 	}
 	keep := c.waitPod(t, ns, "keep", "Ready", isReady)
 	drop := c.waitPod(t, ns, "drop", "Ready", isReady)
+	forced := c.waitPod(t, ns, "forced", "Ready", isReady)
 	c.stopAgent()
 	assertNoLeftovers(t)
 	if err := c.cs.CoreV1().Pods(ns).Delete(ctx, "drop", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Force deletion removes the object at once: only the node's folder is left.
+	if err := c.cs.CoreV1().Pods(ns).Delete(ctx, "forced", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(c.stateDir, "pods", string(drop.UID))); err != nil {
@@ -880,10 +893,12 @@ func (c *cluster) testRestartReconcile(t *testing.T) {
 	if again.Status.PodIP != keep.Status.PodIP {
 		t.Errorf("pod address changed across an agent restart: %s -> %s", keep.Status.PodIP, again.Status.PodIP)
 	}
-	waitFor(t, "folder of the deleted pod removed", func() (bool, error) {
-		_, err := os.Stat(filepath.Join(c.stateDir, "pods", string(drop.UID)))
-		return os.IsNotExist(err), err
-	})
+	for _, uid := range []string{string(drop.UID), string(forced.UID)} {
+		waitFor(t, "folder of a pod deleted while the agent was down removed", func() (bool, error) {
+			_, err := os.Stat(filepath.Join(c.stateDir, "pods", uid))
+			return os.IsNotExist(err), err
+		})
+	}
 }
 
 func (c *cluster) testStop(t *testing.T) {
