@@ -235,7 +235,7 @@ func (res *Result) WriteTable(w io.Writer) {
 			if f.Write {
 				kind = "write"
 			}
-			fmt.Fprintf(w, "  failed %s at %.2fs via %s: %s\n", kind, f.AtSeconds, f.Endpoint, f.Err)
+			fmt.Fprintf(w, "  failed %s at %.2fs via %s: %s\n", kind, f.AtSeconds, f.Endpoint, strings.Join(strings.Fields(f.Err), " "))
 		}
 	}
 
