@@ -215,7 +215,10 @@ func waitUpgraded(t *testing.T, ns, name, version string, replicas int) *openbao
 		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
 			return false, err.Error()
 		}
-		if meta.IsStatusConditionTrue(c.Status.Conditions, openbaov1alpha1.ConditionDegraded) {
+		// A Degraded condition of an earlier generation (a blocked downgrade, a halted
+		// upgrade) is what the spec change being waited for answers.
+		if cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded); cond != nil &&
+			cond.Status == metav1.ConditionTrue && cond.ObservedGeneration == c.Generation {
 			t.Fatalf("the upgrade halted: %s", describeCluster(ns, c))
 		}
 		return c.Status.CurrentVersion == version && c.Status.Upgrade == nil, describeCluster(ns, c)
