@@ -191,6 +191,17 @@ func (c *cluster) pod(t *testing.T, ns, name string) *corev1.Pod {
 func (c *cluster) waitPod(t *testing.T, ns, name, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
 	t.Helper()
 	var got *corev1.Pod
+	ok := false
+	defer func() {
+		if !ok && got != nil {
+			// Show the containers' output when the wait failed.
+			logs, _ := filepath.Glob(filepath.Join(c.stateDir, "logs", fmt.Sprintf("%s_%s_%s", ns, name, got.UID), "*", "*.log"))
+			for _, l := range logs {
+				data, _ := os.ReadFile(l)
+				t.Logf("%s:\n%s", l, data)
+			}
+		}
+	}()
 	waitFor(t, fmt.Sprintf("pod %s/%s %s", ns, name, what), func() (bool, error) {
 		p, err := c.cs.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
@@ -199,6 +210,7 @@ func (c *cluster) waitPod(t *testing.T, ns, name, what string, cond func(*corev1
 		got = p
 		return cond(p), fmt.Errorf("phase %s, containers %s", p.Status.Phase, describeContainers(p))
 	})
+	ok = true
 	return got
 }
 

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 
 	"k8s.io/klog/v2"
@@ -27,6 +28,22 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// Test binaries of this package share fixed network names (testBridge,
+	// testCIDR) and clean them up at start: two runs at once (`go test
+	// ./...` from two shells) would tear down each other's pods. The second
+	// run waits for the first.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "openbao-operator-nodeagent-test.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		fmt.Fprintln(os.Stderr, "another run of the node agent tests holds", lock.Name(), "- waiting for it")
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	// NODEAGENT_V=2 shows the agent's detailed log (probe failures).
 	klog.InitFlags(nil)
 	if v := os.Getenv("NODEAGENT_V"); v != "" {
