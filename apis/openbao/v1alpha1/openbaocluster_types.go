@@ -368,6 +368,11 @@ type UpgradeStatus struct {
 	// CurrentPod is the pod the current step is about.
 	// +optional
 	CurrentPod string `json:"currentPod,omitempty"`
+	// CatchUpIndex is the leader's committed Raft index when CurrentPod was first seen
+	// healthy on the target: the pod has caught up once it has applied it. (Under write load
+	// a follower always trails the leader's latest index by a few entries.)
+	// +optional
+	CatchUpIndex int64 `json:"catchUpIndex,omitempty"`
 	// PodsDone are the pods that run the target version and caught up.
 	// +optional
 	// +listType=set

@@ -12,6 +12,7 @@ package rolling
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,7 +87,10 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 			if why := notUpdated(s, pod); why != "" {
 				return wait(StepWaitPodHealthy, pod, why), nil
 			}
-			markDone(u, pod)
+			if !slices.Contains(u.PodsDone, pod) {
+				u.PodsDone = append(u.PodsDone, pod)
+				u.CatchUpIndex = 0
+			}
 			continue
 		}
 		// ord is the next server to move.
@@ -189,8 +193,24 @@ func notUpdated(s *upgrade.State, pod string) string {
 		return fmt.Sprintf("Waiting for %s to be a Raft voter again.", pod)
 	case !s.Raft.Healthy[pod]:
 		return fmt.Sprintf("Waiting for autopilot to report %s healthy.", pod)
-	case srv.AppliedIndex < s.Raft.LeaderCommittedIndex:
-		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of %d).", pod, srv.AppliedIndex, s.Raft.LeaderCommittedIndex)
+	}
+	if slices.Contains(u.PodsDone, pod) {
+		// It caught up once; it must stay healthy, but need not chase the leader's index.
+		return ""
+	}
+	return caughtUp(s, pod, srv)
+}
+
+// caughtUp compares the pod's applied index with the leader's committed index recorded when
+// the pod was first seen healthy on the target (recorded now if it was not yet).
+func caughtUp(s *upgrade.State, pod string, srv upgrade.ServerState) string {
+	u := s.Upgrade()
+	if u.CurrentPod != pod || u.Step != StepWaitPodHealthy || u.CatchUpIndex == 0 {
+		u.CatchUpIndex = int64(s.Raft.LeaderCommittedIndex)
+		return fmt.Sprintf("Waiting for %s to apply the leader's committed index %d.", pod, u.CatchUpIndex)
+	}
+	if int64(srv.AppliedIndex) < u.CatchUpIndex {
+		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of %d).", pod, srv.AppliedIndex, u.CatchUpIndex)
 	}
 	return ""
 }
@@ -298,15 +318,6 @@ func jobFailed(j *batchv1.Job) bool {
 		}
 	}
 	return false
-}
-
-func markDone(u *openbaov1alpha1.UpgradeStatus, pod string) {
-	for _, p := range u.PodsDone {
-		if p == pod {
-			return
-		}
-	}
-	u.PodsDone = append(u.PodsDone, pod)
 }
 
 func currentPartition(sts *appsv1.StatefulSet) int32 {
