@@ -112,6 +112,7 @@ type agent struct {
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
 	ipUsed  map[int]types.UID
+	ipNext  int
 	wg      sync.WaitGroup
 }
 
@@ -516,9 +517,13 @@ func (a *agent) allocateIP(uid types.UID, want int) (int, error) {
 			return want, nil
 		}
 	}
-	for i := 2; i <= 254; i++ {
+	// Round robin: an address freed by a deleted pod is taken again as late
+	// as possible, so no pod keeps talking to a stale neighbour entry.
+	for n := 0; n < 253; n++ {
+		i := 2 + (a.ipNext+n)%253
 		if _, ok := a.ipUsed[i]; !ok {
 			a.ipUsed[i] = uid
+			a.ipNext = i - 1
 			return i, nil
 		}
 	}

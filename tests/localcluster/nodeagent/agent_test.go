@@ -148,11 +148,15 @@ func (c *cluster) stopAgent() {
 
 func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(waitLong)
+	start := time.Now()
+	deadline := start.Add(waitLong)
 	var last error
 	for {
 		ok, err := cond()
 		if ok {
+			if d := time.Since(start); d > 5*time.Second {
+				t.Logf("waited %s for %s", d.Round(100*time.Millisecond), what)
+			}
 			return
 		}
 		if err != nil {

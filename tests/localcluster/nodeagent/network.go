@@ -111,6 +111,9 @@ func (n *network) addr(idx int) netip.Addr {
 func (n *network) setupPod(idx int) error {
 	name := n.nsName(idx)
 	_ = n.teardownPod(idx)
+	// The host may still hold a neighbour entry with the MAC of an earlier
+	// pod at this address: packets would go nowhere until it expires.
+	_ = ip("neigh", "flush", "to", n.addr(idx).String(), "dev", n.bridge)
 	steps := [][]string{
 		{"netns", "add", name},
 		{"link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", name},
