@@ -612,8 +612,10 @@ func (c *cluster) testGracefulDeletion(t *testing.T) {
 	}
 	mk("slow", "1h", 3)
 	mk("quick", "1s", 60)
+	mk("forced", "1h", 600)
 	slow := c.waitPod(t, ns, "slow", "Ready", isReady)
 	quick := c.waitPod(t, ns, "quick", "Ready", isReady)
+	forced := c.waitPod(t, ns, "forced", "Ready", isReady)
 	deleted := func(name string) func() (bool, error) {
 		return func() (bool, error) {
 			_, err := c.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
@@ -632,6 +634,22 @@ func (c *cluster) testGracefulDeletion(t *testing.T) {
 		t.Errorf("pod ignoring SIGTERM was removed after %s, before its 3s grace period", elapsed)
 	}
 	waitFor(t, "quick pod removed", deleted("quick"))
+
+	// A force delete during a long grace period stops the pod at once.
+	if err := c.cs.CoreV1().Pods(ns).Delete(ctx, "forced", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitPod(t, ns, "forced", "got SIGTERM", func(*corev1.Pod) bool {
+		log, _ := os.ReadFile(filepath.Join(c.stateDir, "logs", fmt.Sprintf("%s_%s_%s", ns, "forced", forced.UID), "main", "0.log"))
+		return strings.Contains(string(log), "got terminated")
+	})
+	if err := c.cs.CoreV1().Pods(ns).Delete(ctx, "forced", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "force-deleted pod's folder removed (long before its 600s grace period)", func() (bool, error) {
+		_, err := os.Stat(filepath.Join(c.stateDir, "pods", string(forced.UID)))
+		return os.IsNotExist(err), err
+	})
 	for name, uid := range map[string]string{"slow": string(slow.UID), "quick": string(quick.UID)} {
 		if _, err := os.Stat(filepath.Join(hostDir, name)); err != nil {
 			t.Errorf("preStop hook of %s did not run: %v", name, err)

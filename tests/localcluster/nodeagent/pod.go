@@ -71,6 +71,7 @@ type podWorker struct {
 	gone     bool
 	done     bool
 	notify   chan struct{}
+	hurry    chan struct{}
 	ctrs     map[string]*ctrState
 	tokens   map[string]projectedToken
 	ipIdx    int
@@ -102,6 +103,7 @@ func newPodWorker(a *agent, pod *corev1.Pod) *podWorker {
 		dir:    filepath.Join(a.cfg.StateDir, "pods", string(pod.UID)),
 		logDir: filepath.Join(a.cfg.StateDir, "logs", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID)),
 		notify: make(chan struct{}, 1),
+		hurry:  make(chan struct{}),
 		ctrs:   map[string]*ctrState{},
 		tokens: map[string]projectedToken{},
 	}
@@ -110,6 +112,11 @@ func newPodWorker(a *agent, pod *corev1.Pod) *podWorker {
 func (w *podWorker) update(pod *corev1.Pod) {
 	w.mu.Lock()
 	if pod.ResourceVersion != w.pod.ResourceVersion {
+		old := w.pod.DeletionGracePeriodSeconds
+		if old != nil && pod.DeletionGracePeriodSeconds != nil && *pod.DeletionGracePeriodSeconds < *old {
+			// A second delete shortened the grace period: stop now.
+			w.hurryUp()
+		}
 		w.pod = pod
 	}
 	w.mu.Unlock()
@@ -119,8 +126,18 @@ func (w *podWorker) update(pod *corev1.Pod) {
 func (w *podWorker) vanished() {
 	w.mu.Lock()
 	w.gone = true
+	w.hurryUp()
 	w.mu.Unlock()
 	w.poke()
+}
+
+// hurryUp ends every graceful stop in progress (w.mu held).
+func (w *podWorker) hurryUp() {
+	select {
+	case <-w.hurry:
+	default:
+		close(w.hurry)
+	}
 }
 
 func (w *podWorker) finished() bool {
@@ -795,7 +812,11 @@ func (w *podWorker) wait(s *ctrState, cmd *exec.Cmd, exited chan struct{}, cance
 
 // stopContainer sends SIGTERM, waits up to grace, then SIGKILLs the
 // container's process group.
-func stopProcess(s *ctrState, grace time.Duration) {
+func stopProcess(s *ctrState, grace time.Duration) { stopProcessOrHurry(s, grace, nil) }
+
+// stopProcessOrHurry is stopProcess that also SIGKILLs once hurry is
+// closed (the pod was force-deleted meanwhile).
+func stopProcessOrHurry(s *ctrState, grace time.Duration, hurry <-chan struct{}) {
 	if s.cmd == nil || s.exited == nil {
 		return
 	}
@@ -810,6 +831,10 @@ func stopProcess(s *ctrState, grace time.Duration) {
 	defer t.Stop()
 	select {
 	case <-s.exited:
+	case <-hurry:
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		<-s.exited
 	case <-t.C:
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -841,12 +866,19 @@ func (w *podWorker) stopContainers(ctx context.Context, grace time.Duration, wit
 			c := findContainer(pod, s.name)
 			if withPreStop && c != nil && c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
 				hookCtx, cancel := context.WithDeadline(ctx, deadline)
+				go func() {
+					select {
+					case <-w.hurry:
+						cancel()
+					case <-hookCtx.Done():
+					}
+				}()
 				if err := w.runHandler(hookCtx, pod, c, s, c.Lifecycle.PreStop); err != nil {
 					klog.InfoS("PreStop hook failed", "pod", klog.KObj(pod), "container", s.name, "err", err)
 				}
 				cancel()
 			}
-			stopProcess(s, time.Until(deadline))
+			stopProcessOrHurry(s, time.Until(deadline), w.hurry)
 		}()
 	}
 	wg.Wait()
