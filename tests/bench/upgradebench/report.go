@@ -23,11 +23,13 @@ type Result struct {
 	BlueGrnV string    `json:"blueGreenVerificationPeriod,omitempty"`
 	// LoadAvg is /proc/loadavg before the first run and after the last: the machine may be
 	// shared, and other work slows the servers and the operator down.
-	LoadAvgStart string   `json:"loadAvgStart"`
-	LoadAvgEnd   string   `json:"loadAvgEnd"`
-	Runs         []*Run   `json:"runs"`
-	Summary      []string `json:"summary"`
-	Targets      []Target `json:"targets"`
+	LoadAvgStart string `json:"loadAvgStart"`
+	LoadAvgEnd   string `json:"loadAvgEnd"`
+	// LeaderHighest: leadership was moved to the highest ordinal before each upgrade.
+	LeaderHighest bool     `json:"leaderHighest"`
+	Runs          []*Run   `json:"runs"`
+	Summary       []string `json:"summary"`
+	Targets       []Target `json:"targets"`
 }
 
 // Machine describes where the figures were measured.
@@ -201,7 +203,7 @@ func (res *Result) WriteTable(w io.Writer) {
 	_ = tw.Flush()
 
 	for _, r := range res.Runs {
-		fmt.Fprintf(w, "\n%s (namespace %s)%s\n", runName(r), r.Namespace, suffix(r.Error))
+		fmt.Fprintf(w, "\n%s (namespace %s, leader before: %s)%s\n", runName(r), r.Namespace, r.LeaderBefore, suffix(r.Error))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "pod\tstep-down\tstop\tgone\tstart\tReady\tcaught up\toverhead before\t")
 		for _, p := range r.Pods {

@@ -80,7 +80,12 @@ type Config struct {
 	Settle, Steady time.Duration
 	// BlueGreenVerification is spec.upgrade.blueGreen.verificationPeriod.
 	BlueGreenVerification time.Duration
-	Progress              io.Writer
+	// LeaderHighest moves leadership, before each upgrade, to the server with the highest
+	// ordinal: the first one a StatefulSet replaces. Without it the leader is wherever
+	// the cluster put it (usually ordinal 0, which bootstrapped the cluster and which a
+	// StatefulSet replaces last).
+	LeaderHighest bool
+	Progress      io.Writer
 }
 
 // Run is one benchmark run.
@@ -91,7 +96,9 @@ type Run struct {
 	To        string    `json:"to"`
 	Namespace string    `json:"namespace"`
 	Start     time.Time `json:"start"`
-	Error     string    `json:"error,omitempty"`
+	// LeaderBefore is the active server when the upgrade started.
+	LeaderBefore string `json:"leaderBefore"`
+	Error        string `json:"error,omitempty"`
 
 	// TotalSeconds: from the version change until every server runs the new version, is
 	// Ready and caught up, and no old server is left.
@@ -217,6 +224,9 @@ func (b *Bench) Close() { b.mem.stop() }
 func (b *Bench) Run(ctx context.Context, mode string, replicas int) *Run {
 	r := &Run{Mode: mode, Replicas: replicas, From: b.cfg.From, To: b.cfg.To,
 		Namespace: strings.ToLower(fmt.Sprintf("bench-%s-%d", mode, replicas))}
+	if b.cfg.LeaderHighest {
+		r.Namespace += "-lh"
+	}
 	if err := b.run(ctx, r); err != nil {
 		r.Error = err.Error()
 		b.cfg.progress("%s: FAILED: %v", r.Namespace, err)
@@ -267,6 +277,16 @@ func (b *Bench) run(ctx context.Context, r *Run) error {
 		return err
 	}
 	if err := ensureServiceAccount(ctx, cfg.Kube, ns); err != nil {
+		return err
+	}
+	if cfg.LeaderHighest {
+		target := resources.PodName(resources.ActiveStatefulSet(c), r.Replicas-1)
+		if err := b.moveLeadership(ctx, c, ca, target); err != nil {
+			return err
+		}
+		cfg.progress("%s: leadership moved to %s", ns, target)
+	}
+	if r.LeaderBefore, err = b.activeServer(ctx, c, ca); err != nil {
 		return err
 	}
 	rec := startRecorder(ctx, cfg.Kube, c, ca)
@@ -660,7 +680,10 @@ func newCluster(ns, version string, replicas int32) *openbaov1alpha1.OpenBaoClus
 			SelfInit: []openbaov1alpha1.SelfInitRequest{
 				{Name: "enable-secret-kv", Path: "sys/mounts/secret", Data: raw(map[string]any{"type": "kv", "options": map[string]any{"version": "2"}})},
 				{Name: "app-policy", Path: "sys/policies/acl/" + appRole, Data: raw(map[string]any{
-					"policy": "path \"secret/data/bench/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n",
+					// The bench also steps the leader down to place leadership before an
+					// upgrade (Config.LeaderHighest).
+					"policy": "path \"secret/data/bench/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n" +
+						"path \"sys/step-down\" {\n  capabilities = [\"update\", \"sudo\"]\n}\n",
 				})},
 				{Name: "app-role", Path: "auth/jwt/role/" + appRole, Data: raw(map[string]any{
 					"role_type":       "jwt",
@@ -792,3 +815,76 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() (
 func mib(b uint64) float64 { return round3(float64(b) / (1 << 20)) }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+// serverClients returns an OpenBao client for every running server pod, by pod name.
+func (b *Bench) serverClients(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, ca []byte) (map[string]openbao.Client, error) {
+	pods, err := b.cfg.Kube.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: resources.LabelInstance + "=" + c.Name + "," + resources.LabelComponent + "=" + resources.ComponentServer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]openbao.Client{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
+			continue
+		}
+		cl, err := openbao.New(openbao.Config{
+			Address: openbao.PodAddress(p.Status.PodIP, resources.APIPort), CACertPEM: ca,
+			TLSServerName: resources.PodDNSName(c, p.Name), Timeout: 5 * time.Second,
+		})
+		if err != nil {
+			return nil, err
+		}
+		out[p.Name] = cl
+	}
+	return out, nil
+}
+
+// activeServer returns the pod whose server reports itself active.
+func (b *Bench) activeServer(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, ca []byte) (string, error) {
+	clients, err := b.serverClients(ctx, c, ca)
+	if err != nil {
+		return "", err
+	}
+	for name, cl := range clients {
+		if h, err := cl.Health(ctx); err == nil && h.Active() {
+			return name, nil
+		}
+	}
+	return "", errors.New("no server reports itself active")
+}
+
+// moveLeadership steps the active server down until target is the active one. OpenBao
+// does not let a step-down choose the next leader, so it may take a few rounds.
+func (b *Bench) moveLeadership(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, ca []byte, target string) error {
+	for attempt := 0; attempt < 20; attempt++ {
+		active, err := b.activeServer(ctx, c, ca)
+		if err == nil && active == target {
+			// Let autopilot see every server healthy again before the upgrade's pre-checks.
+			time.Sleep(10 * time.Second)
+			return nil
+		}
+		if err == nil {
+			clients, err := b.serverClients(ctx, c, ca)
+			if err != nil {
+				return err
+			}
+			cl := clients[active]
+			jwt, err := token(ctx, b.cfg.Kube, c.Namespace)
+			if err != nil {
+				return err
+			}
+			if err := cl.LoginJWT(ctx, resources.JWTAuthMount, appRole, jwt); err != nil {
+				return fmt.Errorf("log in to step %s down: %w", active, err)
+			}
+			if err := cl.StepDown(ctx); err != nil {
+				return fmt.Errorf("step %s down: %w", active, err)
+			}
+		}
+		// A new leader is elected within about a second; a node that just stepped down
+		// stays a follower.
+		time.Sleep(3 * time.Second)
+	}
+	return fmt.Errorf("leadership did not reach %s after 20 step-downs", target)
+}
