@@ -25,8 +25,8 @@ type Result struct {
 	// shared, and other work slows the servers and the operator down.
 	LoadAvgStart string `json:"loadAvgStart"`
 	LoadAvgEnd   string `json:"loadAvgEnd"`
-	// LeaderHighest: leadership was moved to the highest ordinal before each upgrade.
-	LeaderHighest bool     `json:"leaderHighest"`
+	// LeaderNotLast: leadership was moved away from ordinal 0 before each upgrade.
+	LeaderNotLast bool     `json:"leaderMovedFromOrdinal0"`
 	Runs          []*Run   `json:"runs"`
 	Summary       []string `json:"summary"`
 	Targets       []Target `json:"targets"`

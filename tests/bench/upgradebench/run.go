@@ -80,11 +80,11 @@ type Config struct {
 	Settle, Steady time.Duration
 	// BlueGreenVerification is spec.upgrade.blueGreen.verificationPeriod.
 	BlueGreenVerification time.Duration
-	// LeaderHighest moves leadership, before each upgrade, to the server with the highest
-	// ordinal: the first one a StatefulSet replaces. Without it the leader is wherever
-	// the cluster put it (usually ordinal 0, which bootstrapped the cluster and which a
-	// StatefulSet replaces last).
-	LeaderHighest bool
+	// LeaderNotLast moves leadership, before each upgrade, away from ordinal 0: the server
+	// a StatefulSet replaces last, and where the cluster puts its leader when it forms
+	// (ordinal 0 bootstraps it). The naive roll then replaces the leader before the other
+	// servers run the new version.
+	LeaderNotLast bool
 	Progress      io.Writer
 }
 
@@ -224,8 +224,8 @@ func (b *Bench) Close() { b.mem.stop() }
 func (b *Bench) Run(ctx context.Context, mode string, replicas int) *Run {
 	r := &Run{Mode: mode, Replicas: replicas, From: b.cfg.From, To: b.cfg.To,
 		Namespace: strings.ToLower(fmt.Sprintf("bench-%s-%d", mode, replicas))}
-	if b.cfg.LeaderHighest {
-		r.Namespace += "-lh"
+	if b.cfg.LeaderNotLast {
+		r.Namespace += "-moved"
 	}
 	if err := b.run(ctx, r); err != nil {
 		r.Error = err.Error()
@@ -279,12 +279,13 @@ func (b *Bench) run(ctx context.Context, r *Run) error {
 	if err := ensureServiceAccount(ctx, cfg.Kube, ns); err != nil {
 		return err
 	}
-	if cfg.LeaderHighest {
-		target := resources.PodName(resources.ActiveStatefulSet(c), r.Replicas-1)
-		if err := b.moveLeadership(ctx, c, ca, target); err != nil {
+	if cfg.LeaderNotLast {
+		last := resources.PodName(resources.ActiveStatefulSet(c), 0)
+		to, err := b.moveLeadershipFrom(ctx, c, ca, last)
+		if err != nil {
 			return err
 		}
-		cfg.progress("%s: leadership moved to %s", ns, target)
+		cfg.progress("%s: leadership moved from %s to %s", ns, last, to)
 	}
 	if r.LeaderBefore, err = b.activeServer(ctx, c, ca); err != nil {
 		return err
@@ -681,7 +682,7 @@ func newCluster(ns, version string, replicas int32) *openbaov1alpha1.OpenBaoClus
 				{Name: "enable-secret-kv", Path: "sys/mounts/secret", Data: raw(map[string]any{"type": "kv", "options": map[string]any{"version": "2"}})},
 				{Name: "app-policy", Path: "sys/policies/acl/" + appRole, Data: raw(map[string]any{
 					// The bench also steps the leader down to place leadership before an
-					// upgrade (Config.LeaderHighest).
+					// upgrade (Config.LeaderNotLast).
 					"policy": "path \"secret/data/bench/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n" +
 						"path \"sys/step-down\" {\n  capabilities = [\"update\", \"sudo\"]\n}\n",
 				})},
@@ -855,36 +856,42 @@ func (b *Bench) activeServer(ctx context.Context, c *openbaov1alpha1.OpenBaoClus
 	return "", errors.New("no server reports itself active")
 }
 
-// moveLeadership steps the active server down until target is the active one. OpenBao
-// does not let a step-down choose the next leader, so it may take a few rounds.
-func (b *Bench) moveLeadership(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, ca []byte, target string) error {
-	for attempt := 0; attempt < 20; attempt++ {
+// moveLeadershipFrom steps the active server down until another server than from is
+// the active one, and returns it. OpenBao does not let a step-down choose the next
+// leader.
+func (b *Bench) moveLeadershipFrom(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, ca []byte, from string) (string, error) {
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
 		active, err := b.activeServer(ctx, c, ca)
-		if err == nil && active == target {
+		switch {
+		case err != nil:
+			// No active server right now: an election is going on.
+		case active != from:
 			// Let autopilot see every server healthy again before the upgrade's pre-checks.
 			time.Sleep(10 * time.Second)
-			return nil
-		}
-		if err == nil {
+			return active, nil
+		default:
 			clients, err := b.serverClients(ctx, c, ca)
 			if err != nil {
-				return err
+				return "", err
 			}
 			cl := clients[active]
 			jwt, err := token(ctx, b.cfg.Kube, c.Namespace)
 			if err != nil {
-				return err
+				return "", err
 			}
 			if err := cl.LoginJWT(ctx, resources.JWTAuthMount, appRole, jwt); err != nil {
-				return fmt.Errorf("log in to step %s down: %w", active, err)
+				return "", fmt.Errorf("log in to step %s down: %w", active, err)
 			}
 			if err := cl.StepDown(ctx); err != nil {
-				return fmt.Errorf("step %s down: %w", active, err)
+				return "", fmt.Errorf("step %s down: %w", active, err)
 			}
 		}
-		// A new leader is elected within about a second; a node that just stepped down
-		// stays a follower.
-		time.Sleep(3 * time.Second)
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Second):
+		}
 	}
-	return fmt.Errorf("leadership did not reach %s after 20 step-downs", target)
+	return "", fmt.Errorf("leadership did not move away from %s within 3 minutes", from)
 }

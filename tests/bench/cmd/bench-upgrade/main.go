@@ -57,7 +57,7 @@ func run() error {
 		bridge      = flag.String("bridge", "obbench0", "bridge of the benchmark's pod network")
 		cidr        = flag.String("cidr", "10.81.0.0/24", "the benchmark's pod network; must exist nowhere else")
 		upTimeout   = flag.Duration("up-timeout", 10*time.Minute, "deadline for the local cluster to come up")
-		leaderHigh  = flag.Bool("leader-highest", false, "before each upgrade, move leadership to the highest ordinal (the first server a StatefulSet replaces)")
+		leaderMoved = flag.Bool("leader-moved", false, "before each upgrade, move leadership away from ordinal 0 (the server a StatefulSet replaces last)")
 		maxDuration = flag.Duration("timeout", 3*time.Hour, "deadline for the whole benchmark")
 	)
 	flag.Parse()
@@ -147,13 +147,13 @@ func run() error {
 		Kube: env.Clientset(), Client: k8s, Manager: managerAbs,
 		AuditLog: auditLog, OperatorUser: operatorUser, OperatorNamespace: cluster.OperatorNamespace,
 		From: *from, To: *to, Rate: *rate, Settle: *settle, Steady: *steady,
-		BlueGreenVerification: *bgVerify, LeaderHighest: *leaderHigh, Progress: os.Stdout,
+		BlueGreenVerification: *bgVerify, LeaderNotLast: *leaderMoved, Progress: os.Stdout,
 	})
 	defer b.Close()
 
 	res := &upgradebench.Result{
 		Started: started, Machine: upgradebench.ThisMachine(), From: *from, To: *to, Rate: *rate,
-		Settle: settle.String(), Steady: steady.String(), LoadAvgStart: upgradebench.LoadAvg(), LeaderHighest: *leaderHigh,
+		Settle: settle.String(), Steady: steady.String(), LoadAvgStart: upgradebench.LoadAvg(), LeaderNotLast: *leaderMoved,
 	}
 	for _, m := range modes {
 		if m == upgradebench.ModeBlueGreen {
