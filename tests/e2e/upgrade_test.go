@@ -491,16 +491,20 @@ func TestPausedUpgrade(t *testing.T) {
 	checkAllOnVersion(t, c, upgradeVersion, 3)
 }
 
-// TestDowngrade: a lower version is blocked with a condition and nothing changes; with
-// allowDowngrade it proceeds. One server: upgraded without a step-down.
+// TestDowngrade: a lower version is blocked with a condition and nothing changes. With
+// allowDowngrade the operator proceeds and replaces the server with the older release; OpenBao
+// 2.6 does not start on data written by 2.7, so the step times out and the upgrade halts.
+// Setting the version back recovers (the unready pod is replaced). One server: no step-down.
 func TestDowngrade(t *testing.T) {
 	ns := newNamespace(t, "e2e-downgrade")
 	want := newCluster(ns, "bao", 1)
 	want.Spec.Version = upgradeVersion
+	want.Spec.Upgrade.StepTimeout = &metav1.Duration{Duration: 90 * time.Second}
 	if err := k8s.Create(context.Background(), want); err != nil {
 		t.Fatalf("create OpenBaoCluster: %v", err)
 	}
 	c := waitFullyFormed(t, ns, "bao", 1)
+	load := startLoad(t, c, "downgrade")
 	before := statefulSet(t, c)
 	updateSpec(t, ns, "bao", func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Version = openBaoVersion })
 	eventually(t, waitShort, "Degraded=True DowngradeBlocked", func() (bool, string) {
@@ -519,9 +523,23 @@ func TestDowngrade(t *testing.T) {
 
 	watch := watchUpgrade(t, c)
 	updateSpec(t, ns, "bao", func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Upgrade.AllowDowngrade = true })
-	c = waitUpgraded(t, ns, "bao", openBaoVersion, 1)
+	olderImage := resources.DefaultImage("", openBaoVersion)
+	eventually(t, waitUpgrade, "the server replaced with "+olderImage, func() (bool, string) {
+		pods := serverPods(t, c)
+		return len(pods) == 1 && pods[0].Spec.Containers[0].Image == olderImage && pods[0].DeletionTimestamp == nil, describeCluster(ns, getCluster(t, ns, "bao"))
+	})
+	eventually(t, waitUpgrade, "the downgrade halted (OpenBao 2.6 refuses data written by 2.7)", func() (bool, string) {
+		c := getCluster(t, ns, "bao")
+		cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
+		return cond != nil && cond.Status == metav1.ConditionTrue && cond.Reason == openbaov1alpha1.ReasonUpgradeFailed, describeCluster(ns, c)
+	})
+
+	// Back to the version the cluster ran: the server that cannot start is replaced.
+	updateSpec(t, ns, "bao", func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Version = upgradeVersion })
+	c = waitUpgraded(t, ns, "bao", upgradeVersion, 1)
 	watch.Stop()
-	checkAllOnVersion(t, c, openBaoVersion, 1)
+	checkAllOnVersion(t, c, upgradeVersion, 1)
+	checkNoWriteLost(t, c, load)
 	if jobs := watch.stepDownJobs(); len(jobs) > 0 {
 		t.Errorf("a single server was stepped down: %v", jobs)
 	}

@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -38,6 +39,7 @@ const (
 	StepUpdatePod           = "UpdatePod"
 	StepWaitPodHealthy      = "WaitPodHealthy"
 	StepCleanup             = "Cleanup"
+	StepReplaceStuckPod     = "ReplaceStuckPod"
 )
 
 // jobTimeout bounds each executor Job's own work.
@@ -52,7 +54,15 @@ type (
 		Claim *corev1.PersistentVolumeClaim
 	}
 	deleteJobs struct{}
+	deletePod  struct {
+		Name string
+		UID  types.UID
+	}
 )
+
+// stuckGrace is how long a released pod on an old revision must have been unready before
+// the operator replaces it itself.
+const stuckGrace = 20 * time.Second
 
 // Strategy is the Rolling strategy.
 type Strategy struct{}
@@ -85,6 +95,14 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 		pod := resources.PodName(sts.Name, int(ord))
 		if ord >= partition {
 			if why := notUpdated(s, pod); why != "" {
+				if p := stuckOnOldRevision(s, pod); p != nil {
+					return upgrade.Step{
+						Kind: upgrade.StepAct, Name: StepReplaceStuckPod, Pod: pod,
+						Message: fmt.Sprintf("%s is not ready and still runs revision %s: the StatefulSet controller does not replace an unready pod, so it is deleted to be re-created on revision %s.",
+							pod, p.Labels[appsv1.ControllerRevisionHashLabelKey], sts.Status.UpdateRevision),
+						Action: deletePod{Name: p.Name, UID: p.UID},
+					}, nil
+				}
 				return wait(StepWaitPodHealthy, pod, why), nil
 			}
 			if !slices.Contains(u.PodsDone, pod) {
@@ -140,6 +158,14 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 			return fmt.Errorf("create Job %s: %w", a.Job.Name, err)
 		}
 		env.Event(corev1.EventTypeNormal, "JobCreated", step.Message)
+		return nil
+	case deletePod:
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: a.Name, Namespace: s.Cluster.Namespace}}
+		err := cl.Delete(ctx, pod, client.Preconditions{UID: &a.UID})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("delete pod %s: %w", a.Name, err)
+		}
+		env.Event(corev1.EventTypeNormal, "PodReplaced", step.Message)
 		return nil
 	case deleteJobs:
 		return cl.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(s.Cluster.Namespace),
@@ -213,6 +239,31 @@ func caughtUp(s *upgrade.State, pod string, srv upgrade.ServerState) string {
 		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of %d).", pod, srv.AppliedIndex, u.CatchUpIndex)
 	}
 	return ""
+}
+
+// stuckOnOldRevision returns the pod when it is released (at or above the partition) but
+// still on an old revision and has not been ready for stuckGrace: a pod whose previous
+// target could not run. The StatefulSet controller waits for such a pod to become ready
+// before it updates it, which it never will, so Kubernetes asks for it to be deleted by hand.
+// A ready pod is never deleted here: the controller replaces it itself.
+func stuckOnOldRevision(s *upgrade.State, pod string) *corev1.Pod {
+	sts := s.StatefulSet
+	p, ok := s.Pods[pod]
+	if !ok || p.DeletionTimestamp != nil || upgrade.PodReady(p) ||
+		sts.Status.ObservedGeneration < sts.Generation || sts.Status.UpdateRevision == "" ||
+		p.Labels[appsv1.ControllerRevisionHashLabelKey] == sts.Status.UpdateRevision {
+		return nil
+	}
+	since := p.CreationTimestamp.Time
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.LastTransitionTime.After(since) {
+			since = c.LastTransitionTime.Time
+		}
+	}
+	if s.Now.Sub(since) < stuckGrace {
+		return nil
+	}
+	return p
 }
 
 // containerProblem names a container that cannot start (an image that cannot be pulled or

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +32,8 @@ const (
 	newVersion = "2.7.2"
 	oldImage   = "quay.io/openbao/openbao:2.6.2"
 	newImage   = "quay.io/openbao/openbao:2.7.2"
+	// brokenImage cannot run: its pods never become ready.
+	brokenImage = "quay.io/openbao/openbao:0.0.0-missing"
 )
 
 // sim plays the StatefulSet controller, the Job controller and the OpenBao servers, with
@@ -50,7 +53,6 @@ type sim struct {
 	stepDowns     []string
 	leaderChanges []string // "from(version)->to(version)"
 	updateOrder   []string
-	breakNewImage bool
 	crashes       int
 	persists      int
 	events        []string
@@ -71,7 +73,7 @@ func newSim(t *testing.T, replicas int, seed uint64) *sim {
 	s := &sim{
 		t: t, cluster: c, replicas: replicas, servers: map[string]*upgrade.ServerState{}, commit: 1000,
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), rng: rand.New(rand.NewPCG(seed, seed)),
-		client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(sts).WithStatusSubresource(sts).Build(),
+		client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(sts).WithStatusSubresource(sts, &corev1.Pod{}, &batchv1.Job{}).Build(),
 	}
 	for i := range replicas {
 		name := resources.PodName("bao", i)
@@ -81,7 +83,10 @@ func newSim(t *testing.T, replicas int, seed uint64) *sim {
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "openbao", Image: oldImage}}},
 			Status:     corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
 		}
+		status := pod.Status
 		require.NoError(t, s.client.Create(context.Background(), pod))
+		pod.Status = status
+		require.NoError(t, s.client.Status().Update(context.Background(), pod))
 	}
 	// Leadership starts on a random server.
 	s.setLeader(resources.PodName("bao", s.rng.IntN(replicas)))
@@ -111,18 +116,31 @@ func (s *sim) tick(ctx context.Context) {
 		sts.Generation++
 		require.NoError(s.t, s.client.Update(ctx, sts))
 		sts.Status.ObservedGeneration = sts.Generation
-		sts.Status.UpdateRevision = "rev-new"
+		sts.Status.UpdateRevision = "rev-" + u.ToImage
 		require.NoError(s.t, s.client.Status().Update(ctx, sts))
 		return
 	}
 
-	// The StatefulSet controller replaces one pod at or above the partition at a time.
+	// The StatefulSet controller re-creates a deleted pod, and replaces one ready pod at or
+	// above the partition at a time; it waits forever for an unready one.
 	for i := s.replicas - 1; i >= int(currentPartition(sts)); i-- {
 		name := resources.PodName("bao", i)
 		pod := &corev1.Pod{}
-		require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: name}, pod))
-		if pod.Labels[appsv1.ControllerRevisionHashLabelKey] == sts.Status.UpdateRevision {
-			continue
+		err := s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: name}, pod)
+		if apierrors.IsNotFound(err) {
+			pod = &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Labels: map[string]string{}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "openbao"}}},
+			}
+			require.NoError(s.t, s.client.Create(ctx, pod))
+		} else {
+			require.NoError(s.t, err)
+			if pod.Labels[appsv1.ControllerRevisionHashLabelKey] == sts.Status.UpdateRevision {
+				continue
+			}
+			if !upgrade.PodReady(pod) {
+				break
+			}
 		}
 		// Replacing a pod stops its server; if it was active, OpenBao elects another.
 		if s.leader == name {
@@ -131,9 +149,10 @@ func (s *sim) tick(ctx context.Context) {
 		s.updateOrder = append(s.updateOrder, name)
 		pod.Labels[appsv1.ControllerRevisionHashLabelKey] = sts.Status.UpdateRevision
 		pod.Spec.Containers[0].Image = templateImage(sts)
-		ready := !s.breakNewImage
-		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: map[bool]corev1.ConditionStatus{true: corev1.ConditionTrue, false: corev1.ConditionFalse}[ready]}}
+		ready := templateImage(sts) != brokenImage
 		require.NoError(s.t, s.client.Update(ctx, pod))
+		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: map[bool]corev1.ConditionStatus{true: corev1.ConditionTrue, false: corev1.ConditionFalse}[ready]}}
+		require.NoError(s.t, s.client.Status().Update(ctx, pod))
 		srv := s.servers[name]
 		srv.Reachable = ready
 		srv.Version = newVersion
@@ -333,7 +352,7 @@ func TestRollingUpgradeSequences(t *testing.T) {
 
 func TestRollingHaltsWhenTheNewImageCannotRun(t *testing.T) {
 	s := newSim(t, 3, 7)
-	s.breakNewImage = true
+	s.cluster.Spec.Image = brokenImage
 	timeout := metav1.Duration{Duration: time.Minute}
 	s.cluster.Spec.Upgrade.StepTimeout = &timeout
 	s.run(t, false)
@@ -427,4 +446,26 @@ func TestFailedSnapshotBlocksTheUpgrade(t *testing.T) {
 	assert.Equal(t, upgrade.StepHalted, s.cluster.Status.Upgrade.Step)
 	assert.Contains(t, s.cluster.Status.Upgrade.LastError, "snapshot")
 	assert.True(t, meta.IsStatusConditionTrue(s.cluster.Status.Conditions, openbaov1alpha1.ConditionDegraded))
+}
+
+func TestRollingRecoversWhenTheTargetIsFixed(t *testing.T) {
+	s := newSim(t, 3, 7)
+	s.cluster.Spec.Image = brokenImage
+	s.cluster.Spec.Upgrade.StepTimeout = &metav1.Duration{Duration: time.Minute}
+	s.run(t, false)
+	require.Equal(t, upgrade.StepHalted, s.cluster.Status.Upgrade.Step)
+
+	// Fix forward, as the README says: the working image of the target version.
+	s.cluster.Spec.Image = ""
+	s.run(t, true)
+	require.Nil(t, s.cluster.Status.Upgrade, "the upgrade completes on the fixed target")
+	assert.Equal(t, newImage, s.cluster.Status.CurrentImage)
+	assert.Equal(t, []string{"bao-2", "bao-2", "bao-1", "bao-0"}, s.updateOrder, "the failed server first, then the others once")
+	assert.Contains(t, s.events, "PodReplaced", "the stuck pod was deleted for the StatefulSet controller to re-create")
+	for i := range 3 {
+		pod := &corev1.Pod{}
+		require.NoError(t, s.client.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: resources.PodName("bao", i)}, pod))
+		assert.Equal(t, newImage, podImage(pod))
+		assert.True(t, upgrade.PodReady(pod))
+	}
 }
