@@ -22,6 +22,11 @@ OPERATOR_SDK_VERSION ?= v1.42.2
 KUBE_ASSETS := $(CACHE)/kube/$(KUBE_VERSION)
 OPENBAO_DIR := $(CACHE)/openbao
 
+# Tools built into $(BIN) (see the Tools section). Defined before any rule names them as
+# prerequisites, which make expands when it reads the rule.
+CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
+KUSTOMIZE      := $(BIN)/kustomize-$(KUSTOMIZE_VERSION)
+
 .PHONY: help
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -71,8 +76,6 @@ KUBE_LDFLAGS := -s -w \
 	-X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
 	-X $(KUBE_VERSION_PKG).gitTreeState=clean
 
-CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
-KUSTOMIZE      := $(BIN)/kustomize-$(KUSTOMIZE_VERSION)
 
 .PHONY: kube-assets
 kube-assets: $(KUBE_STAMP) $(ETCD_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager, kubectl into $(KUBE_ASSETS)

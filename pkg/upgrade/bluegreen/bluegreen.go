@@ -59,7 +59,7 @@ import (
 
 // Step names recorded in status.upgrade.step.
 const (
-	StepSnapshot            = "Snapshot"
+	StepSnapshot            = upgrade.StepSnapshot
 	StepDeployGreen         = "DeployGreen"
 	StepWaitRaftState       = "WaitRaftState"
 	StepWaitGreenJoined     = "WaitGreenJoined"
@@ -104,17 +104,12 @@ type (
 		ConfigMap   *corev1.ConfigMap
 		StatefulSet *appsv1.StatefulSet
 	}
-	promote       struct{ Leader, Pod string }
-	removePeer    struct{ Leader, Pod string }
-	switchService struct{ StatefulSet string }
-	createJob     struct {
-		Job   *batchv1.Job
-		Claim *corev1.PersistentVolumeClaim
-	}
+	promote           struct{ Leader, Pod string }
+	removePeer        struct{ Leader, Pod string }
+	switchService     struct{ StatefulSet string }
 	deleteStatefulSet struct{ Name string }
 	// deleteVolumes deletes a retired StatefulSet's ConfigMap and data volumes.
 	deleteVolumes struct{ StatefulSet string }
-	deleteJobs    struct{}
 	deleteJob     struct{ Name string }
 )
 
@@ -136,7 +131,7 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 	c, u := s.Cluster, s.Upgrade()
 	if u.BlueGreen == nil {
 		if s.StatefulSet == nil {
-			return wait(StepDeployGreen, "", "The StatefulSet does not exist yet."), nil
+			return upgrade.Wait(StepDeployGreen, "", "The StatefulSet does not exist yet."), nil
 		}
 		u.BlueGreen = &openbaov1alpha1.BlueGreenStatus{
 			BlueStatefulSet:    s.StatefulSet.Name,
@@ -153,7 +148,7 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 			return step, nil
 		}
 		if len(s.Jobs) > 0 {
-			return upgrade.Step{Kind: upgrade.StepAct, Name: StepCleanup, Message: "Removing the upgrade's Jobs.", Action: deleteJobs{}}, nil
+			return upgrade.Step{Kind: upgrade.StepAct, Name: StepCleanup, Message: "Removing the upgrade's Jobs.", Action: upgrade.DeleteJobs{}}, nil
 		}
 		return upgrade.Step{Kind: upgrade.StepAborted, Name: "Aborted",
 			Message: fmt.Sprintf("Green (%s) is removed; %s serves the cluster on %s as before.", bg.GreenStatefulSet, bg.BlueStatefulSet, u.FromVersion)}, nil
@@ -164,7 +159,7 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 		if bg.Phase == openbaov1alpha1.BlueGreenRetiringBlue {
 			target := "the target the upgrade had when it halted"
 			if sts := s.StatefulSets[bg.GreenStatefulSet]; sts != nil {
-				if img := templateImage(sts); img != "" {
+				if img := upgrade.TemplateImage(sts); img != "" {
 					target = img
 				}
 			}
@@ -218,7 +213,7 @@ func forward(s *upgrade.State) upgrade.Step {
 	c, u := s.Cluster, s.Upgrade()
 	bg := u.BlueGreen
 	if c.Spec.Upgrade.PreUpgradeSnapshot && (u.Snapshot == nil || u.Snapshot.CompletionTime == nil) {
-		if step, done := snapshot(s); !done {
+		if step, done := upgrade.Snapshot(s, "Green is created"); !done {
 			return step
 		}
 	}
@@ -231,7 +226,7 @@ func forward(s *upgrade.State) upgrade.Step {
 	pods := ordinalPods(bg.GreenStatefulSet, s.Replicas())
 	if s.Raft == nil {
 		// Without the Raft configuration nothing can be decided; keep the phase as it is.
-		return wait(StepWaitRaftState, "", "Waiting to read the Raft state with the operator's role from an active node.")
+		return upgrade.Wait(StepWaitRaftState, "", "Waiting to read the Raft state with the operator's role from an active node.")
 	}
 
 	var nonVoters []string
@@ -252,14 +247,14 @@ func forward(s *upgrade.State) upgrade.Step {
 			if why := notJoined(s, pod); why != "" {
 				bg.Phase = openbaov1alpha1.BlueGreenJoiningNonVoters
 				bg.SyncStartTime, bg.SyncCommitIndex = nil, 0
-				return wait(StepWaitGreenJoined, pod, why)
+				return upgrade.Wait(StepWaitGreenJoined, pod, why)
 			}
 		}
 		for _, pod := range pods {
 			if why := notHealthy(s, pod); why != "" {
 				bg.Phase = openbaov1alpha1.BlueGreenSyncing
 				bg.SyncStartTime, bg.SyncCommitIndex = nil, 0
-				return wait(StepWaitGreenSynced, pod, why)
+				return upgrade.Wait(StepWaitGreenSynced, pod, why)
 			}
 		}
 		if bg.SyncStartTime == nil {
@@ -268,12 +263,12 @@ func forward(s *upgrade.State) upgrade.Step {
 		}
 		if left := MinSyncTime - s.Now.Sub(bg.SyncStartTime.Time); left > 0 {
 			bg.Phase = openbaov1alpha1.BlueGreenSyncing
-			return wait(StepWaitGreenSynced, "", fmt.Sprintf("Every Green server replicates and is healthy; checking that they stay so for %s more before promoting them.", left.Round(time.Second)))
+			return upgrade.Wait(StepWaitGreenSynced, "", fmt.Sprintf("Every Green server replicates and is healthy; checking that they stay so for %s more before promoting them.", left.Round(time.Second)))
 		}
 		for _, pod := range pods {
 			if applied := s.Servers[pod].AppliedIndex; int64(applied) < bg.SyncCommitIndex {
 				bg.Phase = openbaov1alpha1.BlueGreenSyncing
-				return wait(StepWaitGreenSynced, pod, fmt.Sprintf("Waiting for %s to apply the Raft index %d, committed when syncing started (it applied %d).", pod, bg.SyncCommitIndex, applied))
+				return upgrade.Wait(StepWaitGreenSynced, pod, fmt.Sprintf("Waiting for %s to apply the Raft index %d, committed when syncing started (it applied %d).", pod, bg.SyncCommitIndex, applied))
 			}
 		}
 	}
@@ -282,11 +277,11 @@ func forward(s *upgrade.State) upgrade.Step {
 	if len(nonVoters) > 0 {
 		bg.Phase = openbaov1alpha1.BlueGreenPromoting
 		if pod, why := greenProblem(s, pods, false); why != "" {
-			return wait(StepPromote, pod, why)
+			return upgrade.Wait(StepPromote, pod, why)
 		}
 		pod := nonVoters[0]
 		if u.Step == StepPromote && u.CurrentPod == pod && bg.LastMembershipChange != nil && s.Now.Sub(bg.LastMembershipChange.Time) < promoteRetry {
-			return wait(StepPromote, pod, fmt.Sprintf("Waiting for OpenBao to make %s a voter (autopilot applies a promotion within about 10 s).", pod))
+			return upgrade.Wait(StepPromote, pod, fmt.Sprintf("Waiting for OpenBao to make %s a voter (autopilot applies a promotion within about 10 s).", pod))
 		}
 		bg.LastMembershipChange = &metav1.Time{Time: s.Now}
 		return upgrade.Step{
@@ -301,7 +296,7 @@ func forward(s *upgrade.State) upgrade.Step {
 	if bg.ServingStatefulSet != bg.GreenStatefulSet {
 		bg.Phase = openbaov1alpha1.BlueGreenCuttingOver
 		if pod, why := greenProblem(s, pods, true); why != "" {
-			return wait(StepCutOver, pod, why)
+			return upgrade.Wait(StepCutOver, pod, why)
 		}
 		bg.ServingStatefulSet = bg.GreenStatefulSet
 		bg.CutoverTime = &metav1.Time{Time: s.Now}
@@ -323,20 +318,20 @@ func forward(s *upgrade.State) upgrade.Step {
 		if pod, why := greenProblem(s, pods, true); why != "" {
 			msg = fmt.Sprintf("Verifying Green: %s (%s): %s", pod, left.Round(time.Second), why)
 		}
-		step := wait(StepVerify, "", msg)
+		step := upgrade.Wait(StepVerify, "", msg)
 		step.Timeout = period + upgrade.StepTimeout(c)
 		return step
 	}
-	if bgSpec := c.Spec.Upgrade.BlueGreen; bgSpec != nil && bgSpec.RequireConfirmation && normalize(bgSpec.ConfirmedVersion) != normalize(u.ToVersion) {
+	if bgSpec := c.Spec.Upgrade.BlueGreen; bgSpec != nil && bgSpec.RequireConfirmation && !upgrade.SameVersion(bgSpec.ConfirmedVersion, u.ToVersion) {
 		bg.Phase = openbaov1alpha1.BlueGreenAwaitingConfirmation
-		step := wait(StepAwaitConfirmation, "", fmt.Sprintf(
+		step := upgrade.Wait(StepAwaitConfirmation, "", fmt.Sprintf(
 			"Green (%s) has served the clients for the verification period. Set spec.upgrade.blueGreen.confirmedVersion to %s to retire Blue (%s), or spec.version back to %s to abort.",
 			bg.GreenStatefulSet, u.ToVersion, bg.BlueStatefulSet, u.FromVersion))
 		step.WaitsForUser = true
 		return step
 	}
 	if pod, why := greenProblem(s, pods, true); why != "" {
-		return wait(StepWaitGreenHealthy, pod, why)
+		return upgrade.Wait(StepWaitGreenHealthy, pod, why)
 	}
 	// From here on there is no way back: Blue's servers leave the Raft cluster.
 	bg.Phase = openbaov1alpha1.BlueGreenRetiringBlue
@@ -348,7 +343,7 @@ func deployGreen(s *upgrade.State) upgrade.Step {
 	c, u := s.Cluster, s.Upgrade()
 	bg := u.BlueGreen
 	if s.Config == nil {
-		return wait(StepDeployGreen, "", "Waiting for the server configuration to be rendered.")
+		return upgrade.Wait(StepDeployGreen, "", "Waiting for the server configuration to be rendered.")
 	}
 	params := *s.Config
 	blue := params
@@ -387,20 +382,20 @@ func retire(s *upgrade.State) upgrade.Step {
 	greenPods := ordinalPods(green, s.Replicas())
 
 	if s.Raft == nil || s.Leader == "" {
-		return wait(StepRemoveBluePeer, "", "Waiting to read the Raft state with the operator's role from an active node.")
+		return upgrade.Wait(StepRemoveBluePeer, "", "Waiting to read the Raft state with the operator's role from an active node.")
 	}
 	bluePeers := peersOf(s, blue)
 	if len(bluePeers) > 0 {
 		// Blue loses a server only while every Green server is a healthy voter.
 		if pod, why := greenProblem(s, greenPods, true); why != "" {
-			return wait(StepWaitGreenHealthy, pod, why)
+			return upgrade.Wait(StepWaitGreenHealthy, pod, why)
 		}
 		for _, pod := range bluePeers {
 			if pod == s.Leader {
 				continue
 			}
 			if why := removalUnsafe(s, pod); why != "" {
-				return wait(StepRemoveBluePeer, pod, why)
+				return upgrade.Wait(StepRemoveBluePeer, pod, why)
 			}
 			return upgrade.Step{
 				Kind: upgrade.StepAct, Name: StepRemoveBluePeer, Pod: pod,
@@ -423,13 +418,13 @@ func retire(s *upgrade.State) upgrade.Step {
 		}
 	}
 	if pod := firstPodOf(s, blue); s.StatefulSets[blue] != nil || pod != "" {
-		return wait(StepWaitBlueGone, pod, fmt.Sprintf("Waiting for Blue's StatefulSet %s and its pods to be deleted.", blue))
+		return upgrade.Wait(StepWaitBlueGone, pod, fmt.Sprintf("Waiting for Blue's StatefulSet %s and its pods to be deleted.", blue))
 	}
 	if step, pending := volumesLeft(s, blue, StepDeleteBlueVolumes); pending {
 		return step
 	}
 	if len(s.Jobs) > 0 {
-		return upgrade.Step{Kind: upgrade.StepAct, Name: StepCleanup, Message: "Removing the upgrade's Jobs.", Action: deleteJobs{}}
+		return upgrade.Step{Kind: upgrade.StepAct, Name: StepCleanup, Message: "Removing the upgrade's Jobs.", Action: upgrade.DeleteJobs{}}
 	}
 	bg.ServingStatefulSet = ""
 	return upgrade.Step{Kind: upgrade.StepComplete, Name: "Complete",
@@ -453,16 +448,16 @@ func removeGreen(s *upgrade.State, green string) (upgrade.Step, bool) {
 	}
 	if peers := peersOf(s, green); len(peers) > 0 || s.Raft == nil {
 		if s.Raft == nil || s.Leader == "" {
-			return wait(StepRemoveGreenPeer, "", "Waiting to read the Raft state with the operator's role from an active node."), false
+			return upgrade.Wait(StepRemoveGreenPeer, "", "Waiting to read the Raft state with the operator's role from an active node."), false
 		}
 		if ownedBy(green, s.Leader) {
-			return wait(StepRemoveGreenPeer, s.Leader, fmt.Sprintf(
+			return upgrade.Wait(StepRemoveGreenPeer, s.Leader, fmt.Sprintf(
 				"%s, a Green server on the new version, is the active node: leadership is never moved back to an older version on purpose, so Green's servers cannot leave the Raft cluster. Waiting for a Blue server to be elected; if this lasts, set spec.version to %s to finish the upgrade instead.",
 				s.Leader, s.Upgrade().ToVersion)), false
 		}
 		pod := peers[0]
 		if why := removalUnsafe(s, pod); why != "" {
-			return wait(StepRemoveGreenPeer, pod, why), false
+			return upgrade.Wait(StepRemoveGreenPeer, pod, why), false
 		}
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepRemoveGreenPeer, Pod: pod,
@@ -478,7 +473,7 @@ func removeGreen(s *upgrade.State, green string) (upgrade.Step, bool) {
 		}, false
 	}
 	if pod := firstPodOf(s, green); s.StatefulSets[green] != nil || pod != "" {
-		return wait(StepWaitGreenGone, pod, fmt.Sprintf("Waiting for Green's StatefulSet %s and its pods to be deleted.", green)), false
+		return upgrade.Wait(StepWaitGreenGone, pod, fmt.Sprintf("Waiting for Green's StatefulSet %s and its pods to be deleted.", green)), false
 	}
 	if step, pending := volumesLeft(s, green, StepDeleteGreenVolumes); pending {
 		return step, false
@@ -503,7 +498,7 @@ func volumesLeft(s *upgrade.State, sts, stepName string) (upgrade.Step, bool) {
 		return deleteVolumesStep(sts, stepName), true
 	}
 	if deleting != "" {
-		return wait(stepName, "", fmt.Sprintf("Waiting for volume %s to be deleted.", deleting)), true
+		return upgrade.Wait(stepName, "", fmt.Sprintf("Waiting for volume %s to be deleted.", deleting)), true
 	}
 	return upgrade.Step{}, false
 }
@@ -526,25 +521,25 @@ func stepDown(s *upgrade.State, pod string) upgrade.Step {
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepStepDown, Pod: pod, NewStep: true,
 			Message: fmt.Sprintf("%s, the last Blue server in the Raft cluster, is the active node: moving leadership to Green with Job %s.", pod, name),
-			Action: createJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
+			Action: upgrade.CreateJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
 				Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionStepDown,
 				TargetPod: pod, Timeout: jobTimeout,
 			})},
 		}
-	case jobFailed(job) && u.Step == upgrade.StepStarted:
+	case upgrade.JobFailed(job) && u.Step == upgrade.StepStarted:
 		// The user resumed the halted upgrade: the failed Job goes, and a new one is created.
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepStepDown, Pod: pod, NewStep: true,
 			Message: fmt.Sprintf("Deleting the failed step-down Job %s to try again.", name),
 			Action:  deleteJob{Name: name},
 		}
-	case jobFailed(job):
+	case upgrade.JobFailed(job):
 		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepStepDown, Pod: pod,
 			Message: fmt.Sprintf("The step-down Job %s failed after its retries (see `kubectl logs -n %s job/%s`); %s stays the active node and Green's servers are voters.", name, c.Namespace, name, pod)}
 	case job.Status.Succeeded > 0:
-		return wait(StepWaitLeadershipMoved, pod, fmt.Sprintf("Job %s stepped %s down; waiting for a Green server to report itself active.", name, pod))
+		return upgrade.Wait(StepWaitLeadershipMoved, pod, fmt.Sprintf("Job %s stepped %s down; waiting for a Green server to report itself active.", name, pod))
 	default:
-		return wait(StepStepDown, pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
+		return upgrade.Wait(StepStepDown, pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
 	}
 }
 
@@ -582,16 +577,16 @@ func notJoined(s *upgrade.State, pod string) string {
 		return fmt.Sprintf("Waiting for the StatefulSet controller to create %s.", pod)
 	case p.DeletionTimestamp != nil:
 		return fmt.Sprintf("Waiting for %s to stop.", pod)
-	case podImage(p) != u.ToImage:
-		return fmt.Sprintf("%s runs %s instead of %s.", pod, podImage(p), u.ToImage)
+	case upgrade.PodImage(p) != u.ToImage:
+		return fmt.Sprintf("%s runs %s instead of %s.", pod, upgrade.PodImage(p), u.ToImage)
 	case !upgrade.PodReady(p):
-		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, containerProblem(p))
+		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, upgrade.ContainerProblem(p))
 	}
 	srv := s.Servers[pod]
 	switch {
 	case !srv.Serving():
 		return fmt.Sprintf("Waiting for %s to answer as an unsealed server.", pod)
-	case normalize(srv.Version) != normalize(u.ToVersion):
+	case !upgrade.SameVersion(srv.Version, u.ToVersion):
 		return fmt.Sprintf("Waiting for %s to report version %s (it reports %s).", pod, u.ToVersion, srv.Version)
 	case s.Raft == nil:
 		return "Waiting to read the Raft state with the operator's role."
@@ -629,60 +624,19 @@ func greenProblem(s *upgrade.State, pods []string, voters bool) (string, string)
 	return "", ""
 }
 
-// snapshot runs the pre-upgrade snapshot Job; done is true once it completed.
-func snapshot(s *upgrade.State) (upgrade.Step, bool) {
-	c, u := s.Cluster, s.Upgrade()
-	name := fmt.Sprintf("%s-snapshot-%s", c.Name, u.Revision)
-	if u.Snapshot == nil {
-		u.Snapshot = &openbaov1alpha1.SnapshotStatus{
-			JobName:               name,
-			PersistentVolumeClaim: resources.SnapshotClaimName(c),
-			Path:                  fmt.Sprintf("%s/%s-%s-%s.snap", resources.SnapshotDir, c.Name, u.FromVersion, u.Revision),
-		}
-	}
-	job, exists := s.Jobs[name]
-	switch {
-	case !exists:
-		if s.Leader == "" {
-			return wait(StepSnapshot, "", "Waiting for an active node to take the snapshot from."), false
-		}
-		file := u.Snapshot.Path[len(resources.SnapshotDir)+1:]
-		return upgrade.Step{
-			Kind: upgrade.StepAct, Name: StepSnapshot, NewStep: true,
-			Message: fmt.Sprintf("Saving a Raft snapshot to %s on volume %s before Green is created.", u.Snapshot.Path, u.Snapshot.PersistentVolumeClaim),
-			Action: createJob{
-				Claim: resources.SnapshotClaim(c),
-				Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
-					Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionSnapshot,
-					TargetPod: s.Leader, SnapshotFile: file, Timeout: 5 * jobTimeout,
-				}),
-			},
-		}, false
-	case jobFailed(job):
-		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepSnapshot,
-			Message: fmt.Sprintf("The pre-upgrade snapshot Job %s failed (see `kubectl logs -n %s job/%s`), so the upgrade is blocked before Green was created.", name, c.Namespace, name)}, false
-	case job.Status.Succeeded > 0:
-		done := job.Status.CompletionTime
-		if done == nil {
-			done = &metav1.Time{Time: s.Now}
-		}
-		u.Snapshot.CompletionTime = done
-		return upgrade.Step{}, true
-	default:
-		return wait(StepSnapshot, "", fmt.Sprintf("Waiting for the snapshot Job %s.", name)), false
-	}
-}
-
 // Apply performs one step's side effect; each is idempotent.
 func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, env upgrade.Env) error {
+	if handled, err := upgrade.ApplyShared(ctx, s, step, env); handled {
+		return err
+	}
 	c := s.Cluster
 	cl := env.Client()
 	switch a := step.Action.(type) {
 	case createGreen:
-		if err := createOwnedOrExisting(ctx, cl, c, a.ConfigMap); err != nil {
+		if err := upgrade.CreateOwnedOrExisting(ctx, cl, c, a.ConfigMap); err != nil {
 			return fmt.Errorf("create ConfigMap %s: %w", a.ConfigMap.Name, err)
 		}
-		if err := createOwnedOrExisting(ctx, cl, c, a.StatefulSet); err != nil {
+		if err := upgrade.CreateOwnedOrExisting(ctx, cl, c, a.StatefulSet); err != nil {
 			return fmt.Errorf("create StatefulSet %s: %w", a.StatefulSet.Name, err)
 		}
 		env.Event(corev1.EventTypeNormal, "GreenCreated", step.Message)
@@ -755,17 +709,6 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 		}
 		env.Event(corev1.EventTypeNormal, reason, step.Message)
 		return nil
-	case createJob:
-		if a.Claim != nil {
-			if err := createOwnedOrExisting(ctx, cl, nil, a.Claim); err != nil {
-				return fmt.Errorf("create snapshot volume: %w", err)
-			}
-		}
-		if err := createOwnedOrExisting(ctx, cl, c, a.Job); err != nil {
-			return fmt.Errorf("create Job %s: %w", a.Job.Name, err)
-		}
-		env.Event(corev1.EventTypeNormal, "JobCreated", step.Message)
-		return nil
 	case deleteStatefulSet:
 		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: a.Name}}
 		if err := cl.Delete(ctx, sts, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
@@ -790,28 +733,9 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 			return fmt.Errorf("delete Job %s: %w", a.Name, err)
 		}
 		return nil
-	case deleteJobs:
-		return cl.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(c.Namespace),
-			client.MatchingLabels{resources.LabelCluster: c.Name, resources.LabelComponent: resources.ComponentJob},
-			client.PropagationPolicy(metav1.DeletePropagationBackground))
 	default:
 		return fmt.Errorf("unknown blue/green action %T", step.Action)
 	}
-}
-
-// createOwnedOrExisting creates obj (controlled by owner when set); an existing one is fine.
-func createOwnedOrExisting(ctx context.Context, cl client.Client, owner *openbaov1alpha1.OpenBaoCluster, obj client.Object) error {
-	if owner != nil {
-		obj.SetOwnerReferences([]metav1.OwnerReference{*metav1.NewControllerRef(owner, openbaov1alpha1.GroupVersion.WithKind("OpenBaoCluster"))})
-	}
-	if err := cl.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	return nil
-}
-
-func wait(name, pod, msg string) upgrade.Step {
-	return upgrade.Step{Kind: upgrade.StepWait, Name: name, Pod: pod, Message: msg}
 }
 
 func verificationPeriod(c *openbaov1alpha1.OpenBaoCluster) time.Duration {
@@ -877,44 +801,6 @@ func firstPodOf(s *upgrade.State, sts string) string {
 	return names[0]
 }
 
-func jobFailed(j *batchv1.Job) bool {
-	for _, c := range j.Status.Conditions {
-		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
-}
-
-// containerProblem names a container that cannot start (an image that cannot be pulled or
-// run), so that the condition tells the user before the step's deadline.
-func containerProblem(p *corev1.Pod) string {
-	for _, cs := range p.Status.ContainerStatuses {
-		if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
-			return fmt.Sprintf(" Container %s is waiting: %s %s", cs.Name, w.Reason, w.Message)
-		}
-	}
-	return ""
-}
-
-func templateImage(sts *appsv1.StatefulSet) string {
-	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name == "openbao" {
-			return c.Image
-		}
-	}
-	return ""
-}
-
-func podImage(p *corev1.Pod) string {
-	for _, c := range p.Spec.Containers {
-		if c.Name == "openbao" {
-			return c.Image
-		}
-	}
-	return ""
-}
-
 func mapsEqual(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false
@@ -926,5 +812,3 @@ func mapsEqual(a, b map[string]string) bool {
 	}
 	return true
 }
-
-func normalize(v string) string { return strings.TrimPrefix(strings.TrimSpace(v), "v") }

@@ -271,7 +271,7 @@ func (s *sim) tick(ctx context.Context) {
 			require.NoError(t, s.client.Status().Update(ctx, j))
 			continue
 		}
-		if jobFailed(j) {
+		if upgrade.JobFailed(j) {
 			continue
 		}
 		if args := j.Spec.Template.Spec.Containers[0].Args; args[1] == string(resources.ActionStepDown) {

@@ -13,11 +13,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,7 +30,6 @@ import (
 
 // Step names recorded in status.upgrade.step.
 const (
-	StepSnapshot            = "Snapshot"
 	StepWaitTemplate        = "WaitTemplate"
 	StepStepDown            = "StepDown"
 	StepWaitLeadershipMoved = "WaitLeadershipMoved"
@@ -48,13 +45,7 @@ const jobTimeout = 2 * time.Minute
 // Actions, performed by Apply.
 type (
 	setPartition struct{ Partition int32 }
-	createJob    struct {
-		Job *batchv1.Job
-		// Claim is created first when set (the snapshot volume).
-		Claim *corev1.PersistentVolumeClaim
-	}
-	deleteJobs struct{}
-	deletePod  struct {
+	deletePod    struct {
 		Name string
 		UID  types.UID
 	}
@@ -73,20 +64,20 @@ func init() { upgrade.Register(openbaov1alpha1.RollingUpgrade, Strategy{}) }
 func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error) {
 	c, u, sts := s.Cluster, s.Upgrade(), s.StatefulSet
 	if sts == nil {
-		return wait(StepWaitTemplate, "", "The StatefulSet does not exist yet."), nil
+		return upgrade.Wait(StepWaitTemplate, "", "The StatefulSet does not exist yet."), nil
 	}
 
 	if c.Spec.Upgrade.PreUpgradeSnapshot && (u.Snapshot == nil || u.Snapshot.CompletionTime == nil) {
-		if step, done := snapshot(s); !done {
+		if step, done := upgrade.Snapshot(s, "the first server moves"); !done {
 			return step, nil
 		}
 	}
 
-	if image := templateImage(sts); image != u.ToImage {
-		return wait(StepWaitTemplate, "", fmt.Sprintf("Waiting for the StatefulSet template to carry %s (it has %s).", u.ToImage, image)), nil
+	if image := upgrade.TemplateImage(sts); image != u.ToImage {
+		return upgrade.Wait(StepWaitTemplate, "", fmt.Sprintf("Waiting for the StatefulSet template to carry %s (it has %s).", u.ToImage, image)), nil
 	}
 	if sts.Status.ObservedGeneration < sts.Generation || sts.Status.UpdateRevision == "" {
-		return wait(StepWaitTemplate, "", "Waiting for the StatefulSet controller to observe the new template."), nil
+		return upgrade.Wait(StepWaitTemplate, "", "Waiting for the StatefulSet controller to observe the new template."), nil
 	}
 
 	partition := currentPartition(sts)
@@ -103,7 +94,7 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 						Action: deletePod{Name: p.Name, UID: p.UID},
 					}, nil
 				}
-				return wait(StepWaitPodHealthy, pod, why), nil
+				return upgrade.Wait(StepWaitPodHealthy, pod, why), nil
 			}
 			if !slices.Contains(u.PodsDone, pod) {
 				u.PodsDone = append(u.PodsDone, pod)
@@ -124,13 +115,16 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 	}
 
 	if len(s.Jobs) > 0 {
-		return upgrade.Step{Kind: upgrade.StepAct, Name: StepCleanup, Message: "Removing the upgrade's Jobs.", Action: deleteJobs{}}, nil
+		return upgrade.Step{Kind: upgrade.StepAct, Name: StepCleanup, Message: "Removing the upgrade's Jobs.", Action: upgrade.DeleteJobs{}}, nil
 	}
 	return upgrade.Step{Kind: upgrade.StepComplete, Name: "Complete"}, nil
 }
 
 // Apply performs one step's side effect; each is idempotent.
 func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, env upgrade.Env) error {
+	if handled, err := upgrade.ApplyShared(ctx, s, step, env); handled {
+		return err
+	}
 	cl := env.Client()
 	switch a := step.Action.(type) {
 	case setPartition:
@@ -148,17 +142,6 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 		}
 		env.Event(corev1.EventTypeNormal, "PodUpdating", step.Message)
 		return nil
-	case createJob:
-		if a.Claim != nil {
-			if err := createOwnedOrExisting(ctx, cl, nil, a.Claim); err != nil {
-				return fmt.Errorf("create snapshot volume: %w", err)
-			}
-		}
-		if err := createOwnedOrExisting(ctx, cl, s.Cluster, a.Job); err != nil {
-			return fmt.Errorf("create Job %s: %w", a.Job.Name, err)
-		}
-		env.Event(corev1.EventTypeNormal, "JobCreated", step.Message)
-		return nil
 	case deletePod:
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: a.Name, Namespace: s.Cluster.Namespace}}
 		err := cl.Delete(ctx, pod, client.Preconditions{UID: &a.UID})
@@ -167,28 +150,9 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 		}
 		env.Event(corev1.EventTypeNormal, "PodReplaced", step.Message)
 		return nil
-	case deleteJobs:
-		return cl.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(s.Cluster.Namespace),
-			client.MatchingLabels{resources.LabelCluster: s.Cluster.Name, resources.LabelComponent: resources.ComponentJob},
-			client.PropagationPolicy(metav1.DeletePropagationBackground))
 	default:
 		return fmt.Errorf("unknown rolling action %T", step.Action)
 	}
-}
-
-// createOwnedOrExisting creates obj (owned by owner when set); an existing one is fine.
-func createOwnedOrExisting(ctx context.Context, cl client.Client, owner *openbaov1alpha1.OpenBaoCluster, obj client.Object) error {
-	if owner != nil {
-		obj.SetOwnerReferences([]metav1.OwnerReference{*metav1.NewControllerRef(owner, openbaov1alpha1.GroupVersion.WithKind("OpenBaoCluster"))})
-	}
-	if err := cl.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	return nil
-}
-
-func wait(name, pod, msg string) upgrade.Step {
-	return upgrade.Step{Kind: upgrade.StepWait, Name: name, Pod: pod, Message: msg}
 }
 
 // notUpdated says why a released pod does not count as done yet, or "".
@@ -202,16 +166,16 @@ func notUpdated(s *upgrade.State, pod string) string {
 		return fmt.Sprintf("Waiting for %s to stop.", pod)
 	case p.Labels[appsv1.ControllerRevisionHashLabelKey] != sts.Status.UpdateRevision:
 		return fmt.Sprintf("Waiting for %s to be replaced with the new template (revision %s).", pod, sts.Status.UpdateRevision)
-	case podImage(p) != u.ToImage:
+	case upgrade.PodImage(p) != u.ToImage:
 		return fmt.Sprintf("Waiting for %s to run %s.", pod, u.ToImage)
 	case !upgrade.PodReady(p):
-		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, containerProblem(p))
+		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, upgrade.ContainerProblem(p))
 	}
 	srv := s.Servers[pod]
 	switch {
 	case !srv.Serving():
 		return fmt.Sprintf("Waiting for %s to answer as an unsealed server.", pod)
-	case normalize(srv.Version) != normalize(u.ToVersion):
+	case !upgrade.SameVersion(srv.Version, u.ToVersion):
 		return fmt.Sprintf("Waiting for %s to report version %s (it reports %s).", pod, u.ToVersion, srv.Version)
 	case s.Raft == nil:
 		return "Waiting to read the Raft state with the operator's role."
@@ -266,17 +230,6 @@ func stuckOnOldRevision(s *upgrade.State, pod string) *corev1.Pod {
 	return p
 }
 
-// containerProblem names a container that cannot start (an image that cannot be pulled or
-// run), so that the condition tells the user before the step's deadline.
-func containerProblem(p *corev1.Pod) string {
-	for _, cs := range p.Status.ContainerStatuses {
-		if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
-			return fmt.Sprintf(" Container %s is waiting: %s %s", cs.Name, w.Reason, w.Message)
-		}
-	}
-	return ""
-}
-
 // stepDown moves leadership away from pod before it is replaced.
 func stepDown(s *upgrade.State, pod string, ordinal int) upgrade.Step {
 	c, u := s.Cluster, s.Upgrade()
@@ -285,23 +238,23 @@ func stepDown(s *upgrade.State, pod string, ordinal int) upgrade.Step {
 	switch {
 	case !exists:
 		if why := noSuccessor(s, pod); why != "" {
-			return wait(StepStepDown, pod, why)
+			return upgrade.Wait(StepStepDown, pod, why)
 		}
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepStepDown, Pod: pod, NewStep: true,
 			Message: fmt.Sprintf("%s is the active node: moving leadership away with Job %s before replacing it.", pod, name),
-			Action: createJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
+			Action: upgrade.CreateJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
 				Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionStepDown,
 				TargetPod: pod, Timeout: jobTimeout,
 			})},
 		}
-	case jobFailed(job):
+	case upgrade.JobFailed(job):
 		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepStepDown, Pod: pod,
 			Message: fmt.Sprintf("The step-down Job %s failed after its retries (see `kubectl logs -n %s job/%s`); %s stays the active node.", name, c.Namespace, name, pod)}
 	case job.Status.Succeeded > 0:
-		return wait(StepWaitLeadershipMoved, pod, fmt.Sprintf("Job %s stepped %s down; waiting for another server to report itself active.", name, pod))
+		return upgrade.Wait(StepWaitLeadershipMoved, pod, fmt.Sprintf("Job %s stepped %s down; waiting for another server to report itself active.", name, pod))
 	default:
-		return wait(StepStepDown, pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
+		return upgrade.Wait(StepStepDown, pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
 	}
 }
 
@@ -318,82 +271,9 @@ func noSuccessor(s *upgrade.State, pod string) string {
 	return fmt.Sprintf("No other healthy voter could take over from %s; waiting before stepping it down.", pod)
 }
 
-// snapshot runs the pre-upgrade snapshot Job; done is true once it completed.
-func snapshot(s *upgrade.State) (upgrade.Step, bool) {
-	c, u := s.Cluster, s.Upgrade()
-	name := fmt.Sprintf("%s-snapshot-%s", c.Name, u.Revision)
-	if u.Snapshot == nil {
-		u.Snapshot = &openbaov1alpha1.SnapshotStatus{
-			JobName:               name,
-			PersistentVolumeClaim: resources.SnapshotClaimName(c),
-			Path:                  fmt.Sprintf("%s/%s-%s-%s.snap", resources.SnapshotDir, c.Name, u.FromVersion, u.Revision),
-		}
-	}
-	job, exists := s.Jobs[name]
-	switch {
-	case !exists:
-		if s.Leader == "" {
-			return wait(StepSnapshot, "", "Waiting for an active node to take the snapshot from."), false
-		}
-		file := u.Snapshot.Path[len(resources.SnapshotDir)+1:]
-		return upgrade.Step{
-			Kind: upgrade.StepAct, Name: StepSnapshot, NewStep: true,
-			Message: fmt.Sprintf("Saving a Raft snapshot to %s on volume %s before the first server moves.", u.Snapshot.Path, u.Snapshot.PersistentVolumeClaim),
-			Action: createJob{
-				Claim: resources.SnapshotClaim(c),
-				Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
-					Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionSnapshot,
-					TargetPod: s.Leader, SnapshotFile: file, Timeout: 5 * jobTimeout,
-				}),
-			},
-		}, false
-	case jobFailed(job):
-		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepSnapshot,
-			Message: fmt.Sprintf("The pre-upgrade snapshot Job %s failed (see `kubectl logs -n %s job/%s`), so the upgrade is blocked before any server moved.", name, c.Namespace, name)}, false
-	case job.Status.Succeeded > 0:
-		done := job.Status.CompletionTime
-		if done == nil {
-			done = &metav1.Time{Time: s.Now}
-		}
-		u.Snapshot.CompletionTime = done
-		return upgrade.Step{}, true
-	default:
-		return wait(StepSnapshot, "", fmt.Sprintf("Waiting for the snapshot Job %s.", name)), false
-	}
-}
-
-func jobFailed(j *batchv1.Job) bool {
-	for _, c := range j.Status.Conditions {
-		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
-}
-
 func currentPartition(sts *appsv1.StatefulSet) int32 {
 	if ru := sts.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
 		return *ru.Partition
 	}
 	return 0
 }
-
-func templateImage(sts *appsv1.StatefulSet) string {
-	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name == "openbao" {
-			return c.Image
-		}
-	}
-	return ""
-}
-
-func podImage(p *corev1.Pod) string {
-	for _, c := range p.Spec.Containers {
-		if c.Name == "openbao" {
-			return c.Image
-		}
-	}
-	return ""
-}
-
-func normalize(v string) string { return strings.TrimPrefix(strings.TrimSpace(v), "v") }

@@ -111,7 +111,7 @@ func (s *sim) tick(ctx context.Context) {
 	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
 
 	// The provisioning controller applies the target template once the upgrade is recorded.
-	if u := s.cluster.Status.Upgrade; u != nil && templateImage(sts) != u.ToImage {
+	if u := s.cluster.Status.Upgrade; u != nil && upgrade.TemplateImage(sts) != u.ToImage {
 		sts.Spec.Template.Spec.Containers[0].Image = u.ToImage
 		sts.Generation++
 		require.NoError(s.t, s.client.Update(ctx, sts))
@@ -148,8 +148,8 @@ func (s *sim) tick(ctx context.Context) {
 		}
 		s.updateOrder = append(s.updateOrder, name)
 		pod.Labels[appsv1.ControllerRevisionHashLabelKey] = sts.Status.UpdateRevision
-		pod.Spec.Containers[0].Image = templateImage(sts)
-		ready := templateImage(sts) != brokenImage
+		pod.Spec.Containers[0].Image = upgrade.TemplateImage(sts)
+		ready := upgrade.TemplateImage(sts) != brokenImage
 		require.NoError(s.t, s.client.Update(ctx, pod))
 		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: map[bool]corev1.ConditionStatus{true: corev1.ConditionTrue, false: corev1.ConditionFalse}[ready]}}
 		require.NoError(s.t, s.client.Status().Update(ctx, pod))
@@ -411,7 +411,7 @@ func TestSnapshotRunsBeforeAnyPodMoves(t *testing.T) {
 	require.NoError(t, err)
 	u := s.cluster.Status.Upgrade
 	require.NotNil(t, u.Snapshot)
-	assert.Equal(t, StepSnapshot, u.Step)
+	assert.Equal(t, upgrade.StepSnapshot, u.Step)
 	job := &batchv1.Job{}
 	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: u.Snapshot.JobName}, job))
 	assert.Contains(t, job.Spec.Template.Spec.Containers[0].Args, "snapshot")
@@ -465,7 +465,7 @@ func TestRollingRecoversWhenTheTargetIsFixed(t *testing.T) {
 	for i := range 3 {
 		pod := &corev1.Pod{}
 		require.NoError(t, s.client.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: resources.PodName("bao", i)}, pod))
-		assert.Equal(t, newImage, podImage(pod))
+		assert.Equal(t, newImage, upgrade.PodImage(pod))
 		assert.True(t, upgrade.PodReady(pod))
 	}
 }

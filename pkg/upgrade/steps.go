@@ -1,0 +1,167 @@
+package upgrade
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+)
+
+// Steps and actions every strategy uses. Strategies never import each other; what they
+// share lives here.
+
+// StepSnapshot is the name of the pre-upgrade snapshot step.
+const StepSnapshot = "Snapshot"
+
+// snapshotJobTimeout bounds the snapshot executor's own work.
+const snapshotJobTimeout = 10 * time.Minute
+
+// Shared actions, performed by ApplyShared.
+type (
+	// CreateJob creates an upgrade Job owned by the cluster, and first Claim when set (the
+	// snapshot volume, which outlives the cluster).
+	CreateJob struct {
+		Job   *batchv1.Job
+		Claim *corev1.PersistentVolumeClaim
+	}
+	// DeleteJobs deletes every upgrade Job of the cluster.
+	DeleteJobs struct{}
+)
+
+// Wait is a step without side effect.
+func Wait(name, pod, msg string) Step {
+	return Step{Kind: StepWait, Name: name, Pod: pod, Message: msg}
+}
+
+// ApplyShared performs the shared actions; handled is false for a strategy's own.
+func ApplyShared(ctx context.Context, s *State, step Step, env Env) (handled bool, err error) {
+	cl := env.Client()
+	switch a := step.Action.(type) {
+	case CreateJob:
+		if a.Claim != nil {
+			if err := CreateOwnedOrExisting(ctx, cl, nil, a.Claim); err != nil {
+				return true, fmt.Errorf("create snapshot volume: %w", err)
+			}
+		}
+		if err := CreateOwnedOrExisting(ctx, cl, s.Cluster, a.Job); err != nil {
+			return true, fmt.Errorf("create Job %s: %w", a.Job.Name, err)
+		}
+		env.Event(corev1.EventTypeNormal, "JobCreated", step.Message)
+		return true, nil
+	case DeleteJobs:
+		return true, cl.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(s.Cluster.Namespace),
+			client.MatchingLabels{resources.LabelCluster: s.Cluster.Name, resources.LabelComponent: resources.ComponentJob},
+			client.PropagationPolicy(metav1.DeletePropagationBackground))
+	}
+	return false, nil
+}
+
+// CreateOwnedOrExisting creates obj (controlled by owner when set); an existing one is fine.
+func CreateOwnedOrExisting(ctx context.Context, cl client.Client, owner *openbaov1alpha1.OpenBaoCluster, obj client.Object) error {
+	if owner != nil {
+		obj.SetOwnerReferences([]metav1.OwnerReference{*metav1.NewControllerRef(owner, openbaov1alpha1.GroupVersion.WithKind("OpenBaoCluster"))})
+	}
+	if err := cl.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// Snapshot runs the pre-upgrade snapshot Job; done is true once it completed. before says,
+// for people, what the snapshot precedes ("the first server moves").
+func Snapshot(s *State, before string) (step Step, done bool) {
+	c, u := s.Cluster, s.Upgrade()
+	name := fmt.Sprintf("%s-snapshot-%s", c.Name, u.Revision)
+	if u.Snapshot == nil {
+		u.Snapshot = &openbaov1alpha1.SnapshotStatus{
+			JobName:               name,
+			PersistentVolumeClaim: resources.SnapshotClaimName(c),
+			Path:                  fmt.Sprintf("%s/%s-%s-%s.snap", resources.SnapshotDir, c.Name, u.FromVersion, u.Revision),
+		}
+	}
+	job, exists := s.Jobs[name]
+	switch {
+	case !exists:
+		if s.Leader == "" {
+			return Wait(StepSnapshot, "", "Waiting for an active node to take the snapshot from."), false
+		}
+		file := strings.TrimPrefix(u.Snapshot.Path, resources.SnapshotDir+"/")
+		return Step{
+			Kind: StepAct, Name: StepSnapshot, NewStep: true,
+			Message: fmt.Sprintf("Saving a Raft snapshot to %s on volume %s before %s.", u.Snapshot.Path, u.Snapshot.PersistentVolumeClaim, before),
+			Action: CreateJob{
+				Claim: resources.SnapshotClaim(c),
+				Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
+					Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionSnapshot,
+					TargetPod: s.Leader, SnapshotFile: file, Timeout: snapshotJobTimeout,
+				}),
+			},
+		}, false
+	case JobFailed(job):
+		return Step{Kind: StepHalt, Name: StepSnapshot,
+			Message: fmt.Sprintf("The pre-upgrade snapshot Job %s failed (see `kubectl logs -n %s job/%s`), so the upgrade is blocked before %s.", name, c.Namespace, name, before)}, false
+	case job.Status.Succeeded > 0:
+		completed := job.Status.CompletionTime
+		if completed == nil {
+			completed = &metav1.Time{Time: s.Now}
+		}
+		u.Snapshot.CompletionTime = completed
+		return Step{}, true
+	default:
+		return Wait(StepSnapshot, "", fmt.Sprintf("Waiting for the snapshot Job %s.", name)), false
+	}
+}
+
+// JobFailed is true once a Job has given up.
+func JobFailed(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// ContainerProblem names a container that cannot start (an image that cannot be pulled or
+// run), so that the condition tells the user before the step's deadline.
+func ContainerProblem(p *corev1.Pod) string {
+	for _, cs := range p.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+			return fmt.Sprintf(" Container %s is waiting: %s %s", cs.Name, w.Reason, w.Message)
+		}
+	}
+	return ""
+}
+
+// TemplateImage is the OpenBao image of a StatefulSet's template.
+func TemplateImage(sts *appsv1.StatefulSet) string {
+	return openBaoImage(sts.Spec.Template.Spec.Containers)
+}
+
+// PodImage is the OpenBao image of a pod.
+func PodImage(p *corev1.Pod) string { return openBaoImage(p.Spec.Containers) }
+
+func openBaoImage(containers []corev1.Container) string {
+	for _, c := range containers {
+		if c.Name == "openbao" {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// SameVersion compares versions as OpenBao reports them ("v2.7.2" and "2.7.2" are equal).
+func SameVersion(a, b string) bool {
+	norm := func(v string) string { return strings.TrimPrefix(strings.TrimSpace(v), "v") }
+	return norm(a) == norm(b)
+}
