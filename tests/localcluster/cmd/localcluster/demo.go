@@ -33,6 +33,8 @@ const (
 	demoAudience       = "openbao"
 	demoSample         = "config/samples/openbao_v1alpha1_openbaocluster.yaml"
 	demoWait           = "15m"
+	// demoUpgradeVersion is the release the demo upgrades the sample to.
+	demoUpgradeVersion = "2.7.2"
 )
 
 // demo shows what a user sees: the sample cluster created, becoming
@@ -157,41 +159,69 @@ func demo(f flags) error {
 		}
 		fmt.Printf("  wrote secret/%s via %s\n", p, leader.pod)
 	}
-	for _, s := range servers {
-		c, err := s.client()
-		if err != nil {
-			return err
-		}
-		c.SetToken(token)
-		for _, p := range paths {
-			// A standby answers reads from its own copy of the data, which may
-			// lag a moment behind the last write.
-			var got *api.KVSecret
-			for attempt := 0; attempt < 30; attempt++ {
-				if got, err = c.KVv2("secret").Get(ctx, p); err == nil {
-					break
-				}
-				time.Sleep(time.Second)
-			}
+	readAll := func(servers []demoServer) error {
+		for _, s := range servers {
+			c, err := s.client()
 			if err != nil {
-				return fmt.Errorf("read secret/%s via %s: %w", p, s.pod, err)
+				return err
 			}
-			for k, v := range secrets[p] {
-				if got.Data[k] != v {
-					return fmt.Errorf("secret/%s via %s: %s=%v, want %v", p, s.pod, k, got.Data[k], v)
+			c.SetToken(token)
+			for _, p := range paths {
+				// A standby answers reads from its own copy of the data, which may
+				// lag a moment behind the last write.
+				var got *api.KVSecret
+				for attempt := 0; attempt < 30; attempt++ {
+					if got, err = c.KVv2("secret").Get(ctx, p); err == nil {
+						break
+					}
+					time.Sleep(time.Second)
+				}
+				if err != nil {
+					return fmt.Errorf("read secret/%s via %s: %w", p, s.pod, err)
+				}
+				for k, v := range secrets[p] {
+					if got.Data[k] != v {
+						return fmt.Errorf("secret/%s via %s: %s=%v, want %v", p, s.pod, k, got.Data[k], v)
+					}
 				}
 			}
+			role := "standby"
+			if s.active {
+				role = "active"
+			}
+			fmt.Printf("  read all %d secrets via %s (%s)\n", len(paths), s.pod, role)
 		}
-		role := "standby"
-		if s.active {
-			role = "active"
-		}
-		fmt.Printf("  read all %d secrets via %s (%s)\n", len(paths), s.pod, role)
+		return nil
+	}
+	if err := readAll(servers); err != nil {
+		return err
 	}
 	if _, err := kv.Put(ctx, "other/thing", map[string]any{"x": "y"}); err == nil {
 		return errors.New("the demo token could write outside secret/demo/: its policy is too wide")
 	}
 	fmt.Println("  writing secret/other/thing is refused: the demo policy covers secret/demo/ only")
+
+	fmt.Printf("\n== Upgrading the cluster to %s: change spec.version and watch (Rolling: highest ordinal first, leadership moved away before the active server is replaced)\n", demoUpgradeVersion)
+	if _, err := kubectl("patch", "bao", "-n", demoNamespace, demoCluster, "--type=merge", "-p", `{"spec":{"version":"`+demoUpgradeVersion+`"}}`); err != nil {
+		return err
+	}
+	if err := watchUpgrade(ctx, cs, demoUpgradeVersion); err != nil {
+		_, _ = kubectl("describe", "bao", "-n", demoNamespace, demoCluster)
+		return err
+	}
+	if _, err := kubectl("get", "bao", "-n", demoNamespace, "-o", "wide"); err != nil {
+		return err
+	}
+	if err := printMembers(ctx, cs); err != nil {
+		return err
+	}
+	fmt.Println("\n== The secrets written before the upgrade, read through every upgraded server")
+	if servers, err = demoServers(ctx, cs); err != nil {
+		return err
+	}
+	if err := readAll(servers); err != nil {
+		return err
+	}
 
 	fmt.Printf("\n== Demo done in %s\n", time.Since(start).Round(time.Second))
 	return nil
@@ -318,4 +348,34 @@ func printMembers(ctx context.Context, cs kubernetes.Interface) error {
 		fmt.Fprintf(w, "  %s\t%s\t%v\t%v\t%v\t%v\t%v\n", m.Pod, m.Version, m.Initialized, m.Sealed, m.Active, m.Voter, m.Healthy)
 	}
 	return w.Flush()
+}
+
+// watchUpgrade prints the upgrade's progress as the operator reports it in status.upgrade,
+// until the cluster runs version; a halted upgrade is an error.
+func watchUpgrade(ctx context.Context, cs kubernetes.Interface, version string) error {
+	start := time.Now()
+	deadline := start.Add(15 * time.Minute)
+	last := ""
+	for {
+		c, err := getCluster(ctx, cs)
+		if err == nil {
+			if u := c.Status.Upgrade; u != nil {
+				line := fmt.Sprintf("%-20s %-8s %s", u.Step, u.CurrentPod, u.Message)
+				if line != last {
+					fmt.Printf("  [%4ds] %s\n", int(time.Since(start).Seconds()), line)
+					last = line
+				}
+				if u.Step == "Halted" {
+					return fmt.Errorf("the upgrade halted: %s", u.Message)
+				}
+			} else if c.Status.CurrentVersion == version {
+				fmt.Printf("  [%4ds] upgraded: every server runs %s (status.currentVersion)\n", int(time.Since(start).Seconds()), version)
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the upgrade to %s did not finish within 15 minutes (last error: %v)", version, err)
+		}
+		time.Sleep(time.Second)
+	}
 }
