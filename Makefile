@@ -220,7 +220,7 @@ test-localcluster: kube-assets openbao-bins build ## The control plane, the node
 	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager \
 	  $(GO_TEST) -p 1 -timeout 40m ./tests/localcluster/... ./tests/e2e/...
 
-# Not part of `make test`: it takes about an hour (BENCH_ARGS=--quick: ~10 minutes).
+# Not part of `make test`: about 25 minutes on 2 cores (BENCH_ARGS=--quick: ~10).
 # Its own bridge, /24 and state folder, so it can run beside dev-up; the
 # results go to $(CACHE)/bench/upgrade-<time>.json.
 BENCH_ARGS ?=
