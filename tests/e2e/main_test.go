@@ -24,7 +24,8 @@ import (
 
 // The suite's pod network and state: fixed, so that a run that was killed
 // is cleaned up by the next one, and different from the development
-// cluster's, so that both can run at once.
+// cluster's, so that both can run at once. E2E_BRIDGE, E2E_CIDR and E2E_DIR
+// choose others, to run a second suite beside the first.
 const (
 	e2eBridge = "obe2e0"
 	e2eCIDR   = "10.79.0.0/24"
@@ -50,13 +51,13 @@ func run(m *testing.M) int {
 		return 1
 	}
 	opts := cluster.Options{
-		Dir:           filepath.Join(root, ".cache", "e2e-cluster"),
+		Dir:           envOr("E2E_DIR", filepath.Join(root, ".cache", "e2e-cluster")),
 		KubeAssets:    envOr("KUBE_ASSETS", filepath.Join(root, ".cache", "kube", "1.35.4")),
 		OpenBaoDir:    envOr("OPENBAO_DIR", filepath.Join(root, ".cache", "openbao")),
 		ManagerBinary: envOr("MANAGER_BINARY", filepath.Join(root, "bin", "manager")),
 		RepoRoot:      root,
-		Bridge:        e2eBridge,
-		CIDR:          e2eCIDR,
+		Bridge:        envOr("E2E_BRIDGE", e2eBridge),
+		CIDR:          envOr("E2E_CIDR", e2eCIDR),
 		Progress:      os.Stdout,
 	}
 	if _, err := os.Stat(filepath.Join(opts.OpenBaoDir, openBaoVersion, "bao")); err != nil {
