@@ -218,7 +218,7 @@ demo: kube-assets openbao-bins build localcluster ## Local cluster, the sample O
 .PHONY: test-localcluster
 test-localcluster: kube-assets openbao-bins build ## The control plane, the node agent and the end-to-end suite on the local cluster (root)
 	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager \
-	  $(GO_TEST) -p 1 -timeout 40m ./tests/localcluster/... ./tests/e2e/...
+	  $(GO_TEST) -p 1 -timeout 60m ./tests/localcluster/... ./tests/e2e/...
 
 # Not part of `make test`: about 25 minutes on 2 cores (BENCH_ARGS=--quick: ~10).
 # Its own bridge, /24 and state folder, so it can run beside dev-up; the
