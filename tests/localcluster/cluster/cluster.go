@@ -341,15 +341,10 @@ func redirectKlog(w io.Writer) {
 // Images resolves the images a cluster of this project runs: OpenBao's to the
 // bao binaries under openBaoDir, the operator's to managerBinary.
 func Images(openBaoDir, managerBinary string) nodeagent.ImageResolver {
+	// The server pods start `bao` through a shell (see resources.ServerCommand), which finds
+	// it on PATH as in the official image: the node agent shows the image's directory at
+	// nodeagent.ImageDir, first on the default PATH.
 	openbao := nodeagent.OpenBaoRule(openBaoDir)
-	build := openbao.Build
-	// The server pods start `bao` through a shell (see resources.ServerCommand),
-	// which finds it on PATH as in the official image.
-	openbao.Build = func(m []string) nodeagent.Image {
-		img := build(m)
-		img.Env = append(img.Env, "PATH="+filepath.Dir(img.Entrypoint[0])+":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-		return img
-	}
 	operator := nodeagent.PatternRule{
 		Pattern: regexp.MustCompile(`^(?:` + regexp.QuoteMeta(OperatorImageRepository) + `|controller)(?::[^@/]+)?(?:@sha256:[0-9a-f]+)?$`),
 		Build: func([]string) nodeagent.Image {

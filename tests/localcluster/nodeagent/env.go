@@ -93,7 +93,7 @@ func (e *configError) Error() string { return e.msg }
 // server's service variables, envFrom, then env with $(VAR) expansion.
 func (a *agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Container, img Image, podIP string) (*envList, error) {
 	env := &envList{}
-	env.set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	env.set("PATH", DefaultPath)
 	for _, kv := range img.Env {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			env.set(k, v)

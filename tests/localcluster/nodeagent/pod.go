@@ -648,6 +648,9 @@ func (w *podWorker) buildLaunch(ctx context.Context, pod *corev1.Pod, c *corev1.
 	if !spec.ReadOnlyRoot && !targets["/tmp"] {
 		spec.Mounts = append(spec.Mounts, mountSpec{Source: filepath.Join(w.dir, "tmp"), Target: "/tmp"})
 	}
+	// The image's files: the directory of its executable on this node, at a fixed path
+	// (first on PATH), wherever the node keeps it and whatever the pod mounts over it.
+	spec.Mounts = append(spec.Mounts, mountSpec{Source: filepath.Dir(img.Entrypoint[0]), Target: ImageDir, ReadOnly: true})
 	for _, f := range []string{"hosts", "resolv.conf", "hostname"} {
 		if !targets["/etc/"+f] {
 			spec.Mounts = append(spec.Mounts, mountSpec{Source: filepath.Join(w.dir, f), Target: "/etc/" + f, ReadOnly: true})

@@ -10,6 +10,13 @@ import (
 	"strings"
 )
 
+// ImageDir is where a container sees the directory that holds its image's executable, as
+// a container runtime shows the image's filesystem; it comes first on DefaultPath.
+const ImageDir = "/.image"
+
+// DefaultPath is a container's PATH unless its image or spec sets another.
+const DefaultPath = ImageDir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // Image is what an image reference resolves to on this machine: an
 // executable on the host instead of a filesystem image.
 type Image struct {
