@@ -7,9 +7,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,14 +24,19 @@ import (
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/cluster"
 )
 
-// The suite's pod network and state: fixed, so that a run that was killed
-// is cleaned up by the next one, and different from the development
-// cluster's, so that both can run at once. E2E_BRIDGE, E2E_CIDR and E2E_DIR
-// choose others, to run a second suite beside the first.
-const (
-	e2eBridge = "obe2e0"
-	e2eCIDR   = "10.79.0.0/24"
-)
+// The suite's pod network and state come from a few fixed slots, different
+// from the development cluster's: the first slot no running suite holds is
+// used, and what a killed run left in it is cleaned up first (see
+// cluster.Up). E2E_BRIDGE, E2E_CIDR and E2E_DIR choose one explicitly.
+const e2eSlots = 4
+
+func e2eSlot(root string, i int) (bridge, cidr, dir string) {
+	dir = filepath.Join(root, ".cache", "e2e-cluster")
+	if i > 0 {
+		dir += "-" + strconv.Itoa(i)
+	}
+	return "obe2e" + strconv.Itoa(i), fmt.Sprintf("10.79.%d.0/24", i), dir
+}
 
 // Versions the suite runs; they must be in OPENBAO_VERSIONS of the Makefile.
 const openBaoVersion = "2.6.2"
@@ -51,13 +58,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	opts := cluster.Options{
-		Dir:           envOr("E2E_DIR", filepath.Join(root, ".cache", "e2e-cluster")),
 		KubeAssets:    envOr("KUBE_ASSETS", filepath.Join(root, ".cache", "kube", "1.35.4")),
 		OpenBaoDir:    envOr("OPENBAO_DIR", filepath.Join(root, ".cache", "openbao")),
 		ManagerBinary: envOr("MANAGER_BINARY", filepath.Join(root, "bin", "manager")),
 		RepoRoot:      root,
-		Bridge:        envOr("E2E_BRIDGE", e2eBridge),
-		CIDR:          envOr("E2E_CIDR", e2eCIDR),
 		Progress:      os.Stdout,
 	}
 	if _, err := os.Stat(filepath.Join(opts.OpenBaoDir, openBaoVersion, "bao")); err != nil {
@@ -67,11 +71,22 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	env, err = cluster.Up(ctx, opts)
+	explicit := os.Getenv("E2E_BRIDGE") != ""
+	for i := range e2eSlots {
+		bridge, cidr, dir := e2eSlot(root, i)
+		opts.Bridge, opts.CIDR, opts.Dir = envOr("E2E_BRIDGE", bridge), envOr("E2E_CIDR", cidr), envOr("E2E_DIR", dir)
+		env, err = cluster.Up(ctx, opts)
+		if err == nil || explicit || !errors.Is(err, cluster.ErrInUse) {
+			break
+		}
+		fmt.Printf("%v; trying the next slot\n", err)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: the local cluster did not come up: %v\n(prerequisites: run as root; `make kube-assets openbao-bins build`, or `make test-localcluster`)\n", err)
-		collectLogs(opts.Dir)
-		_ = cluster.Cleanup(opts.Dir)
+		if !errors.Is(err, cluster.ErrInUse) {
+			collectLogs(opts.Dir)
+			_ = cluster.Cleanup(opts.Dir)
+		}
 		return 1
 	}
 	fmt.Printf("local cluster with the operator up in %s\n", time.Since(start).Round(time.Second))

@@ -111,6 +111,7 @@ type Cluster struct {
 	agentDone   chan error
 	agentLog    *os.File
 	lock        *os.File
+	bridge      *bridgeClaim
 
 	downOnce sync.Once
 	downErr  error
@@ -142,26 +143,34 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One bridge serves one cluster at a time, machine-wide; what a killed
+	// run left on it is removed.
+	claim, err := claimBridge(o.Bridge, o.Dir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
 	if err := Cleanup(o.Dir); err != nil {
+		claim.release()
 		lock.Close()
 		return nil, fmt.Errorf("clean up an earlier cluster in %s: %w", o.Dir, err)
 	}
 	for _, sub := range []string{"logs", "node"} {
 		if err := os.MkdirAll(filepath.Join(o.Dir, sub), 0o755); err != nil {
+			claim.release()
+			lock.Close()
 			return nil, err
 		}
 	}
-	// One bridge serves one cluster: a bridge that exists now belongs to
-	// another cluster (its own Cleanup removed ours above).
-	if _, err := os.Stat(filepath.Join("/sys/class/net", o.Bridge)); err == nil {
-		return nil, fmt.Errorf("the bridge %s exists: another local cluster uses it; stop that cluster or choose another bridge and CIDR (if none runs, remove it with `ip link del %s`)", o.Bridge, o.Bridge)
-	}
 	if err := writeState(o.Dir, state{Bridge: o.Bridge, CIDR: o.CIDR}); err != nil {
+		claim.release()
+		lock.Close()
 		return nil, err
 	}
-	c := &Cluster{opts: o, lock: lock}
+	c := &Cluster{opts: o, lock: lock, bridge: claim}
 	if err := c.up(ctx); err != nil {
 		err = errors.Join(err, c.stop())
+		claim.release()
 		lock.Close()
 		return nil, err
 	}
@@ -179,7 +188,7 @@ func lockDir(dir string) (*os.File, error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("another local cluster runs from %s (%s is locked): stop it first", dir, f.Name())
+		return nil, fmt.Errorf("%w: another local cluster runs from %s (%s is locked): stop it first", ErrInUse, dir, f.Name())
 	}
 	return f, nil
 }
@@ -509,6 +518,7 @@ func (c *Cluster) Down() error {
 	c.downOnce.Do(func() {
 		err := c.stop()
 		c.downErr = errors.Join(err, Cleanup(c.opts.Dir))
+		c.bridge.release()
 		if c.lock != nil {
 			_ = c.lock.Close()
 		}

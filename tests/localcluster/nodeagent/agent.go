@@ -257,6 +257,23 @@ func Cleanup(stateDir string) error {
 	return nil
 }
 
+// CleanupBridge removes every pod network namespace named after bridge
+// (killing the processes in them), their veths and the bridge itself: what a
+// run that was killed left on that bridge. Only its owner may call it.
+func CleanupBridge(bridge string) error {
+	cleanupNetwork(bridge, true)
+	var left []string
+	left = append(left, ownedNetns(bridge)...)
+	left = append(left, ownedVeths(bridge)...)
+	if _, err := os.Stat(filepath.Join("/sys/class/net", bridge)); err == nil {
+		left = append(left, bridge)
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("still present after cleanup: %s", strings.Join(left, ", "))
+	}
+	return nil
+}
+
 // cleanupNetwork kills every process in the bridge's pod namespaces and
 // deletes the namespaces, stray veths and, if withBridge, the bridge.
 func cleanupNetwork(bridge string, withBridge bool) {
