@@ -20,11 +20,19 @@ import (
 // Steps and actions every strategy uses. Strategies never import each other; what they
 // share lives here.
 
-// StepSnapshot is the name of the pre-upgrade snapshot step.
-const StepSnapshot = "Snapshot"
+// Names of the shared steps, recorded in status.upgrade.step.
+const (
+	StepSnapshot            = "Snapshot"
+	StepStepDown            = "StepDown"
+	StepWaitLeadershipMoved = "WaitLeadershipMoved"
+)
 
-// snapshotJobTimeout bounds the snapshot executor's own work.
-const snapshotJobTimeout = 10 * time.Minute
+const (
+	// snapshotJobTimeout bounds the snapshot executor's own work.
+	snapshotJobTimeout = 10 * time.Minute
+	// stepDownJobTimeout bounds the step-down executor's own work.
+	stepDownJobTimeout = 2 * time.Minute
+)
 
 // Shared actions, performed by ApplyShared.
 type (
@@ -36,6 +44,8 @@ type (
 	}
 	// DeleteJobs deletes every upgrade Job of the cluster.
 	DeleteJobs struct{}
+	// DeleteJob deletes one Job (a failed one, to run it again).
+	DeleteJob struct{ Name string }
 )
 
 // Wait is a step without side effect.
@@ -62,6 +72,12 @@ func ApplyShared(ctx context.Context, s *State, step Step, env Env) (handled boo
 		return true, cl.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(s.Cluster.Namespace),
 			client.MatchingLabels{resources.LabelCluster: s.Cluster.Name, resources.LabelComponent: resources.ComponentJob},
 			client.PropagationPolicy(metav1.DeletePropagationBackground))
+	case DeleteJob:
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: s.Cluster.Namespace, Name: a.Name}}
+		if err := cl.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+			return true, fmt.Errorf("delete Job %s: %w", a.Name, err)
+		}
+		return true, nil
 	}
 	return false, nil
 }
@@ -119,6 +135,60 @@ func Snapshot(s *State, before string) (step Step, done bool) {
 		return Step{}, true
 	default:
 		return Wait(StepSnapshot, "", fmt.Sprintf("Waiting for the snapshot Job %s.", name)), false
+	}
+}
+
+// StepDown describes moving leadership away from the active node before it goes.
+type StepDown struct {
+	// Pod is the active node, Ordinal its StatefulSet ordinal (part of the Job's name).
+	Pod     string
+	Ordinal int
+	// Blocked, when set, says why no step-down may start yet (no server could take over).
+	Blocked string
+	// Reason says, for people, why leadership moves now.
+	Reason string
+	// Successor names who takes over ("another server", "a Green server").
+	Successor string
+	// OnFailure says what holds when the Job has failed ("Green's servers are voters").
+	OnFailure string
+}
+
+// StepDownStep runs the step-down Job against d.Pod and waits for it. A failed Job halts
+// the upgrade; once the user resumes it (the step is Started again), the failed Job is
+// deleted and a new one runs.
+func StepDownStep(s *State, d StepDown) Step {
+	c, u := s.Cluster, s.Upgrade()
+	name := fmt.Sprintf("%s-stepdown-%s-%d", c.Name, u.Revision, d.Ordinal)
+	job, exists := s.Jobs[name]
+	switch {
+	case !exists:
+		if d.Blocked != "" {
+			return Wait(StepStepDown, d.Pod, d.Blocked)
+		}
+		return Step{
+			Kind: StepAct, Name: StepStepDown, Pod: d.Pod, NewStep: true,
+			Message: fmt.Sprintf("%s: moving leadership to %s with Job %s.", d.Reason, d.Successor, name),
+			Action: CreateJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
+				Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionStepDown,
+				TargetPod: d.Pod, Timeout: stepDownJobTimeout,
+			})},
+		}
+	case JobFailed(job) && u.Step == StepStarted:
+		return Step{
+			Kind: StepAct, Name: StepStepDown, Pod: d.Pod, NewStep: true,
+			Message: fmt.Sprintf("Deleting the failed step-down Job %s to try again.", name),
+			Action:  DeleteJob{Name: name},
+		}
+	case JobFailed(job):
+		msg := fmt.Sprintf("The step-down Job %s failed after its retries (see `kubectl logs -n %s job/%s`); %s stays the active node", name, c.Namespace, name, d.Pod)
+		if d.OnFailure != "" {
+			msg += " and " + d.OnFailure
+		}
+		return Step{Kind: StepHalt, Name: StepStepDown, Pod: d.Pod, Message: msg + "."}
+	case job.Status.Succeeded > 0:
+		return Wait(StepWaitLeadershipMoved, d.Pod, fmt.Sprintf("Job %s stepped %s down; waiting for %s to report itself active.", name, d.Pod, d.Successor))
+	default:
+		return Wait(StepStepDown, d.Pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
 	}
 }
 

@@ -46,7 +46,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,8 +69,8 @@ const (
 	StepAwaitConfirmation   = "AwaitConfirmation"
 	StepWaitGreenHealthy    = "WaitGreenHealthy"
 	StepRemoveBluePeer      = "RemoveBluePeer"
-	StepStepDown            = "StepDown"
-	StepWaitLeadershipMoved = "WaitLeadershipMoved"
+	StepStepDown            = upgrade.StepStepDown
+	StepWaitLeadershipMoved = upgrade.StepWaitLeadershipMoved
 	StepDeleteBlue          = "DeleteBlue"
 	StepWaitBlueGone        = "WaitBlueGone"
 	StepDeleteBlueVolumes   = "DeleteBlueVolumes"
@@ -94,8 +93,6 @@ const (
 	// promoteRetry: OpenBao applies a promotion on autopilot's next cycle (~10 s); a server
 	// still a non-voter this long after its promotion was requested is promoted again.
 	promoteRetry = 20 * time.Second
-	// jobTimeout bounds the step-down Job's own work.
-	jobTimeout = 2 * time.Minute
 )
 
 // Actions, performed by Apply.
@@ -110,7 +107,6 @@ type (
 	deleteStatefulSet struct{ Name string }
 	// deleteVolumes deletes a retired StatefulSet's ConfigMap and data volumes.
 	deleteVolumes struct{ StatefulSet string }
-	deleteJob     struct{ Name string }
 )
 
 // Strategy is the BlueGreen strategy.
@@ -404,7 +400,12 @@ func retire(s *upgrade.State) upgrade.Step {
 			}
 		}
 		// Only the active Blue server is left: move leadership to Green.
-		return stepDown(s, s.Leader)
+		return upgrade.StepDownStep(s, upgrade.StepDown{
+			Pod: s.Leader, Ordinal: ordinal(s.Leader),
+			Reason:    fmt.Sprintf("%s, the last Blue server in the Raft cluster, is the active node", s.Leader),
+			Successor: "a Green server",
+			OnFailure: "Green's servers are voters",
+		})
 	}
 
 	// No Blue server is in the Raft cluster any more. Green becomes the active StatefulSet
@@ -508,38 +509,6 @@ func deleteVolumesStep(sts, stepName string) upgrade.Step {
 		Kind: upgrade.StepAct, Name: stepName, NewStep: true,
 		Message: fmt.Sprintf("Deleting the ConfigMap %s and the data volumes of StatefulSet %s.", resources.ConfigMapName(sts), sts),
 		Action:  deleteVolumes{StatefulSet: sts},
-	}
-}
-
-// stepDown moves leadership from the last Blue server in the Raft cluster to Green.
-func stepDown(s *upgrade.State, pod string) upgrade.Step {
-	c, u := s.Cluster, s.Upgrade()
-	name := fmt.Sprintf("%s-stepdown-%s-%d", c.Name, u.Revision, ordinal(pod))
-	job, exists := s.Jobs[name]
-	switch {
-	case !exists:
-		return upgrade.Step{
-			Kind: upgrade.StepAct, Name: StepStepDown, Pod: pod, NewStep: true,
-			Message: fmt.Sprintf("%s, the last Blue server in the Raft cluster, is the active node: moving leadership to Green with Job %s.", pod, name),
-			Action: upgrade.CreateJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
-				Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionStepDown,
-				TargetPod: pod, Timeout: jobTimeout,
-			})},
-		}
-	case upgrade.JobFailed(job) && u.Step == upgrade.StepStarted:
-		// The user resumed the halted upgrade: the failed Job goes, and a new one is created.
-		return upgrade.Step{
-			Kind: upgrade.StepAct, Name: StepStepDown, Pod: pod, NewStep: true,
-			Message: fmt.Sprintf("Deleting the failed step-down Job %s to try again.", name),
-			Action:  deleteJob{Name: name},
-		}
-	case upgrade.JobFailed(job):
-		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepStepDown, Pod: pod,
-			Message: fmt.Sprintf("The step-down Job %s failed after its retries (see `kubectl logs -n %s job/%s`); %s stays the active node and Green's servers are voters.", name, c.Namespace, name, pod)}
-	case job.Status.Succeeded > 0:
-		return upgrade.Wait(StepWaitLeadershipMoved, pod, fmt.Sprintf("Job %s stepped %s down; waiting for a Green server to report itself active.", name, pod))
-	default:
-		return upgrade.Wait(StepStepDown, pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
 	}
 }
 
@@ -726,12 +695,6 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 			return fmt.Errorf("delete the volumes of %s: %w", a.StatefulSet, err)
 		}
 		env.Event(corev1.EventTypeNormal, "VolumesDeleted", step.Message)
-		return nil
-	case deleteJob:
-		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: a.Name}}
-		if err := cl.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete Job %s: %w", a.Name, err)
-		}
 		return nil
 	default:
 		return fmt.Errorf("unknown blue/green action %T", step.Action)

@@ -31,16 +31,14 @@ import (
 // Step names recorded in status.upgrade.step.
 const (
 	StepWaitTemplate        = "WaitTemplate"
-	StepStepDown            = "StepDown"
-	StepWaitLeadershipMoved = "WaitLeadershipMoved"
+	StepStepDown            = upgrade.StepStepDown
+	StepWaitLeadershipMoved = upgrade.StepWaitLeadershipMoved
 	StepUpdatePod           = "UpdatePod"
 	StepWaitPodHealthy      = "WaitPodHealthy"
 	StepCleanup             = "Cleanup"
 	StepReplaceStuckPod     = "ReplaceStuckPod"
 )
 
-// jobTimeout bounds each executor Job's own work.
-const jobTimeout = 2 * time.Minute
 
 // Actions, performed by Apply.
 type (
@@ -104,7 +102,11 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 		}
 		// ord is the next server to move.
 		if replicas > 1 && s.Leader == pod {
-			return stepDown(s, pod, int(ord)), nil
+			return upgrade.StepDownStep(s, upgrade.StepDown{
+				Pod: pod, Ordinal: int(ord), Blocked: noSuccessor(s, pod),
+				Reason:    fmt.Sprintf("%s is the active node and moves next", pod),
+				Successor: "another server",
+			}), nil
 		}
 		u.Partition = ptr.To(ord)
 		return upgrade.Step{
@@ -228,34 +230,6 @@ func stuckOnOldRevision(s *upgrade.State, pod string) *corev1.Pod {
 		return nil
 	}
 	return p
-}
-
-// stepDown moves leadership away from pod before it is replaced.
-func stepDown(s *upgrade.State, pod string, ordinal int) upgrade.Step {
-	c, u := s.Cluster, s.Upgrade()
-	name := fmt.Sprintf("%s-stepdown-%s-%d", c.Name, u.Revision, ordinal)
-	job, exists := s.Jobs[name]
-	switch {
-	case !exists:
-		if why := noSuccessor(s, pod); why != "" {
-			return upgrade.Wait(StepStepDown, pod, why)
-		}
-		return upgrade.Step{
-			Kind: upgrade.StepAct, Name: StepStepDown, Pod: pod, NewStep: true,
-			Message: fmt.Sprintf("%s is the active node: moving leadership away with Job %s before replacing it.", pod, name),
-			Action: upgrade.CreateJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
-				Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionStepDown,
-				TargetPod: pod, Timeout: jobTimeout,
-			})},
-		}
-	case upgrade.JobFailed(job):
-		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepStepDown, Pod: pod,
-			Message: fmt.Sprintf("The step-down Job %s failed after its retries (see `kubectl logs -n %s job/%s`); %s stays the active node.", name, c.Namespace, name, pod)}
-	case job.Status.Succeeded > 0:
-		return upgrade.Wait(StepWaitLeadershipMoved, pod, fmt.Sprintf("Job %s stepped %s down; waiting for another server to report itself active.", name, pod))
-	default:
-		return upgrade.Wait(StepStepDown, pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
-	}
 }
 
 // noSuccessor says why no other server could take over leadership now, or "".
