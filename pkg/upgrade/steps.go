@@ -192,6 +192,21 @@ func StepDownStep(s *State, d StepDown) Step {
 	}
 }
 
+// NotServingTarget says why pod's server does not serve the upgrade's target version yet,
+// or why the Raft state to judge it by is missing, or "".
+func NotServingTarget(s *State, pod string) string {
+	u, srv := s.Upgrade(), s.Servers[pod]
+	switch {
+	case !srv.Serving():
+		return fmt.Sprintf("Waiting for %s to answer as an unsealed server.", pod)
+	case !SameVersion(srv.Version, u.ToVersion):
+		return fmt.Sprintf("Waiting for %s to report version %s (it reports %s).", pod, u.ToVersion, srv.Version)
+	case s.Raft == nil:
+		return "Waiting to read the Raft state with the operator's role."
+	}
+	return ""
+}
+
 // JobFailed is true once a Job has given up.
 func JobFailed(j *batchv1.Job) bool {
 	for _, c := range j.Status.Conditions {

@@ -15,13 +15,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
+	"github.com/openbao-operator/openbao-operator/tests/loadclient"
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/cluster"
 )
 
@@ -37,9 +37,9 @@ const (
 // spec.selfInit, to the service account appServiceAccount of their
 // namespace: read and write secret/e2e/*.
 const (
-	appRole           = "app"
-	appAudience       = "openbao"
-	appServiceAccount = "app"
+	appRole           = loadclient.AppRole
+	appAudience       = loadclient.AppAudience
+	appServiceAccount = loadclient.AppServiceAccount
 )
 
 // newNamespace creates a namespace for one test and deletes it afterwards.
@@ -62,34 +62,9 @@ func newNamespace(t *testing.T, name string) string {
 // newCluster builds an OpenBaoCluster whose self-initialization enables a
 // kv-v2 engine at secret/ and the app role for appServiceAccount.
 func newCluster(ns, name string, replicas int32) *openbaov1alpha1.OpenBaoCluster {
-	raw := func(v any) *runtime.RawExtension {
-		data, err := json.Marshal(v)
-		if err != nil {
-			panic(err)
-		}
-		return &runtime.RawExtension{Raw: data}
-	}
-	return &openbaov1alpha1.OpenBaoCluster{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: openbaov1alpha1.OpenBaoClusterSpec{
-			Version:  openBaoVersion,
-			Replicas: ptr.To(replicas),
-			SelfInit: []openbaov1alpha1.SelfInitRequest{
-				{Name: "enable-secret-kv", Path: "sys/mounts/secret", Data: raw(map[string]any{"type": "kv", "options": map[string]any{"version": "2"}})},
-				{Name: "app-policy", Path: "sys/policies/acl/" + appRole, Data: raw(map[string]any{
-					"policy": "path \"secret/data/e2e/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n",
-				})},
-				{Name: "app-role", Path: "auth/jwt/role/" + appRole, Data: raw(map[string]any{
-					"role_type":       "jwt",
-					"bound_audiences": []string{appAudience},
-					"bound_subject":   "system:serviceaccount:" + ns + ":" + appServiceAccount,
-					"user_claim":      "sub",
-					"token_policies":  []string{appRole},
-					"token_ttl":       "10m",
-				})},
-			},
-		},
-	}
+	return loadclient.AppCluster(loadclient.AppClusterOptions{
+		Namespace: ns, Name: name, Version: openBaoVersion, Replicas: replicas, Scope: "e2e", TokenTTL: "10m",
+	})
 }
 
 func getCluster(t *testing.T, ns, name string) *openbaov1alpha1.OpenBaoCluster {

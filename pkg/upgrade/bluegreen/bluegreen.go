@@ -551,14 +551,10 @@ func notJoined(s *upgrade.State, pod string) string {
 	case !upgrade.PodReady(p):
 		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, upgrade.ContainerProblem(p))
 	}
-	srv := s.Servers[pod]
+	if why := upgrade.NotServingTarget(s, pod); why != "" {
+		return why
+	}
 	switch {
-	case !srv.Serving():
-		return fmt.Sprintf("Waiting for %s to answer as an unsealed server.", pod)
-	case !upgrade.SameVersion(srv.Version, u.ToVersion):
-		return fmt.Sprintf("Waiting for %s to report version %s (it reports %s).", pod, u.ToVersion, srv.Version)
-	case s.Raft == nil:
-		return "Waiting to read the Raft state with the operator's role."
 	case !s.Raft.Voters[pod] && !s.Raft.NonVoters[pod]:
 		return fmt.Sprintf("Waiting for %s to join the Raft cluster as a non-voter.", pod)
 	}

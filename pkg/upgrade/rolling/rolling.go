@@ -39,7 +39,6 @@ const (
 	StepReplaceStuckPod     = "ReplaceStuckPod"
 )
 
-
 // Actions, performed by Apply.
 type (
 	setPartition struct{ Partition int32 }
@@ -173,14 +172,10 @@ func notUpdated(s *upgrade.State, pod string) string {
 	case !upgrade.PodReady(p):
 		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, upgrade.ContainerProblem(p))
 	}
-	srv := s.Servers[pod]
+	if why := upgrade.NotServingTarget(s, pod); why != "" {
+		return why
+	}
 	switch {
-	case !srv.Serving():
-		return fmt.Sprintf("Waiting for %s to answer as an unsealed server.", pod)
-	case !upgrade.SameVersion(srv.Version, u.ToVersion):
-		return fmt.Sprintf("Waiting for %s to report version %s (it reports %s).", pod, u.ToVersion, srv.Version)
-	case s.Raft == nil:
-		return "Waiting to read the Raft state with the operator's role."
 	case !s.Raft.Voters[pod]:
 		return fmt.Sprintf("Waiting for %s to be a Raft voter again.", pod)
 	case !s.Raft.Healthy[pod]:
@@ -190,7 +185,7 @@ func notUpdated(s *upgrade.State, pod string) string {
 		// It caught up once; it must stay healthy, but need not chase the leader's index.
 		return ""
 	}
-	return caughtUp(s, pod, srv)
+	return caughtUp(s, pod, s.Servers[pod])
 }
 
 // caughtUp compares the pod's applied index with the leader's committed index recorded when

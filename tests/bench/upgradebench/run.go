@@ -7,7 +7,6 @@ package upgradebench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
@@ -46,9 +44,9 @@ const (
 // The application the load runs as: a JWT role granted to a service account of the
 // cluster's namespace through spec.selfInit.
 const (
-	appRole           = "app"
-	appAudience       = "openbao"
-	appServiceAccount = "app"
+	appRole           = loadclient.AppRole
+	appAudience       = loadclient.AppAudience
+	appServiceAccount = loadclient.AppServiceAccount
 	clusterName       = "bao"
 )
 
@@ -666,37 +664,12 @@ func podReady(p *corev1.Pod) bool {
 // newCluster is an OpenBaoCluster whose self-initialization enables a kv-v2 engine at
 // secret/ and a JWT role for the app service account of its namespace.
 func newCluster(ns, version string, replicas int32) *openbaov1alpha1.OpenBaoCluster {
-	raw := func(v any) *runtime.RawExtension {
-		data, err := json.Marshal(v)
-		if err != nil {
-			panic(err)
-		}
-		return &runtime.RawExtension{Raw: data}
-	}
-	return &openbaov1alpha1.OpenBaoCluster{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: clusterName},
-		Spec: openbaov1alpha1.OpenBaoClusterSpec{
-			Version:  version,
-			Replicas: ptr.To(replicas),
-			SelfInit: []openbaov1alpha1.SelfInitRequest{
-				{Name: "enable-secret-kv", Path: "sys/mounts/secret", Data: raw(map[string]any{"type": "kv", "options": map[string]any{"version": "2"}})},
-				{Name: "app-policy", Path: "sys/policies/acl/" + appRole, Data: raw(map[string]any{
-					// The bench also steps the leader down to place leadership before an
-					// upgrade (Config.LeaderNotLast).
-					"policy": "path \"secret/data/bench/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n" +
-						"path \"sys/step-down\" {\n  capabilities = [\"update\", \"sudo\"]\n}\n",
-				})},
-				{Name: "app-role", Path: "auth/jwt/role/" + appRole, Data: raw(map[string]any{
-					"role_type":       "jwt",
-					"bound_audiences": []string{appAudience},
-					"bound_subject":   "system:serviceaccount:" + ns + ":" + appServiceAccount,
-					"user_claim":      "sub",
-					"token_policies":  []string{appRole},
-					"token_ttl":       "30m",
-				})},
-			},
-		},
-	}
+	return loadclient.AppCluster(loadclient.AppClusterOptions{
+		Namespace: ns, Name: clusterName, Version: version, Replicas: replicas, Scope: "bench", TokenTTL: "30m",
+		// The bench also steps the leader down to place leadership before an upgrade
+		// (Config.LeaderNotLast).
+		ExtraPolicy: "path \"sys/step-down\" {\n  capabilities = [\"update\", \"sudo\"]\n}\n",
+	})
 }
 
 func (b *Bench) createNamespace(ctx context.Context, ns string) error {
