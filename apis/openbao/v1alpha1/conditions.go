@@ -8,9 +8,10 @@ type ClusterPhase string
 const (
 	// PhasePending: the operator has not created the servers yet, or the spec is invalid.
 	PhasePending ClusterPhase = "Pending"
-	// PhaseInitializing: servers exist but not all are ready yet.
+	// PhaseInitializing: servers exist but the cluster is not Available yet.
 	PhaseInitializing ClusterPhase = "Initializing"
-	// PhaseRunning: every server is ready and the cluster has an active node.
+	// PhaseRunning: the cluster is Available (an active node and a Raft quorum of ready
+	// servers); status.readyReplicas tells whether every server is ready.
 	PhaseRunning ClusterPhase = "Running"
 	// PhaseUpgrading: an upgrade is in progress.
 	PhaseUpgrading ClusterPhase = "Upgrading"
