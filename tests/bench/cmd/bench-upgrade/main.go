@@ -125,6 +125,13 @@ func run() error {
 		return fmt.Errorf("the local cluster did not come up: %w (prerequisites: root; `make kube-assets openbao-bins build`)", err)
 	}
 	defer func() {
+		// The servers' own logs explain a slow hand-over; they go with the results.
+		logs := filepath.Join(*out, "logs-"+stamp)
+		if err := env.CollectLogs(logs); err != nil {
+			fmt.Fprintln(os.Stderr, "keeping the cluster's logs:", err)
+		} else {
+			fmt.Println("container and component logs kept in", logs)
+		}
 		fmt.Println("tearing the local cluster down")
 		if err := env.Down(); err != nil {
 			fmt.Fprintln(os.Stderr, "tearing the local cluster down:", err)
