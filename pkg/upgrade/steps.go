@@ -143,6 +143,8 @@ type StepDown struct {
 	// Pod is the active node, Ordinal its StatefulSet ordinal (part of the Job's name).
 	Pod     string
 	Ordinal int
+	// JobSuffix tells apart the Jobs of two step-downs of one server in one upgrade.
+	JobSuffix string
 	// Blocked, when set, says why no step-down may start yet (no server could take over).
 	Blocked string
 	// Reason says, for people, why leadership moves now.
@@ -158,7 +160,7 @@ type StepDown struct {
 // deleted and a new one runs.
 func StepDownStep(s *State, d StepDown) Step {
 	c, u := s.Cluster, s.Upgrade()
-	name := fmt.Sprintf("%s-stepdown-%s-%d", c.Name, u.Revision, d.Ordinal)
+	name := StepDownJobName(s, d.Ordinal, d.JobSuffix)
 	job, exists := s.Jobs[name]
 	switch {
 	case !exists:
@@ -205,6 +207,12 @@ func NotServingTarget(s *State, pod string) string {
 		return "Waiting to read the Raft state with the operator's role."
 	}
 	return ""
+}
+
+// StepDownJobName names the step-down Job of the server with the given ordinal in this
+// upgrade.
+func StepDownJobName(s *State, ordinal int, suffix string) string {
+	return fmt.Sprintf("%s-stepdown-%s-%d%s", s.Cluster.Name, s.Upgrade().Revision, ordinal, suffix)
 }
 
 // JobFailed is true once a Job has given up.

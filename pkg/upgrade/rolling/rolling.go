@@ -6,7 +6,8 @@
 // when it is not the active node, and when it is, a step-down Job moves leadership away
 // first. Leadership then goes to one of the other voters; once a server runs the new
 // version it is never restarted again by this upgrade, so no deliberate step-down ever
-// starts on a new-version server.
+// starts on a new-version server. A leader whose own turn would come when the old version is
+// a minority is stepped down before any server moves (see placeLeadership).
 package rolling
 
 import (
@@ -79,6 +80,9 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 
 	partition := currentPartition(sts)
 	replicas := s.Replicas()
+	if step, ok := placeLeadership(s, partition, replicas); ok {
+		return step, nil
+	}
 	for ord := replicas - 1; ord >= 0; ord-- {
 		pod := resources.PodName(sts.Name, int(ord))
 		if ord >= partition {
@@ -225,6 +229,53 @@ func stuckOnOldRevision(s *upgrade.State, pod string) *corev1.Pod {
 		return nil
 	}
 	return p
+}
+
+// earlyStepDownSuffix marks the Job of the step-down that places leadership before any
+// server moves.
+const earlyStepDownSuffix = "-early"
+
+// placeLeadership steps the active node down before the first server moves when its own
+// turn would come at a bad moment. When an active node steps down, OpenBao hands leadership
+// to its most up-to-date follower, the first in the Raft configuration (the lowest ordinal)
+// when they are level. A follower that still runs the old version cannot win that election
+// once the new version holds a majority (the new servers reject its vote requests), and the
+// cluster has no active node until Raft's timeouts run out: 10–11 s measured with OpenBao
+// 2.6.2 → 2.7.2, five servers, the leader on ordinal 1. Servers move from the highest
+// ordinal down, so at the turn of a leader on ordinal k the k+1 servers of ordinals 0…k run
+// the old version: a minority when 1 ≤ k < replicas/2. Such a leader is stepped down while
+// every server still runs the old version, where any hand-over works, once per upgrade;
+// leadership then normally lands on ordinal 0, which moves last, when every other server
+// runs the new version.
+func placeLeadership(s *upgrade.State, partition, replicas int32) (upgrade.Step, bool) {
+	if partition < replicas || s.Leader == "" {
+		return upgrade.Step{}, false
+	}
+	for k := int32(1); k < replicas/2; k++ {
+		if _, ok := s.Jobs[upgrade.StepDownJobName(s, int(k), earlyStepDownSuffix)]; !ok {
+			continue
+		}
+		pod := resources.PodName(s.StatefulSet.Name, int(k))
+		if s.Leader != pod {
+			return upgrade.Step{}, false
+		}
+		return upgrade.StepDownStep(s, earlyStepDown(s, pod, k)), true
+	}
+	for k := int32(1); k < replicas/2; k++ {
+		if pod := resources.PodName(s.StatefulSet.Name, int(k)); s.Leader == pod {
+			return upgrade.StepDownStep(s, earlyStepDown(s, pod, k)), true
+		}
+	}
+	return upgrade.Step{}, false
+}
+
+func earlyStepDown(s *upgrade.State, pod string, k int32) upgrade.StepDown {
+	return upgrade.StepDown{
+		Pod: pod, Ordinal: int(k), JobSuffix: earlyStepDownSuffix, Blocked: noSuccessor(s, pod),
+		Reason: fmt.Sprintf("%s is the active node; at its turn the servers still on %s would be a minority, which a hand-over to one of them cannot survive, so leadership moves before any server does",
+			pod, s.Upgrade().FromVersion),
+		Successor: "another server",
+	}
 }
 
 // noSuccessor says why no other server could take over leadership now, or "".

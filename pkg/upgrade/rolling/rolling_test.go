@@ -50,12 +50,16 @@ type sim struct {
 	rng      *rand.Rand
 
 	// What happened.
-	stepDowns     []string
-	leaderChanges []string // "from(version)->to(version)"
-	updateOrder   []string
-	crashes       int
-	persists      int
-	events        []string
+	stepDowns []string
+	// stepDownsAt holds, for each step-down, how many servers had been replaced before it.
+	stepDownsAt []int
+	// failedHandOvers counts step-downs after which no server could win the election.
+	failedHandOvers int
+	leaderChanges   []string // "from(version)->to(version)"
+	updateOrder     []string
+	crashes         int
+	persists        int
+	events          []string
 }
 
 func newSim(t *testing.T, replicas int, seed uint64) *sim {
@@ -107,6 +111,10 @@ func (s *sim) setLeader(name string) {
 func (s *sim) tick(ctx context.Context) {
 	s.now = s.now.Add(3 * time.Second)
 	s.commit += 10
+	if s.leader == "" {
+		// Raft's timeouts ran out: an ordinary election among the serving servers.
+		s.electExcept("")
+	}
 	sts := &appsv1.StatefulSet{}
 	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
 
@@ -183,13 +191,44 @@ func (s *sim) tick(ctx context.Context) {
 		if hasArg(j, "step-down") {
 			target := argAfter(j, "--node-id")
 			s.stepDowns = append(s.stepDowns, fmt.Sprintf("%s(%s)", target, s.servers[target].Version))
+			s.stepDownsAt = append(s.stepDownsAt, len(s.updateOrder))
 			if s.leader == target {
-				s.electExcept(target)
+				s.handOver(target)
 			}
 		}
 		j.Status.Succeeded = 1
 		j.Status.CompletionTime = &metav1.Time{Time: s.now}
 		require.NoError(s.t, s.client.Status().Update(ctx, j))
+	}
+}
+
+// handOver plays OpenBao's step-down: leadership goes to the most up-to-date follower, the
+// first in the Raft configuration (the lowest ordinal) when they are level, as here. A
+// follower on the old version cannot win once the new version holds a majority (measured:
+// the new servers reject its vote requests); the cluster then has no active node until a
+// later election.
+func (s *sim) handOver(old string) {
+	newServers := 0
+	for _, srv := range s.servers {
+		if srv.Version == newVersion {
+			newServers++
+		}
+	}
+	for i := range s.replicas {
+		n := resources.PodName("bao", i)
+		if n == old || !s.servers[n].Serving() {
+			continue
+		}
+		if s.servers[n].Version == oldVersion && newServers > s.replicas/2 {
+			s.failedHandOvers++
+			for _, srv := range s.servers {
+				srv.Active = false
+			}
+			s.leader = ""
+			return
+		}
+		s.setLeader(n)
+		return
 	}
 }
 
@@ -329,6 +368,7 @@ func TestRollingUpgradeSequences(t *testing.T) {
 						assert.False(t, seen[sd], "second step-down of %s", sd)
 						seen[sd] = true
 					}
+					assert.Zero(t, s.failedHandOvers, "a step-down left the cluster without an active node: %v", s.stepDowns)
 					if replicas == 1 {
 						assert.Empty(t, s.stepDowns)
 					} else {
@@ -467,5 +507,30 @@ func TestRollingRecoversWhenTheTargetIsFixed(t *testing.T) {
 		require.NoError(t, s.client.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: resources.PodName("bao", i)}, pod))
 		assert.Equal(t, newImage, upgrade.PodImage(pod))
 		assert.True(t, upgrade.PodReady(pod))
+	}
+}
+
+// A leader whose turn would come when the old version is a minority (ordinal 1 of 5) is
+// stepped down before any server moves; one whose turn is safe (ordinal 2 of 5) waits for it.
+func TestRollingPlacesLeadershipBeforeTheFirstServerMoves(t *testing.T) {
+	for _, tc := range []struct {
+		leader      string
+		firstAt     int
+		stepDownsTo []string
+	}{
+		{leader: "bao-1", firstAt: 0, stepDownsTo: []string{"bao-1(" + oldVersion + ")", "bao-0(" + oldVersion + ")"}},
+		{leader: "bao-2", firstAt: 2, stepDownsTo: []string{"bao-2(" + oldVersion + ")", "bao-0(" + oldVersion + ")"}},
+	} {
+		t.Run(tc.leader, func(t *testing.T) {
+			s := newSim(t, 5, 1)
+			s.setLeader(tc.leader)
+			s.run(t, false)
+			require.Nil(t, s.cluster.Status.Upgrade, "upgrade finished")
+			assert.Equal(t, tc.stepDownsTo, s.stepDowns)
+			require.NotEmpty(t, s.stepDownsAt)
+			assert.Equal(t, tc.firstAt, s.stepDownsAt[0], "servers replaced before the first step-down")
+			assert.Zero(t, s.failedHandOvers)
+			assert.Equal(t, []string{"bao-4", "bao-3", "bao-2", "bao-1", "bao-0"}, s.updateOrder)
+		})
 	}
 }
