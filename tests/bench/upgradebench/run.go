@@ -519,23 +519,33 @@ func analyze(r *Run, rec *recorder, from, to string) {
 		r.Pods = append(r.Pods, *byName[n])
 	}
 
-	// Servers in the order they started to move; the overhead before each is the time since
-	// the previous one caught up (replaced in place only: BlueGreen adds servers instead).
-	moving := func(p *Pod) *float64 {
-		if p.StepDown != nil && (p.Stop == nil || *p.StepDown < *p.Stop) {
-			return p.StepDown
-		}
-		return p.Stop
-	}
+	// Servers in the order they stopped. A server starts to move at its stop, or at its own
+	// step-down when that came after the previous server caught up: a step-down that placed
+	// leadership before any server moved belongs to no server's turn. The overhead before
+	// each server is the time since the previous one caught up (servers replaced in place
+	// only: BlueGreen adds servers instead).
 	var order []*Pod
 	for i := range r.Pods {
-		if moving(&r.Pods[i]) != nil {
+		if r.Pods[i].Stop != nil {
 			order = append(order, &r.Pods[i])
 		}
 	}
-	sort.Slice(order, func(i, j int) bool { return *moving(order[i]) < *moving(order[j]) })
+	sort.Slice(order, func(i, j int) bool { return *order[i].Stop < *order[j].Stop })
+	starts := make([]float64, len(order))
+	for i, p := range order {
+		starts[i] = *p.Stop
+		if sd := p.StepDown; sd != nil && *sd < *p.Stop && (i == 0 || order[i-1].CaughtUp == nil || *sd >= *order[i-1].CaughtUp) {
+			starts[i] = *sd
+		}
+	}
+	moving := func(i int) float64 { return starts[i] }
 	if len(order) > 0 {
-		r.LeadSeconds = *moving(order[0])
+		r.LeadSeconds = moving(0)
+		for _, p := range r.Pods {
+			if p.StepDown != nil && *p.StepDown < r.LeadSeconds {
+				r.LeadSeconds = *p.StepDown
+			}
+		}
 	}
 	if r.Mode != ModeBlueGreen {
 		for i := 1; i < len(order); i++ {
@@ -543,7 +553,7 @@ func analyze(r *Run, rec *recorder, from, to string) {
 			if prev.CaughtUp == nil {
 				continue
 			}
-			gap := max(0, *moving(order[i])-*prev.CaughtUp)
+			gap := max(0, moving(i)-*prev.CaughtUp)
 			order[i].OverheadPre = ptr.To(round3(gap))
 			r.OperatorOverheadSeconds += gap
 		}

@@ -1,6 +1,7 @@
 package upgradebench
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,32 @@ func TestAnalyze(t *testing.T) {
 	analyze(r, rec, "2.6.2", "2.7.2")
 	if r.NewToOld != 1 {
 		t.Errorf("new->old %d, want 1", r.NewToOld)
+	}
+}
+
+// TestAnalyzeEarlyStepDown: five servers, the leader on ordinal 1 stepped down before any
+// server moved; that step-down starts nobody's turn, so bao-1's turn starts at its stop.
+func TestAnalyzeEarlyStepDown(t *testing.T) {
+	t0 := time.Now()
+	s := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+	rec := &recorder{pods: map[types.UID]*podLife{}, stepDown: map[string]time.Time{"bao-1": s(0.3), "bao-0": s(18.7)}}
+	add := func(uid, name, version string, seen, stop, ready, caught time.Time) {
+		rec.pods[types.UID(uid)] = &podLife{Name: name, UID: types.UID(uid), Version: version, Seen: seen, Stop: stop, Gone: stop, Ready: ready, CaughtUp: caught}
+	}
+	for i, stop := range []float64{23.7, 14.8, 10.7, 6.8, 2.5} {
+		name := fmt.Sprintf("bao-%d", i)
+		add("o"+name, name, "2.6.2", s(-60), s(stop), s(-50), s(-50))
+	}
+	for i, caught := range []float64{34.0, 17.5, 13.5, 9.5, 5.3} {
+		name := fmt.Sprintf("bao-%d", i)
+		add("n"+name, name, "2.7.2", s(caught-2), time.Time{}, s(caught), s(caught))
+	}
+	r := &Run{Mode: ModeRolling, Start: t0, TotalSeconds: 35.7}
+	analyze(r, rec, "2.6.2", "2.7.2")
+	// bao-3 1.5 s after bao-4 caught up, bao-2 1.2 s, bao-1 (its stop) 1.3 s, bao-0 (its
+	// step-down) 1.2 s.
+	if r.OperatorOverheadSeconds != 5.2 || r.LeadSeconds != 0.3 {
+		t.Errorf("overhead %.3f, lead %.3f; want 5.2 and 0.3", r.OperatorOverheadSeconds, r.LeadSeconds)
 	}
 }
 
