@@ -120,6 +120,9 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 			m.halt(s, env, fmt.Sprintf("Step %s%s did not finish within %s: %s", step.Name, onPod(step.Pod), took, step.Message))
 			return Result{}, nil
 		}
+		if step.PollAfter > 0 {
+			return Result{RequeueAfter: step.PollAfter}, nil
+		}
 		return Result{RequeueAfter: requeueWaiting}, nil
 	case StepAct:
 		if err := persist(ctx); err != nil {

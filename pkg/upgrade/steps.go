@@ -27,6 +27,10 @@ const (
 	StepWaitLeadershipMoved = "WaitLeadershipMoved"
 )
 
+// QuickPoll is how soon a strategy looks again at a wait that ends within a second or two
+// and holds the next server back.
+const QuickPoll = time.Second
+
 const (
 	// snapshotJobTimeout bounds the snapshot executor's own work.
 	snapshotJobTimeout = 10 * time.Minute
@@ -188,7 +192,9 @@ func StepDownStep(s *State, d StepDown) Step {
 		}
 		return Step{Kind: StepHalt, Name: StepStepDown, Pod: d.Pod, Message: msg + "."}
 	case job.Status.Succeeded > 0:
-		return Wait(StepWaitLeadershipMoved, d.Pod, fmt.Sprintf("Job %s stepped %s down; waiting for %s to report itself active.", name, d.Pod, d.Successor))
+		step := Wait(StepWaitLeadershipMoved, d.Pod, fmt.Sprintf("Job %s stepped %s down; waiting for %s to report itself active.", name, d.Pod, d.Successor))
+		step.PollAfter = QuickPoll
+		return step
 	default:
 		return Wait(StepStepDown, d.Pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
 	}

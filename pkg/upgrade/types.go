@@ -119,6 +119,10 @@ type Step struct {
 	// NewStep is true when this step starts a new unit of work: the manager resets the step's
 	// start time, deadline and attempts.
 	NewStep bool
+	// PollAfter, when positive, is how soon a waiting step is looked at again instead of
+	// the default: for waits that end within a second or two and hold the next server
+	// back, such as a replaced server catching up or leadership moving.
+	PollAfter time.Duration
 	// Timeout, when positive, bounds this step instead of spec.upgrade.stepTimeout: a wait
 	// whose length the user chose (a verification period) gets that length plus the step
 	// timeout.

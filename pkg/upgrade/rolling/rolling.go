@@ -95,7 +95,9 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 						Action: deletePod{Name: p.Name, UID: p.UID},
 					}, nil
 				}
-				return upgrade.Wait(StepWaitPodHealthy, pod, why), nil
+				step := upgrade.Wait(StepWaitPodHealthy, pod, why)
+				step.PollAfter = upgrade.QuickPoll
+				return step, nil
 			}
 			if !slices.Contains(u.PodsDone, pod) {
 				u.PodsDone = append(u.PodsDone, pod)

@@ -534,3 +534,27 @@ func TestRollingPlacesLeadershipBeforeTheFirstServerMoves(t *testing.T) {
 		})
 	}
 }
+
+// Waiting for a replaced server to catch up holds the next one back: it is looked at again
+// sooner than other waits.
+func TestRollingPollsCatchUpQuickly(t *testing.T) {
+	s := newSim(t, 3, 2)
+	ctx := context.Background()
+	m := &upgrade.Manager{}
+	waits := 0
+	for range 200 {
+		res, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, func(context.Context) error { return nil })
+		require.NoError(t, err)
+		u := s.cluster.Status.Upgrade
+		if u == nil {
+			break
+		}
+		if u.Step == StepWaitPodHealthy {
+			waits++
+			assert.Equal(t, upgrade.QuickPoll, res.RequeueAfter)
+		}
+		s.tick(ctx)
+	}
+	require.Nil(t, s.cluster.Status.Upgrade, "upgrade finished")
+	assert.Positive(t, waits)
+}
