@@ -195,15 +195,16 @@ func notUpdated(s *upgrade.State, pod string) string {
 }
 
 // caughtUp compares the pod's applied index with the leader's committed index recorded when
-// the pod was first seen healthy on the target (recorded now if it was not yet).
+// the pod was first seen healthy on the target (recorded now if it was not yet). The leader's
+// index is read before the pod's, so a pod at or beyond it has caught up, also on the pass
+// that records it.
 func caughtUp(s *upgrade.State, pod string, srv upgrade.ServerState) string {
 	u := s.Upgrade()
 	if u.CurrentPod != pod || u.Step != StepWaitPodHealthy || u.CatchUpIndex == 0 {
 		u.CatchUpIndex = int64(s.Raft.LeaderCommittedIndex)
-		return fmt.Sprintf("Waiting for %s to apply the leader's committed index %d.", pod, u.CatchUpIndex)
 	}
 	if int64(srv.AppliedIndex) < u.CatchUpIndex {
-		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of %d).", pod, srv.AppliedIndex, u.CatchUpIndex)
+		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of the leader's committed index %d).", pod, srv.AppliedIndex, u.CatchUpIndex)
 	}
 	return ""
 }

@@ -558,3 +558,24 @@ func TestRollingPollsCatchUpQuickly(t *testing.T) {
 	require.Nil(t, s.cluster.Status.Upgrade, "upgrade finished")
 	assert.Positive(t, waits)
 }
+
+// A replaced server counts as caught up once it applied the leader's committed index as
+// recorded when it was first seen healthy; the record does not move while it catches up.
+func TestCaughtUpUsesTheRecordedIndex(t *testing.T) {
+	c := &openbaov1alpha1.OpenBaoCluster{Status: openbaov1alpha1.OpenBaoClusterStatus{Upgrade: &openbaov1alpha1.UpgradeStatus{
+		Step: StepUpdatePod, CurrentPod: "bao-2",
+	}}}
+	s := &upgrade.State{Cluster: c, Raft: &upgrade.RaftState{LeaderCommittedIndex: 100}}
+	assert.Contains(t, caughtUp(s, "bao-2", upgrade.ServerState{AppliedIndex: 90}), "applied 90 of the leader's committed index 100")
+	assert.Equal(t, int64(100), c.Status.Upgrade.CatchUpIndex)
+
+	// The next pass: the leader moved on, the record stays.
+	c.Status.Upgrade.Step = StepWaitPodHealthy
+	s.Raft.LeaderCommittedIndex = 130
+	assert.Contains(t, caughtUp(s, "bao-2", upgrade.ServerState{AppliedIndex: 99}), "applied 99 of the leader's committed index 100")
+	assert.Empty(t, caughtUp(s, "bao-2", upgrade.ServerState{AppliedIndex: 100}))
+
+	// Already at the leader's index when first seen: done on that pass.
+	c.Status.Upgrade.Step, c.Status.Upgrade.CurrentPod, c.Status.Upgrade.CatchUpIndex = StepUpdatePod, "bao-1", 0
+	assert.Empty(t, caughtUp(s, "bao-1", upgrade.ServerState{AppliedIndex: 130}))
+}
