@@ -133,12 +133,15 @@ func podSpec(c *openbaov1alpha1.OpenBaoCluster, image, configMap string) corev1.
 				{Name: "cluster", ContainerPort: ClusterPort, Protocol: corev1.ProtocolTCP},
 			},
 			Resources: c.Spec.Resources,
-			// Ready means initialized, unsealed and serving, as active or standby node.
+			// Ready means initialized, unsealed and serving, as active or standby node. It is
+			// probed every second: a replaced server is unsealed about 2-3 s after it starts,
+			// and an upgrade moves on only once it is Ready, so a slower probe adds to every
+			// server's turn; three failures in a row (3 s) take a server out of the Service.
 			ReadinessProbe: &corev1.Probe{
 				ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 					Path: healthPath, Port: intstr.FromInt32(APIPort), Scheme: corev1.URISchemeHTTPS,
 				}},
-				InitialDelaySeconds: 2, PeriodSeconds: 3, TimeoutSeconds: 3, FailureThreshold: 2, SuccessThreshold: 1,
+				InitialDelaySeconds: 1, PeriodSeconds: 1, TimeoutSeconds: 1, FailureThreshold: 3, SuccessThreshold: 1,
 			},
 			// Alive means the process answers; a sealed or joining node is alive.
 			LivenessProbe: &corev1.Probe{
