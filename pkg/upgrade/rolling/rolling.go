@@ -251,7 +251,7 @@ const earlyStepDownSuffix = "-early"
 // leadership then normally lands on ordinal 0, which moves last, when every other server
 // runs the new version.
 func placeLeadership(s *upgrade.State, partition, replicas int32) (upgrade.Step, bool) {
-	if partition < replicas || s.Leader == "" {
+	if partition < replicas {
 		return upgrade.Step{}, false
 	}
 	for k := int32(1); k < replicas/2; k++ {
@@ -259,9 +259,10 @@ func placeLeadership(s *upgrade.State, partition, replicas int32) (upgrade.Step,
 			continue
 		}
 		pod := resources.PodName(s.StatefulSet.Name, int(k))
-		if s.Leader != pod {
-			return upgrade.Step{}, false
+		if s.Leader != "" && s.Leader != pod {
+			return upgrade.Step{}, false // placed: another server leads
 		}
+		// Still stepping down, or nobody leads yet: no server moves meanwhile.
 		return upgrade.StepDownStep(s, earlyStepDown(s, pod, k)), true
 	}
 	for k := int32(1); k < replicas/2; k++ {

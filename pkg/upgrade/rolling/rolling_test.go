@@ -579,3 +579,25 @@ func TestCaughtUpUsesTheRecordedIndex(t *testing.T) {
 	c.Status.Upgrade.Step, c.Status.Upgrade.CurrentPod, c.Status.Upgrade.CatchUpIndex = StepUpdatePod, "bao-1", 0
 	assert.Empty(t, caughtUp(s, "bao-1", upgrade.ServerState{AppliedIndex: 130}))
 }
+
+// After the early step-down, no server moves until another server reports itself active.
+func TestNoServerMovesWhileTheEarlyStepDownHasNoSuccessorYet(t *testing.T) {
+	c := &openbaov1alpha1.OpenBaoCluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "bao", Namespace: "ns"},
+		Status:     openbaov1alpha1.OpenBaoClusterStatus{Upgrade: &openbaov1alpha1.UpgradeStatus{Revision: "r1", Step: StepWaitLeadershipMoved}},
+	}
+	s := &upgrade.State{
+		Cluster: c, StatefulSet: &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "bao"}},
+		Jobs: map[string]*batchv1.Job{"bao-stepdown-r1-1-early": {Status: batchv1.JobStatus{Succeeded: 1}}},
+	}
+	for _, leader := range []string{"", "bao-1"} {
+		s.Leader = leader
+		step, ok := placeLeadership(s, 5, 5)
+		require.True(t, ok, "leader %q", leader)
+		assert.Equal(t, upgrade.StepWait, step.Kind)
+		assert.Equal(t, StepWaitLeadershipMoved, step.Name)
+	}
+	s.Leader = "bao-0"
+	_, ok := placeLeadership(s, 5, 5)
+	assert.False(t, ok, "leadership placed: the servers move")
+}
