@@ -67,6 +67,20 @@ func newCluster(ns, name string, replicas int32) *openbaov1alpha1.OpenBaoCluster
 	})
 }
 
+// missingImage is an OpenBao image that cannot run: its pods never become ready.
+const missingImage = "quay.io/openbao/openbao:0.0.0-missing"
+
+// waitUpgradeHalted waits until the operator halts the cluster's upgrade: Degraded=True with
+// reason UpgradeFailed.
+func waitUpgradeHalted(t *testing.T, ns, name, what string) {
+	t.Helper()
+	eventually(t, waitUpgrade, what+" (Degraded=True UpgradeFailed)", func() (bool, string) {
+		c := getCluster(t, ns, name)
+		cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
+		return cond != nil && cond.Status == metav1.ConditionTrue && cond.Reason == openbaov1alpha1.ReasonUpgradeFailed, describeCluster(ns, c)
+	})
+}
+
 func getCluster(t *testing.T, ns, name string) *openbaov1alpha1.OpenBaoCluster {
 	t.Helper()
 	c := &openbaov1alpha1.OpenBaoCluster{}

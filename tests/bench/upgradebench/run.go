@@ -538,9 +538,8 @@ func analyze(r *Run, rec *recorder, from, to string) {
 			starts[i] = *sd
 		}
 	}
-	moving := func(i int) float64 { return starts[i] }
 	if len(order) > 0 {
-		r.LeadSeconds = moving(0)
+		r.LeadSeconds = starts[0]
 		for _, p := range r.Pods {
 			if p.StepDown != nil && *p.StepDown < r.LeadSeconds {
 				r.LeadSeconds = *p.StepDown
@@ -553,7 +552,7 @@ func analyze(r *Run, rec *recorder, from, to string) {
 			if prev.CaughtUp == nil {
 				continue
 			}
-			gap := max(0, moving(i)-*prev.CaughtUp)
+			gap := max(0, starts[i]-*prev.CaughtUp)
 			order[i].OverheadPre = ptr.To(round3(gap))
 			r.OperatorOverheadSeconds += gap
 		}
