@@ -50,6 +50,10 @@ const (
 	AdminUser = "kubernetes-admin"
 
 	controllerManagerUser = "system:kube-controller-manager"
+	// KubeletClientUser is the API server's identity towards kubelets
+	// (--kubelet-client-certificate), as kubeadm names it. It is bound to
+	// the system:kubelet-api-admin ClusterRole, which allows nodes/proxy.
+	KubeletClientUser = "kube-apiserver-kubelet-client"
 )
 
 // Binaries the assets folder must hold.
@@ -250,6 +254,14 @@ func (c *ControlPlane) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	kubeletClient, err := ca.client(KubeletClientUser, nil)
+	if err != nil {
+		return err
+	}
+	kubeletClientCert, kubeletClientKey, err := writeKeyPair(pki, "apiserver-kubelet-client", kubeletClient)
+	if err != nil {
+		return err
+	}
 	saPrivate, saPublic, err := newServiceAccountKey()
 	if err != nil {
 		return err
@@ -318,6 +330,14 @@ func (c *ControlPlane) start(ctx context.Context) error {
 		"--service-cluster-ip-range=" + o.ServiceClusterIPRange,
 		"--allow-privileged=true",
 		"--profiling=false",
+		// Kubelets (the node agent) serve certificates for their Node's
+		// InternalIP, signed by the cluster CA (kubelet-serving CSRs that
+		// kube-controller-manager signs), and authorize the API server by
+		// its client certificate.
+		"--kubelet-certificate-authority=" + caCert,
+		"--kubelet-client-certificate=" + kubeletClientCert,
+		"--kubelet-client-key=" + kubeletClientKey,
+		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
 	}
 	c.apiServer, err = startProcess(c.spawner, c.dir, "kube-apiserver", filepath.Join(o.AssetsDir, apiServerBinary), append(apiArgs, o.ExtraAPIServerFlags...))
 	if err != nil {
@@ -328,6 +348,9 @@ func (c *ControlPlane) start(ctx context.Context) error {
 		return err
 	}
 	if err := waitHealthy(ctx, o.StartTimeout, c.apiServer, adminClient, c.server+"/readyz"); err != nil {
+		return err
+	}
+	if err := c.bindKubeletClient(ctx); err != nil {
 		return err
 	}
 

@@ -6,9 +6,9 @@
 // its image resolves to (see ImageResolver), in the pod's network namespace
 // and its own mount namespace where the host's directories are visible
 // read-only and the pod's volumes are bind-mounted at their mount paths.
-// The agent also serves cluster DNS on the bridge's gateway address and
-// provisions folder-backed PersistentVolumes for the `local-dir`
-// StorageClass.
+// The agent also serves cluster DNS and the kubelet's container-log API on
+// the bridge's gateway address and provisions folder-backed
+// PersistentVolumes for the `local-dir` StorageClass.
 //
 // Files under Config.StateDir:
 //
@@ -16,6 +16,8 @@
 //	pods/<pod UID>/                             volumes, hosts, resolv.conf, /tmp of a pod
 //	logs/<namespace>_<pod>_<pod UID>/<container>/<restartCount>.log
 //	                                            stdout and stderr of each container run (kept after the pod is gone)
+//	logs/<namespace>_<pod>_<pod UID>/<container>/<restartCount>.idx
+//	                                            where each line of that run starts and when it was read
 //	pv/<PersistentVolume name>/                 the folder of a provisioned claim
 package nodeagent
 
@@ -79,6 +81,10 @@ type Config struct {
 	Images ImageResolver
 	// ClusterDomain defaults to "cluster.local".
 	ClusterDomain string
+	// KubeletPort is where the agent serves the kubelet API (container
+	// logs) on the gateway address, published as the Node's
+	// daemonEndpoints.kubeletEndpoint. Default DefaultKubeletPort.
+	KubeletPort int
 }
 
 const (
@@ -108,6 +114,7 @@ type agent struct {
 	pvs        corelisters.PersistentVolumeLister
 
 	events record.EventRecorder
+	logs   logWriters
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
@@ -131,6 +138,9 @@ func Run(ctx context.Context, c Config) error {
 	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "cluster.local"
+	}
+	if c.KubeletPort == 0 {
+		c.KubeletPort = DefaultKubeletPort
 	}
 	dir, err := filepath.Abs(c.StateDir)
 	if err != nil {
@@ -211,6 +221,11 @@ func Run(ctx context.Context, c Config) error {
 	if err := a.ensureStorageClass(ctx); err != nil {
 		return err
 	}
+	stopKubelet, err := a.startKubeletServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopKubelet()
 	if err := a.registerNode(ctx); err != nil {
 		return err
 	}
@@ -334,7 +349,10 @@ func (a *agent) nodeStatus(now metav1.Time, old *corev1.NodeStatus) corev1.NodeS
 		Capacity:    capacity,
 		Allocatable: capacity,
 		Phase:       corev1.NodeRunning,
-		Conditions:  conds,
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{
+			KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(a.cfg.KubeletPort)},
+		},
+		Conditions: conds,
 		Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: a.hostIP()},
 			{Type: corev1.NodeHostName, Address: a.cfg.NodeName},

@@ -265,6 +265,7 @@ func TestAgent(t *testing.T) {
 	t.Run("Jobs", c.testJobs)
 	t.Run("StatefulSetStorageAndDNS", c.testStatefulSet)
 	t.Run("OpenBaoImage", c.testOpenBao)
+	t.Run("Logs", c.testLogs)
 	t.Run("RestartReconcile", c.testRestartReconcile)
 	t.Run("StopLeavesNothing", c.testStop)
 }

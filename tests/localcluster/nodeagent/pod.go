@@ -734,7 +734,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *core
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	logFile, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(int(restarts))+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := w.agent.logs.openContainerLog(filepath.Join(dir, strconv.Itoa(int(restarts))+".log"))
 	if err != nil {
 		return err
 	}
