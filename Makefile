@@ -177,7 +177,7 @@ test-openbao-versions: openbao-bins ## Run the real-server tests once per versio
 GO_TEST ?= go test -count=1
 
 .PHONY: test
-test: check-generated test-unit test-envtest test-openbao test-bundle test-localcluster ## Run every test: unit, envtest, real OpenBao, bundle, local cluster (builds what it needs)
+test: check-generated test-unit test-envtest test-openbao test-bundle test-scorecard test-localcluster ## Run every test: unit, envtest, real OpenBao, bundle, local cluster (builds what it needs)
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure packages (no servers)
@@ -257,6 +257,28 @@ $(OPERATOR_SDK):
 	  echo "built in $$(( $$(date +%s) - start ))s"
 	@ln -sfn $$(basename $@) $(BIN)/operator-sdk
 
+# The scorecard's test image runs `scorecard-test`, a command of the same
+# Operator SDK module (images/scorecard-test); on the local cluster the image
+# quay.io/operator-framework/scorecard-test:$(OPERATOR_SDK_VERSION) resolves to
+# this build. Each image stand-in has a folder of its own: the node shows the
+# folder of an image's executable inside its containers.
+SCORECARD_TEST  := $(CACHE)/scorecard/scorecard-test-$(OPERATOR_SDK_VERSION)/scorecard-test
+SCORECARD_UNTAR := $(CACHE)/scorecard/untar/untar
+
+$(SCORECARD_TEST):
+	@mkdir -p $(dir $@)
+	@tmp=$$(mktemp -d $(CACHE)/scorecard/.build-XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	  echo "building scorecard-test $(OPERATOR_SDK_VERSION)"; start=$$(date +%s); \
+	  cd $(OPERATOR_SDK_MOD) && CGO_ENABLED=0 go build -trimpath -tags containers_image_openpgp -ldflags '-s -w' \
+	    -o "$$tmp/scorecard-test" github.com/operator-framework/operator-sdk/images/scorecard-test; \
+	  mv -f "$$tmp/scorecard-test" $@; \
+	  echo "built in $$(( $$(date +%s) - start ))s"
+
+.PHONY: scorecard-images
+scorecard-images: $(SCORECARD_TEST) ## Build the binaries the scorecard's images stand for on the local cluster
+	@mkdir -p $(dir $(SCORECARD_UNTAR))
+	CGO_ENABLED=0 go build -trimpath -o $(SCORECARD_UNTAR) ./tests/scorecard/untar
+
 # The operator image and its OLM bundle. IMG is what config/manager (and so
 # `make deploy` and the bundle's CSV) runs; override it to deploy your own build.
 VERSION         ?= 0.1.0
@@ -309,6 +331,15 @@ test-bundle: bundle kube-assets ## Validate bundle/, install config/default with
 	  if ! git diff --exit-code -- $$paths || [ -n "$$(git status --porcelain -- $$paths)" ]; then \
 	    git status --short -- $$paths; \
 	    echo "bundle/ is stale: run 'make bundle' and commit the result" >&2; exit 1; fi
+
+# test-scorecard runs `operator-sdk scorecard bundle` (the basic and OLM
+# suites of bundle/tests/scorecard/config.yaml, from config/scorecard) on a
+# local cluster of its own (bridge obscard0, 10.84.0.0/24); root.
+.PHONY: test-scorecard
+test-scorecard: $(OPERATOR_SDK) scorecard-images kube-assets openbao-bins ## Run the Operator SDK scorecard (basic and OLM suites) against bundle/ on a local cluster (root)
+	OPERATOR_SDK=$(OPERATOR_SDK) OPERATOR_SDK_VERSION=$(OPERATOR_SDK_VERSION) SCORECARD_TEST=$(SCORECARD_TEST) \
+	  SCORECARD_UNTAR=$(SCORECARD_UNTAR) KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) \
+	  $(GO_TEST) -v -timeout 15m ./tests/scorecard/...
 
 .PHONY: docker-build
 docker-build: ## Build the operator image $(IMG) (needs a container runtime)

@@ -99,6 +99,9 @@ type Options struct {
 	// ExtraAPIServerFlags are appended to kube-apiserver's flags, e.g. an
 	// audit policy and log for counting a client's requests.
 	ExtraAPIServerFlags []string
+	// ExtraImages resolves images besides the project's own (tried after
+	// them), for tools that run their own pods, such as the scorecard.
+	ExtraImages nodeagent.ImageResolver
 }
 
 // Cluster is a running local cluster. Call Down when done.
@@ -327,6 +330,9 @@ func (c *Cluster) startAgent(gateway string) error {
 		APIServerHost: gateway,
 		APIServerPort: port,
 		Images:        Images(o.OpenBaoDir, o.ManagerBinary),
+	}
+	if o.ExtraImages != nil {
+		cfg.Images = nodeagent.Resolvers{cfg.Images, o.ExtraImages}
 	}
 	go func() { c.agentDone <- nodeagent.Run(ctx, cfg) }()
 	return nil
