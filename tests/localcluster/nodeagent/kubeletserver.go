@@ -138,7 +138,6 @@ func (a *agent) startKubeletServer(ctx context.Context) (stop func(), err error)
 			MinVersion:   tls.VersionTLS12,
 		},
 		BaseContext: func(net.Listener) context.Context { return ctx },
-		ErrorLog:    nil,
 	}
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
