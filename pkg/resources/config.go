@@ -74,6 +74,9 @@ type ConfigParams struct {
 	TLSCertFile, TLSKeyFile, TLSCAFile string
 	// DataDir is the Raft storage path.
 	DataDir string
+	// PerformanceMultiplier scales Raft's timing (performance_multiplier); 0 leaves
+	// OpenBao's own default (5, meant for slow networks).
+	PerformanceMultiplier int32
 	// SealKeyFile holds the 32-byte static seal key; SealKeyID names it.
 	SealKeyFile, SealKeyID string
 
@@ -225,6 +228,9 @@ func RenderConfig(p ConfigParams) (string, error) {
 	b.blank()
 	b.open("storage", "raft")
 	b.attr("path", p.DataDir)
+	if p.PerformanceMultiplier > 0 {
+		b.attr("performance_multiplier", p.PerformanceMultiplier)
+	}
 	if p.NonVoter {
 		b.line("# Stay a non-voter until promoted explicitly.")
 		b.attr("retry_join_as_non_voter", true)

@@ -24,16 +24,17 @@ MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo
 
 func goldenParams() resources.ConfigParams {
 	return resources.ConfigParams{
-		ClusterName:     "vault-a",
-		Namespace:       "secrets",
-		Replicas:        3,
-		HeadlessService: "vault-a-internal",
-		TLSCertFile:     "/openbao/tls/tls.crt",
-		TLSKeyFile:      "/openbao/tls/tls.key",
-		TLSCAFile:       "/openbao/tls/ca.crt",
-		DataDir:         "/openbao/data",
-		SealKeyFile:     "/openbao/seal/key",
-		SealKeyID:       "operator-1",
+		ClusterName:           "vault-a",
+		Namespace:             "secrets",
+		Replicas:              3,
+		HeadlessService:       "vault-a-internal",
+		TLSCertFile:           "/openbao/tls/tls.crt",
+		TLSKeyFile:            "/openbao/tls/tls.key",
+		TLSCAFile:             "/openbao/tls/ca.crt",
+		DataDir:               "/openbao/data",
+		PerformanceMultiplier: 1,
+		SealKeyFile:           "/openbao/seal/key",
+		SealKeyID:             "operator-1",
 		JWT: resources.JWTInit{
 			Issuer:               "https://kubernetes.default.svc.cluster.local",
 			ValidationPubKeysPEM: []string{testPubKey},

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -276,7 +277,13 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 		{"even replicas", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Replicas = ptr.To[int32](4) }, "replicas must be odd"},
 		{"zero replicas", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Replicas = ptr.To[int32](0) }, "should be greater than or equal to 1"},
 		{"too many replicas", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Replicas = ptr.To[int32](11) }, "should be less than or equal to 9"},
-		{"unknown strategy", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Upgrade.Strategy = "Recreate" }, `supported values: "Rolling", "BlueGreen"`},
+		{"unknown strategy", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Upgrade.Strategy = "Recreate" }, "strategy must be Rolling or BlueGreen"},
+		{"version with a v", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Version = "v2.7.2" }, "without a leading v"},
+		{"negative step timeout", func(c *openbaov1alpha1.OpenBaoCluster) {
+			c.Spec.Upgrade.StepTimeout = &metav1.Duration{Duration: -time.Minute}
+		}, "stepTimeout must be a positive duration"},
+		{"zero step timeout", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Upgrade.StepTimeout = &metav1.Duration{} }, "stepTimeout must be a positive duration"},
+		{"raft timing too slow", func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Raft.PerformanceMultiplier = 11 }, "performanceMultiplier"},
 		{"negative verification period", func(c *openbaov1alpha1.OpenBaoCluster) {
 			c.Spec.Upgrade.BlueGreen = &openbaov1alpha1.BlueGreenSpec{VerificationPeriod: &metav1.Duration{Duration: -time.Minute}}
 		}, "verificationPeriod must not be negative"},
@@ -295,6 +302,34 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 			err := h.client.Create(t.Context(), c)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "some validation rules were not checked", "one clear message, not a second one about skipped rules")
+		})
+	}
+}
+
+// TestBadInputHasOneClearMessage sends what the typed client cannot (explicit empty
+// strings) and changes a valid cluster into invalid ones, as `kubectl edit` would.
+func TestBadInputHasOneClearMessage(t *testing.T) {
+	h := newHarness(t)
+	c := newCluster(h.namespace, "edited")
+	require.NoError(t, h.client.Create(t.Context(), c))
+	cases := []struct {
+		name, patch, want string
+	}{
+		{"empty executor image", `{"spec":{"upgrade":{"executorImage":""}}}`, "executorImage must name an image"},
+		{"negative step timeout", `{"spec":{"upgrade":{"stepTimeout":"-1m"}}}`, "stepTimeout must be a positive duration"},
+		{"zero step timeout", `{"spec":{"upgrade":{"stepTimeout":"0s"}}}`, "stepTimeout must be a positive duration"},
+		{"two-part version", `{"spec":{"version":"2.7"}}`, "version must be a semantic version such as 2.7.2"},
+		{"version with a v", `{"spec":{"version":"v2.7.2"}}`, "without a leading v"},
+		{"unknown strategy", `{"spec":{"upgrade":{"strategy":"Canary"}}}`, "strategy must be Rolling or BlueGreen"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := h.client.Patch(t.Context(), c.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(tc.patch)))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "some validation rules were not checked")
+			assert.NotContains(t, err.Error(), "chars long", "the rule's message, not a length complaint")
 		})
 	}
 }

@@ -316,8 +316,8 @@ func widget(x string, field *apiextensionsv1.JSONSchemaProps, spec *apiextension
 		}
 	case ui == "com.tectonic.ui:advanced", ui == "com.tectonic.ui:hidden":
 	case strings.HasPrefix(ui, "com.tectonic.ui:select:"):
-		if field.Type != "string" || len(field.Enum) == 0 {
-			return "select on a field without an enum"
+		if field.Type != "string" || len(allowedValues(field)) == 0 {
+			return "select on a field without an enum or a `self in [...]` rule"
 		}
 	case strings.HasPrefix(ui, "com.tectonic.ui:fieldDependency:"):
 		dep := strings.TrimPrefix(ui, "com.tectonic.ui:fieldDependency:")
@@ -353,8 +353,33 @@ func widget(x string, field *apiextensionsv1.JSONSchemaProps, spec *apiextension
 	return ""
 }
 
+// inRule is a CEL rule that lists a string field's values: self in ['a', 'b'].
+var inRule = regexp.MustCompile(`^self in \[('[^']*'(?:, *'[^']*')*)\]$`)
+
+// allowedValues are the values a string field accepts: its enum, or the list of a
+// `self in [...]` rule (used instead of an enum where an enum mismatch would hide every
+// other rule's message).
+func allowedValues(field *apiextensionsv1.JSONSchemaProps) []string {
+	var values []string
+	for _, e := range field.Enum {
+		var s string
+		if err := json.Unmarshal(e.Raw, &s); err == nil {
+			values = append(values, s)
+		}
+	}
+	for _, r := range field.XValidations {
+		if m := inRule.FindStringSubmatch(r.Rule); m != nil {
+			for _, v := range strings.Split(m[1], ",") {
+				values = append(values, strings.Trim(strings.TrimSpace(v), "'"))
+			}
+		}
+	}
+	sort.Strings(values)
+	return values
+}
+
 // TestDescriptorsMatchSchema: every descriptor names a field that exists, with
-// an x-descriptor that fits its type; select options are exactly the enum.
+// an x-descriptor that fits its type; select options are exactly the enum (or the values of a `self in [...]` rule).
 func TestDescriptorsMatchSchema(t *testing.T) {
 	b := loadBundle(t)
 	for _, owned := range b.CSV.Spec.CustomResourceDefinitions.Owned {
@@ -382,14 +407,7 @@ func TestDescriptorsMatchSchema(t *testing.T) {
 				}
 			}
 			if len(options) > 0 {
-				var enum []string
-				for _, e := range field.Enum {
-					var s string
-					if err := json.Unmarshal(e.Raw, &s); err != nil {
-						t.Errorf("%s: %s enum value %s: %v", owned.Name, path, e.Raw, err)
-					}
-					enum = append(enum, s)
-				}
+				enum := allowedValues(field)
 				sort.Strings(options)
 				sort.Strings(enum)
 				if !slices.Equal(options, enum) {

@@ -12,9 +12,9 @@ type OpenBaoClusterSpec struct {
 	// Version of OpenBao to run, as a semantic version such as "2.7.2". Changing it starts an
 	// upgrade (see spec.upgrade); a lower version than the running one is refused unless
 	// spec.upgrade.allowDowngrade is true.
-	// +kubebuilder:validation:MinLength=5
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self.matches('^v?(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\\\\+[0-9A-Za-z.-]+)?$')",message="version must be a semantic version such as 2.7.2 (MAJOR.MINOR.PATCH, optionally with -prerelease or +build)"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('v')",message="version is written without a leading v, as OpenBao reports it: 2.7.2, not v2.7.2"
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('v') || self.matches('^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\\\\+[0-9A-Za-z.-]+)?$')",message="version must be a semantic version such as 2.7.2 (MAJOR.MINOR.PATCH, optionally with -prerelease or +build)"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="OpenBao version",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	Version string `json:"version"`
 
@@ -57,6 +57,12 @@ type OpenBaoClusterSpec struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Storage"
 	Storage StorageSpec `json:"storage,omitempty"`
 
+	// Raft tunes OpenBao's integrated storage.
+	// +optional
+	// +kubebuilder:default={}
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Raft",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:advanced"}
+	Raft RaftSpec `json:"raft,omitempty"`
+
 	// Resources are the compute resources of each OpenBao container.
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Resources",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:resourceRequirements"}
@@ -81,6 +87,33 @@ type OpenBaoClusterSpec struct {
 	SelfInit []SelfInitRequest `json:"selfInit,omitempty"`
 }
 
+// RaftSpec tunes OpenBao's integrated (Raft) storage.
+type RaftSpec struct {
+	// PerformanceMultiplier scales Raft's timing (heartbeats, elections, leader lease): 1 is
+	// the fastest and what production networks want (a new active node about 2 s after the
+	// active one is lost); raise it, up to 10, only for slow or congested networks. Rendered
+	// into the servers' configuration; running servers take a new value when they restart
+	// (the next upgrade).
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Raft performance multiplier",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:number"}
+	PerformanceMultiplier int32 `json:"performanceMultiplier,omitempty"`
+}
+
+// DefaultPerformanceMultiplier is Raft's timing scale when spec.raft.performanceMultiplier
+// is not set.
+const DefaultPerformanceMultiplier int32 = 1
+
+// PerformanceMultiplierOrDefault is spec.raft.performanceMultiplier, or its default.
+func (s *OpenBaoClusterSpec) PerformanceMultiplierOrDefault() int32 {
+	if s.Raft.PerformanceMultiplier == 0 {
+		return DefaultPerformanceMultiplier
+	}
+	return s.Raft.PerformanceMultiplier
+}
+
 // DefaultReplicas is the number of servers when spec.replicas is not set.
 const DefaultReplicas int32 = 3
 
@@ -92,8 +125,11 @@ func (s *OpenBaoClusterSpec) ReplicaCount() int32 {
 	return *s.Replicas
 }
 
-// UpgradeStrategyType names how an upgrade is carried out.
-// +kubebuilder:validation:Enum=Rolling;BlueGreen
+// UpgradeStrategyType names how an upgrade is carried out. It is checked by a rule rather
+// than a schema enum: an enum mismatch makes the API server skip every other rule of the
+// object and add a confusing "some validation rules were not checked" line to the message.
+// +kubebuilder:validation:MaxLength=32
+// +kubebuilder:validation:XValidation:rule="self in ['Rolling', 'BlueGreen']",message="strategy must be Rolling or BlueGreen"
 type UpgradeStrategyType string
 
 const (
@@ -117,6 +153,8 @@ type UpgradeSpec struct {
 	// operator uses its own image.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self != ''",message="executorImage must name an image; leave the field out to use the operator's own image"
+	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^[^\\\\s]+$')",message="executorImage must be a container image reference without spaces"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Executor image",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
 	ExecutorImage string `json:"executorImage,omitempty"`
 
@@ -147,6 +185,7 @@ type UpgradeSpec struct {
 	// step-down, a snapshot). A step that takes longer halts the upgrade with Degraded=True.
 	// +optional
 	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="stepTimeout must be a positive duration such as 10m"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Step timeout",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
 	StepTimeout *metav1.Duration `json:"stepTimeout,omitempty"`
 
@@ -176,7 +215,7 @@ type BlueGreenSpec struct {
 	// version. Only read when RequireConfirmation is true.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:Pattern=`^(v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?)?$`
+	// +kubebuilder:validation:Pattern=`^([0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?)?$`
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Confirmed version",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:fieldDependency:upgrade.blueGreen.requireConfirmation:true"}
 	ConfirmedVersion string `json:"confirmedVersion,omitempty"`
 }

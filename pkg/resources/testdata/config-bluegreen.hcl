@@ -14,6 +14,7 @@ listener "tcp" {
 
 storage "raft" {
   path = "/openbao/data"
+  performance_multiplier = 1
   # Stay a non-voter until promoted explicitly.
   retry_join_as_non_voter = true
   retry_join {

@@ -14,6 +14,7 @@ listener "tcp" {
 
 storage "raft" {
   path = "/openbao/data"
+  performance_multiplier = 1
   retry_join {
     leader_api_addr = "https://vault-a-0.vault-a-internal.secrets.svc:8200"
     leader_ca_cert_file = "/openbao/tls/ca.crt"
