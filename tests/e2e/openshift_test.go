@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,7 +59,8 @@ func TestOpenShiftRestrictedSCC(t *testing.T) {
 		t.Fatalf("annotate namespace %s with its ID range: %v", ns, err)
 	}
 	// The emulation is real admission: a pod with the IDs an operator outside OpenShift
-	// would choose is refused here.
+	// would choose is refused here (once the API server's namespace cache has the
+	// annotations).
 	refused := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "fixed-ids", Namespace: ns},
 		Spec: corev1.PodSpec{
@@ -66,10 +68,10 @@ func TestOpenShiftRestrictedSCC(t *testing.T) {
 			Containers:      []corev1.Container{{Name: "c", Image: "quay.io/openbao/openbao:" + openBaoVersion}},
 		},
 	}
-	_, err = cs.CoreV1().Pods(ns).Create(ctx, refused, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	if err == nil || !strings.Contains(err.Error(), "security context constraint") {
-		t.Fatalf("a pod with runAsUser %d in %s: %v; want it refused by the SCC emulation", resources.RunAsUser, ns, err)
-	}
+	eventually(t, waitShort, fmt.Sprintf("a pod with runAsUser %d refused in %s", resources.RunAsUser, ns), func() (bool, string) {
+		_, err := cs.CoreV1().Pods(ns).Create(ctx, refused, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), "security context constraint"), fmt.Sprint(err)
+	})
 
 	jobPods := watchJobPods(t, ns)
 	want := newCluster(ns, "bao", 3)
