@@ -200,9 +200,12 @@ LOCALCLUSTER_ARGS := --kube-assets $(KUBE_ASSETS) --openbao-dir $(OPENBAO_DIR) -
 localcluster: ## Build the local cluster's command into bin/localcluster
 	go build -o $(LOCALCLUSTER) ./tests/localcluster/cmd/localcluster
 
+# DEV_UP_ARGS=--openshift-scc emulates OpenShift's restricted-v2 SCC (README: The local cluster).
+DEV_UP_ARGS ?=
+
 .PHONY: dev-up
 dev-up: kube-assets openbao-bins build localcluster ## Start a local cluster with the operator in the background (root); prints the KUBECONFIG
-	$(LOCALCLUSTER) up $(LOCALCLUSTER_ARGS)
+	$(LOCALCLUSTER) up $(LOCALCLUSTER_ARGS) $(DEV_UP_ARGS)
 
 .PHONY: dev-down
 dev-down: localcluster ## Stop the local cluster and remove everything it left (also after a crash)

@@ -57,6 +57,9 @@ func runManager(args []string) int {
 		leaderElect     = fs.Bool("leader-elect", false, "Elect a leader so that only one replica of the operator acts.")
 		imageRepository = fs.String("openbao-image-repository", resources.DefaultImageRepository, "Image repository of OpenBao used when spec.image is empty.")
 		tokenFile       = fs.String("openbao-token-file", "/var/run/secrets/openbao.org/operator/token", "Projected service-account token (audience "+resources.OperatorAudience+") the operator logs in to OpenBao with; read-only OpenBao state needs no token.")
+		podIDs          = fs.String("pod-ids", controllers.PodIDsAuto, "Who chooses the user and group IDs of OpenBao pods and upgrade Jobs: "+
+			controllers.PodIDsAuto+" (the platform on OpenShift, detected by its "+controllers.OpenShiftSecurityGroup+" API group; the operator elsewhere), "+
+			controllers.PodIDsPlatform+" or "+controllers.PodIDsOperator+".")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -71,8 +74,21 @@ func runManager(args []string) int {
 		setupLog.Error(err, "No Kubernetes configuration")
 		return 1
 	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		setupLog.Error(err, "Cannot create the Kubernetes client")
+		return 1
+	}
+	platform, err := controllers.DetectPlatform(kube.Discovery(), *podIDs)
+	if err != nil {
+		setupLog.Error(err, "Cannot tell who assigns pod IDs")
+		return 1
+	}
+	namespaces := controllers.WatchedNamespaces(os.Getenv(controllers.WatchNamespaceEnv))
+	setupLog.Info("Settings", "watchedNamespaces", namespaces, "platformAssignsPodIDs", platform.AssignsPodIDs)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
+		Cache:                  controllers.CacheOptions(namespaces),
 		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress: *probeAddr,
 		LeaderElection:         *leaderElect,
@@ -84,11 +100,6 @@ func runManager(args []string) int {
 	})
 	if err != nil {
 		setupLog.Error(err, "Cannot create the manager")
-		return 1
-	}
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		setupLog.Error(err, "Cannot create the Kubernetes client")
 		return 1
 	}
 	realClock := clock.RealClock{}
@@ -105,6 +116,7 @@ func runManager(args []string) int {
 			OperatorNamespace:      os.Getenv("POD_NAMESPACE"),
 			OperatorServiceAccount: os.Getenv("SERVICE_ACCOUNT_NAME"),
 			OperatorImage:          os.Getenv("OPERATOR_IMAGE"),
+			Platform:               platform,
 		},
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {

@@ -45,7 +45,10 @@ type APIServerIssuerSource struct {
 	fetched time.Time
 }
 
-// +kubebuilder:rbac:urls=/.well-known/openid-configuration;/openid/v1/jwks,verbs=get
+// Reading the two OIDC discovery URLs is the operator's only cluster-wide permission. It is
+// granted by config/rbac/oidc_discovery_role.yaml, a ClusterRole of its own, rather than by
+// a +kubebuilder:rbac marker: the markers make the namespaced role that OLM scopes to the
+// watched namespaces, where non-resource URLs cannot be granted.
 
 // Issuer returns the issuer, cached for issuerCacheTTL.
 func (s *APIServerIssuerSource) Issuer(ctx context.Context) (ServiceAccountIssuer, error) {

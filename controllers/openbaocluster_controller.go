@@ -44,6 +44,9 @@ type Options struct {
 	OperatorServiceAccount string
 	// OperatorImage is the operator's own image, the default image of upgrade Jobs.
 	OperatorImage string
+	// Platform says whether the pods the operator creates choose their user and group IDs
+	// (see DetectPlatform).
+	Platform resources.Platform
 }
 
 // OpenBaoClusterReconciler creates an OpenBao cluster's objects and keeps them converged,

@@ -64,6 +64,7 @@ func (r *OpenBaoClusterReconciler) reconcileStatefulSet(ctx context.Context, s *
 
 	desired := resources.StatefulSet(c, resources.StatefulSetParams{
 		Name: name, Image: templateImage(c), Replicas: replicas, Partition: partition, ConfigHash: s.configHash,
+		Platform: r.Options.Platform,
 	})
 	hash, err := hashOf(desired.Spec.Template)
 	if err != nil {

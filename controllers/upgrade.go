@@ -36,6 +36,7 @@ func (r *OpenBaoClusterReconciler) reconcileUpgrade(ctx context.Context, s *scop
 		Jobs:          map[string]*batchv1.Job{},
 		Servers:       map[string]upgrade.ServerState{},
 		ExecutorImage: c.Spec.Upgrade.ExecutorImage,
+		Platform:      r.Options.Platform,
 		Now:           r.Clock.Now(),
 		Config:        s.configParams,
 	}

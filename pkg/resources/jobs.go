@@ -49,6 +49,8 @@ type ExecutorJobParams struct {
 	// SnapshotFile is the file name inside the snapshot volume.
 	SnapshotFile string
 	Timeout      time.Duration
+	// Platform says whether the Job's pod chooses its user and group IDs.
+	Platform Platform
 }
 
 // SnapshotClaimName is the PersistentVolumeClaim that keeps a cluster's pre-upgrade snapshots.
@@ -128,13 +130,7 @@ func ExecutorJob(c *openbaov1alpha1.OpenBaoCluster, p ExecutorJobParams) *batchv
 					AutomountServiceAccountToken: ptr.To(false),
 					RestartPolicy:                corev1.RestartPolicyNever,
 					EnableServiceLinks:           ptr.To(false),
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot:   ptr.To(true),
-						RunAsUser:      ptr.To(executorUser),
-						RunAsGroup:     ptr.To(executorUser),
-						FSGroup:        ptr.To(executorUser),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
+					SecurityContext:              podSecurityContext(p.Platform, executorUser, executorUser, executorUser),
 					Containers: []corev1.Container{{
 						Name:            "executor",
 						Image:           p.Image,

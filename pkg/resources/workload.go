@@ -15,7 +15,8 @@ import (
 )
 
 // Pod security: OpenBao needs no privilege. The user and group are those of the official
-// image's openbao user.
+// image's openbao user; they are set only where the platform does not assign IDs itself
+// (see Platform).
 const (
 	RunAsUser  int64 = 100
 	RunAsGroup int64 = 1000
@@ -42,6 +43,31 @@ type StatefulSetParams struct {
 	Partition int32
 	// ConfigHash changes when the configuration or the certificates change.
 	ConfigHash string
+	// Platform says whether the pods choose their user and group IDs.
+	Platform Platform
+}
+
+// Platform is what the cluster the operator runs on decides for the pods it creates.
+type Platform struct {
+	// AssignsPodIDs is true where the platform gives every pod its user ID and fsGroup from
+	// the namespace's range and rejects pods that ask for IDs outside it (OpenShift's
+	// restricted-v2 SecurityContextConstraints). The operator then leaves runAsUser,
+	// runAsGroup and fsGroup unset; the rest of the restricted profile stays.
+	AssignsPodIDs bool
+}
+
+// podSecurityContext is the restricted profile of a pod: non-root, RuntimeDefault seccomp,
+// and the given IDs unless the platform assigns them. A platform-assigned user runs with
+// group 0 and the fsGroup as supplementary group, which owns the pod's writable volumes.
+func podSecurityContext(p Platform, user, group, fsGroup int64) *corev1.PodSecurityContext {
+	sc := &corev1.PodSecurityContext{
+		RunAsNonRoot:   ptr.To(true),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	if !p.AssignsPodIDs {
+		sc.RunAsUser, sc.RunAsGroup, sc.FSGroup = ptr.To(user), ptr.To(group), ptr.To(fsGroup)
+	}
+	return sc
 }
 
 // StatefulSet builds a cluster's server StatefulSet.
@@ -78,7 +104,7 @@ func StatefulSet(c *openbaov1alpha1.OpenBaoCluster, p StatefulSetParams) *appsv1
 					Labels:      labels,
 					Annotations: map[string]string{AnnotationConfigHash: p.ConfigHash},
 				},
-				Spec: podSpec(c, p.Image, ConfigMapName(p.Name)),
+				Spec: podSpec(c, p.Image, ConfigMapName(p.Name), p.Platform),
 			},
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
 				ObjectMeta: metav1.ObjectMeta{Name: "data", Labels: labels},
@@ -94,7 +120,7 @@ func StatefulSet(c *openbaov1alpha1.OpenBaoCluster, p StatefulSetParams) *appsv1
 	}
 }
 
-func podSpec(c *openbaov1alpha1.OpenBaoCluster, image, configMap string) corev1.PodSpec {
+func podSpec(c *openbaov1alpha1.OpenBaoCluster, image, configMap string, platform Platform) corev1.PodSpec {
 	names := NamesFor(c)
 	podDNS := "$(POD_NAME)." + names.HeadlessService + "." + c.Namespace + ".svc"
 	healthPath := "/v1/sys/health?standbyok=true&perfstandbyok=true"
@@ -104,13 +130,7 @@ func podSpec(c *openbaov1alpha1.OpenBaoCluster, image, configMap string) corev1.
 		AutomountServiceAccountToken:  ptr.To(false),
 		TerminationGracePeriodSeconds: ptr.To(TerminationGracePeriodSeconds),
 		EnableServiceLinks:            ptr.To(false),
-		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
-			RunAsUser:      ptr.To(RunAsUser),
-			RunAsGroup:     ptr.To(RunAsGroup),
-			FSGroup:        ptr.To(FSGroup),
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+		SecurityContext:               podSecurityContext(platform, RunAsUser, RunAsGroup, FSGroup),
 		Containers: []corev1.Container{{
 			Name:            "openbao",
 			Image:           image,

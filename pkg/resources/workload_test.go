@@ -125,3 +125,61 @@ func TestDesiredImage(t *testing.T) {
 	c.Spec.Image = "registry.example/bao@sha256:abc"
 	assert.Equal(t, "registry.example/bao@sha256:abc", DesiredImage(c, ""))
 }
+
+// TestPodIDsFollowThePlatform: where the platform assigns pod IDs (OpenShift's
+// restricted-v2 SCC), server pods and upgrade Jobs ask for none; elsewhere they run as the
+// images' users. The rest of the restricted profile is the same on both.
+func TestPodIDsFollowThePlatform(t *testing.T) {
+	c := testCluster()
+	for _, tc := range []struct {
+		name     string
+		platform Platform
+		server   *corev1.PodSecurityContext
+		job      *corev1.PodSecurityContext
+	}{
+		{
+			name:     "the operator sets the IDs",
+			platform: Platform{},
+			server:   &corev1.PodSecurityContext{RunAsUser: ptr.To(RunAsUser), RunAsGroup: ptr.To(RunAsGroup), FSGroup: ptr.To(FSGroup)},
+			job:      &corev1.PodSecurityContext{RunAsUser: ptr.To(executorUser), RunAsGroup: ptr.To(executorUser), FSGroup: ptr.To(executorUser)},
+		},
+		{
+			name:     "the platform assigns the IDs",
+			platform: Platform{AssignsPodIDs: true},
+			server:   &corev1.PodSecurityContext{},
+			job:      &corev1.PodSecurityContext{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sts := StatefulSet(c, StatefulSetParams{Name: "bao", Image: "i", Replicas: 3, Partition: 3, Platform: tc.platform})
+			snapshot := ExecutorJob(c, ExecutorJobParams{Name: "j", Image: "e", Action: ActionSnapshot, TargetPod: "bao-0", Platform: tc.platform})
+			stepDown := ExecutorJob(c, ExecutorJobParams{Name: "j", Image: "e", Action: ActionStepDown, TargetPod: "bao-0", Platform: tc.platform})
+			for what, got := range map[string]struct {
+				pod  corev1.PodSpec
+				want *corev1.PodSecurityContext
+			}{
+				"server":    {sts.Spec.Template.Spec, tc.server},
+				"snapshot":  {snapshot.Spec.Template.Spec, tc.job},
+				"step-down": {stepDown.Spec.Template.Spec, tc.job},
+			} {
+				psc := got.pod.SecurityContext
+				require.NotNil(t, psc, what)
+				assert.Equal(t, got.want.RunAsUser, psc.RunAsUser, "%s runAsUser", what)
+				assert.Equal(t, got.want.RunAsGroup, psc.RunAsGroup, "%s runAsGroup", what)
+				assert.Equal(t, got.want.FSGroup, psc.FSGroup, "%s fsGroup", what)
+				assert.True(t, *psc.RunAsNonRoot, what)
+				assert.Equal(t, corev1.SeccompProfileTypeRuntimeDefault, psc.SeccompProfile.Type, what)
+				for _, ctr := range got.pod.Containers {
+					sc := ctr.SecurityContext
+					require.NotNil(t, sc, what)
+					assert.Nil(t, sc.RunAsUser, "%s/%s sets no user of its own", what, ctr.Name)
+					assert.Nil(t, sc.RunAsGroup, "%s/%s sets no group of its own", what, ctr.Name)
+					assert.True(t, *sc.RunAsNonRoot, what)
+					assert.False(t, *sc.AllowPrivilegeEscalation, what)
+					assert.True(t, *sc.ReadOnlyRootFilesystem, what)
+					assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop, what)
+				}
+			}
+		})
+	}
+}

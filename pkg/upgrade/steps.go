@@ -123,7 +123,7 @@ func Snapshot(s *State, before string) (step Step, done bool) {
 				Claim: resources.SnapshotClaim(c),
 				Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
 					Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionSnapshot,
-					TargetPod: s.Leader, SnapshotFile: file, Timeout: snapshotJobTimeout,
+					TargetPod: s.Leader, SnapshotFile: file, Timeout: snapshotJobTimeout, Platform: s.Platform,
 				}),
 			},
 		}, false
@@ -176,7 +176,7 @@ func StepDownStep(s *State, d StepDown) Step {
 			Message: fmt.Sprintf("%s: moving leadership to %s with Job %s.", d.Reason, d.Successor, name),
 			Action: CreateJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
 				Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionStepDown,
-				TargetPod: d.Pod, Timeout: stepDownJobTimeout,
+				TargetPod: d.Pod, Timeout: stepDownJobTimeout, Platform: s.Platform,
 			})},
 		}
 	case JobFailed(job) && u.Step == StepStarted:

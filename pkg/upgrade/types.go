@@ -67,7 +67,9 @@ type State struct {
 	Raft *RaftState
 	// ExecutorImage runs the upgrade's Jobs.
 	ExecutorImage string
-	Now           time.Time
+	// Platform says whether the pods a strategy creates choose their user and group IDs.
+	Platform resources.Platform
+	Now      time.Time
 
 	// StatefulSets are every server StatefulSet of the cluster, by name (StatefulSet above is
 	// the active one); strategies that build a second set of servers find it here.

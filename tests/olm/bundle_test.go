@@ -660,13 +660,14 @@ func TestInstallSettings(t *testing.T) {
 	for _, m := range csv.Spec.InstallModes {
 		modes[m.Type] = m.Supported
 	}
-	// The manager watches every namespace and has no WATCH_NAMESPACE: only
-	// AllNamespaces is true to what it does.
+	// The manager watches the namespaces of WATCH_NAMESPACE, which the
+	// Deployment takes from OLM's olm.targetNamespaces annotation (checked in
+	// checkPod), or all of them when it is empty: every install mode works.
 	for mode, want := range map[operatorsv1alpha1.InstallModeType]bool{
 		operatorsv1alpha1.InstallModeTypeAllNamespaces:   true,
-		operatorsv1alpha1.InstallModeTypeOwnNamespace:    false,
-		operatorsv1alpha1.InstallModeTypeSingleNamespace: false,
-		operatorsv1alpha1.InstallModeTypeMultiNamespace:  false,
+		operatorsv1alpha1.InstallModeTypeOwnNamespace:    true,
+		operatorsv1alpha1.InstallModeTypeSingleNamespace: true,
+		operatorsv1alpha1.InstallModeTypeMultiNamespace:  true,
 	} {
 		if got, ok := modes[mode]; !ok || got != want {
 			t.Errorf("install mode %s: supported=%v (declared %v), want %v", mode, got, ok, want)
@@ -720,8 +721,41 @@ func TestInstallSettings(t *testing.T) {
 	if !hasRule(strategy.Permissions, "coordination.k8s.io", "leases", "update") {
 		t.Error("the CSV's namespaced permissions lack the leader-election Lease rule")
 	}
-	if !hasRule(strategy.ClusterPermissions, "openbao.org", "openbaoclusters", "watch") {
-		t.Error("the CSV's cluster permissions do not let the operator watch OpenBaoClusters")
+	// OLM grants `permissions` in the target namespaces only (cluster-wide
+	// for AllNamespaces): everything namespaced belongs there. Only the OIDC
+	// discovery URLs, which no Role can grant, are cluster permissions.
+	for _, r := range []struct{ group, resource, verb string }{
+		{"openbao.org", "openbaoclusters", "watch"},
+		{"openbao.org", "openbaoclusters/status", "patch"},
+		{"apps", "statefulsets", "create"},
+		{"", "secrets", "create"},
+		{"", "pods", "delete"},
+		{"batch", "jobs", "create"},
+		{"events.k8s.io", "events", "create"},
+	} {
+		if !hasRule(strategy.Permissions, r.group, r.resource, r.verb) {
+			t.Errorf("the CSV's namespaced permissions lack %s %s/%s", r.verb, r.group, r.resource)
+		}
+	}
+	var urls []string
+	for _, p := range strategy.ClusterPermissions {
+		for _, r := range p.Rules {
+			if len(r.Resources) > 0 || len(r.APIGroups) > 0 {
+				t.Errorf("cluster permission on resources %v of %v: namespaced rules belong to the CSV's permissions", r.Resources, r.APIGroups)
+			}
+			urls = append(urls, r.NonResourceURLs...)
+		}
+	}
+	slices.Sort(urls)
+	if want := []string{"/.well-known/openid-configuration", "/openid/v1/jwks"}; !slices.Equal(urls, want) {
+		t.Errorf("cluster permissions cover the URLs %v, want exactly %v", urls, want)
+	}
+	for _, p := range strategy.Permissions {
+		for _, r := range p.Rules {
+			if len(r.NonResourceURLs) > 0 {
+				t.Errorf("namespaced permission on URLs %v: OLM cannot grant them with a Role", r.NonResourceURLs)
+			}
+		}
 	}
 	for _, p := range append(strategy.Permissions, strategy.ClusterPermissions...) {
 		if p.ServiceAccountName != sa {
@@ -770,7 +804,11 @@ func checkPod(t *testing.T, name string, pod corev1.PodSpec) {
 	if e := env["OPERATOR_IMAGE"]; e.Value != manager.Image || manager.Image == "" {
 		t.Errorf("OPERATOR_IMAGE = %q, the manager runs %q: upgrade Jobs would run another image", e.Value, manager.Image)
 	}
-	for name, fieldPath := range map[string]string{"POD_NAMESPACE": "metadata.namespace", "SERVICE_ACCOUNT_NAME": "spec.serviceAccountName"} {
+	for name, fieldPath := range map[string]string{
+		"POD_NAMESPACE":        "metadata.namespace",
+		"SERVICE_ACCOUNT_NAME": "spec.serviceAccountName",
+		"WATCH_NAMESPACE":      "metadata.annotations['olm.targetNamespaces']",
+	} {
 		e := env[name]
 		if e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != fieldPath {
 			t.Errorf("%s must come from the downward API (%s)", name, fieldPath)

@@ -118,6 +118,8 @@ func TestKubectlApplyKustomize(t *testing.T) {
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: "openbao-operator-leader-election-rolebinding"}},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "openbao-operator-manager-role"}},
 		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "openbao-operator-manager-rolebinding"}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "openbao-operator-oidc-discovery-role"}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "openbao-operator-oidc-discovery-rolebinding"}},
 	} {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			t.Errorf("%T %s: %v", obj, obj.GetName(), err)

@@ -360,6 +360,7 @@ func deployGreen(s *upgrade.State) upgrade.Step {
 		// and that must not restart them.
 		Partition:  replicas,
 		ConfigHash: hex.EncodeToString(sum[:8]),
+		Platform:   s.Platform,
 	})
 	return upgrade.Step{
 		Kind: upgrade.StepAct, Name: StepDeployGreen, NewStep: true,

@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ import (
 
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/controlplane"
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/nodeagent"
+	"github.com/openbao-operator/openbao-operator/tests/localcluster/openshift"
 )
 
 // Names of the operator's objects as config/default installs them.
@@ -270,7 +272,9 @@ func (c *Cluster) up(ctx context.Context) error {
 		BindIP:    gateway,
 		Port:      o.APIPort,
 
-		ExtraAPIServerFlags: o.ExtraAPIServerFlags,
+		// MutatingAdmissionPolicy is served for the OpenShift SCC emulation; it changes
+		// nothing until EnableOpenShiftSCC creates a policy.
+		ExtraAPIServerFlags: append(slices.Clone(openshift.APIServerFlags), o.ExtraAPIServerFlags...),
 	})
 	if err != nil {
 		return err

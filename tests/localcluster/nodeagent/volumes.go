@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,6 +34,9 @@ func (e *volumeError) Error() string { return e.msg }
 // host folder of each, by volume name.
 func (w *podWorker) syncVolumes(ctx context.Context, pod *corev1.Pod) (map[string]string, error) {
 	paths := map[string]string{}
+	// The kubelet applies the fsGroup to a volume's contents when it mounts it, once per
+	// pod; later passes only keep the folder itself right.
+	mounting := w.volumes == nil
 	gid := -1
 	if sc := pod.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
 		gid = int(*sc.FSGroup)
@@ -43,7 +47,7 @@ func (w *podWorker) syncVolumes(ctx context.Context, pod *corev1.Pod) (map[strin
 		var err error
 		switch {
 		case v.EmptyDir != nil:
-			err = ensureSharedDir(dir, gid)
+			err = ensureSharedDir(dir, gid, mounting)
 		case v.HostPath != nil:
 			dir = v.HostPath.Path
 			if v.HostPath.Type != nil && (*v.HostPath.Type == corev1.HostPathDirectoryOrCreate) {
@@ -52,7 +56,7 @@ func (w *podWorker) syncVolumes(ctx context.Context, pod *corev1.Pod) (map[strin
 		case v.PersistentVolumeClaim != nil:
 			dir, err = w.agent.claimPath(pod.Namespace, v.PersistentVolumeClaim.ClaimName)
 			if err == nil {
-				err = ensureSharedDir(dir, gid)
+				err = ensureSharedDir(dir, gid, mounting)
 			}
 		case v.ConfigMap != nil || v.Secret != nil || v.DownwardAPI != nil || v.Projected != nil:
 			var payload map[string]fileData
@@ -72,17 +76,72 @@ func (w *podWorker) syncVolumes(ctx context.Context, pod *corev1.Pod) (map[strin
 }
 
 // ensureSharedDir creates a writable folder (emptyDir, claim): mode 0777 as
-// the kubelet's emptyDir, group-owned by the pod's fsGroup if any.
-func ensureSharedDir(dir string, gid int) error {
+// the kubelet's emptyDir, group-owned by the pod's fsGroup if any; when the pod
+// mounts it, everything in it too, as the kubelet does (setVolumeOwnership).
+func ensureSharedDir(dir string, gid int, mounting bool) error {
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return err
 	}
 	mode := os.FileMode(0o777)
-	if gid >= 0 {
-		_ = os.Chown(dir, -1, gid)
-		mode |= os.ModeSetgid
+	if info, err := os.Stat(dir); err == nil {
+		mode |= info.Mode() & os.ModeSetgid
 	}
-	return os.Chmod(dir, mode)
+	if err := os.Chmod(dir, mode); err != nil {
+		return err
+	}
+	switch {
+	case gid < 0:
+		return nil
+	case mounting:
+		return setVolumeOwnership(dir, gid)
+	}
+	if err := os.Chown(dir, -1, gid); err != nil {
+		return err
+	}
+	return os.Chmod(dir, mode|os.ModeSetgid)
+}
+
+// setVolumeOwnership applies a pod's fsGroup to a volume as the kubelet does
+// (SetVolumeOwnership, fsGroupChangePolicy Always): every file and folder
+// becomes group-owned by fsGroup and group-readable and -writable, folders also
+// group-searchable and setgid so that new files inherit the group. This is what
+// lets a pod whose user ID the platform assigns (OpenShift gives each namespace
+// its own range) use data that a pod with another user ID wrote, as long as
+// both share the fsGroup. Symbolic links are re-owned, never followed.
+func setVolumeOwnership(dir string, gid int) error {
+	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		// A file that a still running process removed meanwhile needs nothing.
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(path, -1, gid); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return fmt.Errorf("fsGroup %d on %s: %w", gid, path, err)
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			return nil
+		}
+		info, err := d.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		mask := os.FileMode(0o660)
+		if d.IsDir() {
+			mask |= 0o110 | os.ModeSetgid
+		}
+		if info.Mode()&mask == mask {
+			return nil
+		}
+		return os.Chmod(path, info.Mode()&(os.ModePerm|os.ModeSetgid|os.ModeSetuid|os.ModeSticky)|mask)
+	})
 }
 
 func modeOr(m *int32, def int32) os.FileMode {

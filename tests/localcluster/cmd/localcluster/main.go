@@ -60,6 +60,7 @@ type flags struct {
 	dir, kubeAssets, openBaoDir, manager string
 	bridge, cidr                         string
 	port                                 int
+	openShiftSCC                         bool
 }
 
 func main() {
@@ -93,7 +94,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|demo [--dir DIR] [--kube-assets DIR] [--openbao-dir DIR] [--manager FILE] [--port N] [--bridge NAME] [--cidr CIDR]")
+	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|demo [--dir DIR] [--kube-assets DIR] [--openbao-dir DIR] [--manager FILE] [--port N] [--bridge NAME] [--cidr CIDR] [--openshift-scc]")
 }
 
 func parseFlags(cmd string, args []string) (flags, error) {
@@ -110,6 +111,7 @@ func parseFlags(cmd string, args []string) (flags, error) {
 	fs.IntVar(&f.port, "port", controlplane.DefaultPort, "API server port on the pod network's gateway address (0: any free port)")
 	fs.StringVar(&f.bridge, "bridge", devBridge, "the pod network's bridge (at most 11 characters)")
 	fs.StringVar(&f.cidr, "cidr", devCIDR, "the pod network, an IPv4 /24 used nowhere else")
+	fs.BoolVar(&f.openShiftSCC, "openshift-scc", false, "emulate OpenShift's restricted-v2 SCC (security.openshift.io in discovery, pod IDs from the namespace's openshift.io/sa.scc.uid-range) and restart the operator so that it sees it")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -154,7 +156,7 @@ func up(f flags) error {
 	defer log.Close()
 	cmd := exec.Command(self, "serve", "--dir", f.dir, "--kube-assets", f.kubeAssets,
 		"--openbao-dir", f.openBaoDir, "--manager", f.manager, "--port", strconv.Itoa(f.port),
-		"--bridge", f.bridge, "--cidr", f.cidr)
+		"--bridge", f.bridge, "--cidr", f.cidr, "--openshift-scc="+strconv.FormatBool(f.openShiftSCC))
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -234,6 +236,15 @@ func serve(f flags) error {
 	})
 	if err != nil {
 		return err
+	}
+	if f.openShiftSCC {
+		fmt.Println("emulating OpenShift's restricted-v2 SCC; annotate a namespace with openshift.io/sa.scc.uid-range (e.g. 1000680000/10000) to apply it there")
+		if err := c.EnableOpenShiftSCC(ctx); err != nil {
+			return errors.Join(err, c.Down())
+		}
+		if err := c.RestartOperator(ctx); err != nil {
+			return errors.Join(err, c.Down())
+		}
 	}
 	st := stateInfo{PID: os.Getpid(), Kubeconfig: c.Kubeconfig(), Server: c.ControlPlane().Server(), KubeAssets: f.kubeAssets, RepoRoot: root}
 	data, _ := json.MarshalIndent(st, "", "  ")
