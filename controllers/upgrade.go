@@ -13,9 +13,6 @@ import (
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
-	// Strategies register themselves with the upgrade package.
-	_ "github.com/openbao-operator/openbao-operator/pkg/upgrade/bluegreen"
-	_ "github.com/openbao-operator/openbao-operator/pkg/upgrade/rolling"
 )
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete;deletecollection

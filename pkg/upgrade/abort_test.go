@@ -48,8 +48,6 @@ func (abortable) Abort(s *State) string {
 	return ""
 }
 
-func init() { Register(abortableStrategyName, abortable{}) }
-
 func upgrading(version string) *openbaov1alpha1.OpenBaoCluster {
 	c := cluster(version)
 	start := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -62,7 +60,7 @@ func upgrading(version string) *openbaov1alpha1.OpenBaoCluster {
 
 func reconcileAt(t *testing.T, c *openbaov1alpha1.OpenBaoCluster, env *recordingEnv, now time.Time) {
 	t.Helper()
-	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: now}, env, noPersist)
+	_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: now}, env, noPersist)
 	require.NoError(t, err)
 }
 

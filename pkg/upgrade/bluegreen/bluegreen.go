@@ -114,8 +114,6 @@ type Strategy struct{}
 
 var _ upgrade.Aborter = Strategy{}
 
-func init() { upgrade.Register(openbaov1alpha1.BlueGreenUpgrade, Strategy{}) }
-
 // GreenName is the StatefulSet of an upgrade's new servers: <cluster>-<revision>. Cluster
 // names have at most 40 characters, so pod names and their revision labels stay valid.
 func GreenName(c *openbaov1alpha1.OpenBaoCluster, revision string) string {

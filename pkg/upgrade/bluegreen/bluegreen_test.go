@@ -461,7 +461,7 @@ func (e simEnv) Event(_, reason, _ string) { e.s.events = append(e.s.events, rea
 func (s *sim) run(crash bool, before func(), stop func() bool) {
 	t := s.t
 	ctx := context.Background()
-	m := &upgrade.Manager{}
+	m := newManager()
 	started := false
 	for range 1500 {
 		if before != nil {
@@ -736,7 +736,7 @@ func TestBlueGreenNoAbortOnceBlueRetires(t *testing.T) {
 	u := s.upgradeStatus()
 	require.NotNil(t, u)
 	st := s.state(context.Background())
-	_, err := (&upgrade.Manager{}).Reconcile(context.Background(), st, simEnv{s, st}, func(context.Context) error { return nil })
+	_, err := (newManager()).Reconcile(context.Background(), st, simEnv{s, st}, func(context.Context) error { return nil })
 	require.NoError(t, err)
 	require.NotNil(t, s.cluster.Status.Upgrade)
 	assert.Contains(t, s.cluster.Status.Upgrade.Message, "can no longer be undone")
@@ -840,7 +840,7 @@ func TestBlueGreenNoAbortWhileGreenLeads(t *testing.T) {
 	s.check()
 	s.cluster.Spec.Version = oldVersion
 	st := s.state(context.Background())
-	_, err := (&upgrade.Manager{}).Reconcile(context.Background(), st, simEnv{s, st}, func(context.Context) error { return nil })
+	_, err := (newManager()).Reconcile(context.Background(), st, simEnv{s, st}, func(context.Context) error { return nil })
 	require.NoError(t, err)
 	u := s.upgradeStatus()
 	require.NotNil(t, u)
@@ -882,4 +882,9 @@ func TestBlueGreenHaltedRetirementFinishesWithItsTarget(t *testing.T) {
 	require.Nil(t, s.cluster.Status.Upgrade)
 	assert.Equal(t, newVersion, s.cluster.Status.CurrentVersion)
 	s.assertOnlyServers(green)
+}
+
+// newManager runs this package's strategy and no other.
+func newManager() *upgrade.Manager {
+	return &upgrade.Manager{Strategies: upgrade.Strategies{openbaov1alpha1.BlueGreenUpgrade: Strategy{}}}
 }

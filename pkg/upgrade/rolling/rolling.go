@@ -56,11 +56,10 @@ const stuckGrace = 20 * time.Second
 // Strategy is the Rolling strategy.
 type Strategy struct{}
 
-func init() { upgrade.Register(openbaov1alpha1.RollingUpgrade, Strategy{}) }
-
 // Plan decides the next step from the live StatefulSet, pods, Jobs and servers.
 func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error) {
 	c, u, sts := s.Cluster, s.Upgrade(), s.StatefulSet
+	st := status(u)
 	if sts == nil {
 		return upgrade.Wait(StepWaitTemplate, "", "The StatefulSet does not exist yet."), nil
 	}
@@ -99,9 +98,9 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 				step.PollAfter = upgrade.QuickPoll
 				return step, nil
 			}
-			if !slices.Contains(u.PodsDone, pod) {
-				u.PodsDone = append(u.PodsDone, pod)
-				u.CatchUpIndex = 0
+			if !slices.Contains(st.PodsDone, pod) {
+				st.PodsDone = append(st.PodsDone, pod)
+				st.CatchUpIndex = 0
 			}
 			continue
 		}
@@ -113,7 +112,7 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 				Successor: "another server",
 			}), nil
 		}
-		u.Partition = ptr.To(ord)
+		st.Partition = ptr.To(ord)
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepUpdatePod, Pod: pod, NewStep: true,
 			Message: fmt.Sprintf("Replacing %s with %s (partition %d).", pod, u.ToVersion, ord),
@@ -187,7 +186,7 @@ func notUpdated(s *upgrade.State, pod string) string {
 	case !s.Raft.Healthy[pod]:
 		return fmt.Sprintf("Waiting for autopilot to report %s healthy.", pod)
 	}
-	if slices.Contains(u.PodsDone, pod) {
+	if slices.Contains(status(u).PodsDone, pod) {
 		// It caught up once; it must stay healthy, but need not chase the leader's index.
 		return ""
 	}
@@ -200,11 +199,12 @@ func notUpdated(s *upgrade.State, pod string) string {
 // that records it.
 func caughtUp(s *upgrade.State, pod string, srv upgrade.ServerState) string {
 	u := s.Upgrade()
-	if u.CurrentPod != pod || u.Step != StepWaitPodHealthy || u.CatchUpIndex == 0 {
-		u.CatchUpIndex = int64(s.Raft.LeaderCommittedIndex)
+	st := status(u)
+	if u.CurrentPod != pod || u.Step != StepWaitPodHealthy || st.CatchUpIndex == 0 {
+		st.CatchUpIndex = int64(s.Raft.LeaderCommittedIndex)
 	}
-	if int64(srv.AppliedIndex) < u.CatchUpIndex {
-		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of the leader's committed index %d).", pod, srv.AppliedIndex, u.CatchUpIndex)
+	if int64(srv.AppliedIndex) < st.CatchUpIndex {
+		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of the leader's committed index %d).", pod, srv.AppliedIndex, st.CatchUpIndex)
 	}
 	return ""
 }
@@ -293,6 +293,15 @@ func noSuccessor(s *upgrade.State, pod string) string {
 		}
 	}
 	return fmt.Sprintf("No other healthy voter could take over from %s; waiting before stepping it down.", pod)
+}
+
+// status is this strategy's part of status.upgrade, started afresh for a new target (a
+// halted upgrade that was given another version has a new revision).
+func status(u *openbaov1alpha1.UpgradeStatus) *openbaov1alpha1.RollingStatus {
+	if u.Rolling == nil || u.Rolling.Revision != u.Revision {
+		u.Rolling = &openbaov1alpha1.RollingStatus{Revision: u.Revision}
+	}
+	return u.Rolling
 }
 
 func currentPartition(sts *appsv1.StatefulSet) int32 {
