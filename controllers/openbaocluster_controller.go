@@ -57,6 +57,10 @@ type OpenBaoClusterReconciler struct {
 	Observer Observer
 	Upgrades *upgrade.Manager
 	Options  Options
+
+	// statusWrites remembers the status this controller last wrote per cluster (see
+	// behindOwnWrite).
+	statusWrites statusWrites
 }
 
 // +kubebuilder:rbac:groups=openbao.org,resources=openbaoclusters,verbs=get;list;watch;update;patch
@@ -101,10 +105,19 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, nil
 	}
 
+	if r.statusWrites.behind(cluster) {
+		// The cache has not yet seen this controller's last status write: a pass on the older
+		// status would decide again what was already decided (and, as status is written
+		// without an optimistic lock, could write it back). The write's own event follows.
+		logger.V(1).Info("Waiting for the cache to show the last status write")
+		return ctrl.Result{RequeueAfter: requeueStaleCache}, nil
+	}
+
 	s := newScope(cluster)
 	defer func() {
 		if err := r.patchStatus(ctx, s, retErr); err != nil {
-			retErr = errors.Join(retErr, err)
+			// An error and a result never go back together: the error's backoff decides.
+			retErr, result = errors.Join(retErr, err), ctrl.Result{}
 		}
 	}()
 
@@ -135,8 +148,11 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			upgradeResult = res
 			break
 		}
-		if err != nil || !res.IsZero() {
-			return res, err
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if !res.IsZero() {
+			return res, nil
 		}
 	}
 	if upgradeResult.RequeueAfter > 0 {

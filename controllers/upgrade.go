@@ -96,8 +96,7 @@ func (r *OpenBaoClusterReconciler) listClusterObjects(ctx context.Context, s *sc
 // persistStatus writes the status now (intent before a side effect) and makes it the new
 // base of the final status patch.
 func (r *OpenBaoClusterReconciler) persistStatus(ctx context.Context, s *scope) error {
-	patch := client.MergeFromWithOptions(s.original, client.MergeFromWithOptimisticLock{})
-	if err := r.Status().Patch(ctx, s.cluster, patch); err != nil {
+	if err := r.writeStatus(ctx, s); err != nil {
 		return err
 	}
 	s.original = s.cluster.DeepCopy()
