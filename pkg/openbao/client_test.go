@@ -197,7 +197,7 @@ func TestClientAgainstRealCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("a non-voter joins, is promoted, demoted and removed", func(t *testing.T) {
+	t.Run("a non-voter joins, is promoted and removed", func(t *testing.T) {
 		extra := c.AddNode(true)
 		extra.Start()
 		extra.WaitServing(2 * time.Minute)
@@ -229,10 +229,6 @@ func TestClientAgainstRealCluster(t *testing.T) {
 			t.Fatalf("promote: %v", err)
 		}
 		baotest.Eventually(t, 2*time.Minute, "promoted to voter", voterIs(true))
-		if err := operator.Demote(ctx, extra.PodName); err != nil {
-			t.Fatalf("demote: %v", err)
-		}
-		baotest.Eventually(t, 2*time.Minute, "demoted to non-voter", voterIs(false))
 		if err := operator.RemovePeer(ctx, extra.PodName); err != nil {
 			t.Fatalf("remove peer: %v", err)
 		}

@@ -226,12 +226,11 @@ func (m *Manager) start(ctx context.Context, s *State, env Env, version, image s
 
 // validateTarget returns why a target version may not be used, or "".
 func (m *Manager) validateTarget(c *openbaov1alpha1.OpenBaoCluster, from, to string) string {
-	target, err := semver.ParseTolerant(to)
-	if err != nil {
-		return fmt.Sprintf("spec.version %q is not a semantic version. Set it to a release such as 2.7.2.", to)
-	}
-	current, err := semver.ParseTolerant(from)
-	if err != nil {
+	// The controller rejects a spec.version that is not a semantic version before the
+	// manager runs; a from version that is not one cannot be compared with.
+	target, err1 := semver.ParseTolerant(to)
+	current, err2 := semver.ParseTolerant(from)
+	if err1 != nil || err2 != nil {
 		return ""
 	}
 	if target.LT(current) && !c.Spec.Upgrade.AllowDowngrade {

@@ -107,7 +107,7 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 		// ord is the next server to move.
 		if replicas > 1 && s.Leader == pod {
 			return upgrade.StepDownStep(s, upgrade.StepDown{
-				Pod: pod, Ordinal: int(ord), Blocked: noSuccessor(s, pod),
+				Pod: pod, Ordinal: int(ord),
 				Reason:    fmt.Sprintf("%s is the active node and moves next", pod),
 				Successor: "another server",
 			}), nil
@@ -275,24 +275,11 @@ func placeLeadership(s *upgrade.State, partition, replicas int32) (upgrade.Step,
 
 func earlyStepDown(s *upgrade.State, pod string, k int32) upgrade.StepDown {
 	return upgrade.StepDown{
-		Pod: pod, Ordinal: int(k), JobSuffix: earlyStepDownSuffix, Blocked: noSuccessor(s, pod),
+		Pod: pod, Ordinal: int(k), JobSuffix: earlyStepDownSuffix,
 		Reason: fmt.Sprintf("%s is the active node; at its turn the servers still on %s would be a minority, which a hand-over to one of them cannot survive, so leadership moves before any server does",
 			pod, s.Upgrade().FromVersion),
 		Successor: "another server",
 	}
-}
-
-// noSuccessor says why no other server could take over leadership now, or "".
-func noSuccessor(s *upgrade.State, pod string) string {
-	if s.Raft == nil {
-		return "Waiting to read the Raft state before stepping down."
-	}
-	for id := range s.Raft.Voters {
-		if id != pod && s.Raft.Healthy[id] {
-			return ""
-		}
-	}
-	return fmt.Sprintf("No other healthy voter could take over from %s; waiting before stepping it down.", pod)
 }
 
 // status is this strategy's part of status.upgrade, started afresh for a new target (a

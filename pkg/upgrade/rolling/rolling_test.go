@@ -498,7 +498,7 @@ func TestRollingWaitsWhileNoSuccessorExists(t *testing.T) {
 	}
 	u := s.cluster.Status.Upgrade
 	assert.Equal(t, StepStepDown, u.Step)
-	assert.Contains(t, u.Message, "No other healthy voter")
+	assert.Contains(t, u.Message, "No other server could take over from bao-2 (autopilot reports no healthy voter other than bao-2)")
 	jobs := &batchv1.JobList{}
 	require.NoError(t, s.client.List(ctx, jobs))
 	assert.Empty(t, jobs.Items, "no step-down without a successor")
