@@ -225,11 +225,14 @@ func TestClientAgainstRealCluster(t *testing.T) {
 			}
 			return nil
 		})
-		if err := operator.Promote(ctx, extra.PodName); err != nil {
-			t.Fatalf("promote: %v", err)
+		if asked, err := openbao.PromoteNonVoter(ctx, operator, extra.PodName); err != nil || !asked {
+			t.Fatalf("promote: asked=%v %v", asked, err)
 		}
 		baotest.Eventually(t, 2*time.Minute, "promoted to voter", voterIs(true))
-		if err := operator.RemovePeer(ctx, extra.PodName); err != nil {
+		if asked, err := openbao.PromoteNonVoter(ctx, operator, extra.PodName); err != nil || asked {
+			t.Fatalf("promote a voter again: asked=%v %v (want a no-op)", asked, err)
+		}
+		if err := openbao.RemovePeerVerified(ctx, operator, extra.PodName); err != nil {
 			t.Fatalf("remove peer: %v", err)
 		}
 		baotest.Eventually(t, 2*time.Minute, "removed", func(ctx context.Context) error {
