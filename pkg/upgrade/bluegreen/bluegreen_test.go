@@ -2,6 +2,7 @@ package bluegreen
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -30,7 +31,10 @@ import (
 	baofake "github.com/openbao-operator/openbao-operator/pkg/openbao/fake"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade/internal/steptrace"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden step traces under testdata")
 
 const (
 	oldVersion   = "2.6.2"
@@ -70,6 +74,8 @@ type sim struct {
 	// What happened.
 	crashes, persists int
 	events            []string
+	// trace, when set, records the steps and events for a golden file.
+	trace *steptrace.Recorder
 	stepDowns         []string // "pod(version)"
 	leaderChanges     []string // "from(version)->to(version)"
 	leader            string
@@ -494,6 +500,9 @@ func (s *sim) run(crash bool, before func(), stop func() bool) {
 		} else {
 			require.NoError(t, err)
 		}
+		if s.trace != nil {
+			s.trace.Pass(s.cluster.Status.Upgrade, s.events)
+		}
 		s.check()
 		u := s.cluster.Status.Upgrade
 		if u != nil {
@@ -640,6 +649,21 @@ func TestBlueGreenUpgradeSequences(t *testing.T) {
 }
 
 // revisionOf is the revision of the upgrade the sim ran, from Green's StatefulSet.
+// The steps and events of a BlueGreen upgrade of 1, 3 and 5 servers, pinned in
+// testdata/bluegreen-<replicas>.golden.
+func TestBlueGreenStepTraces(t *testing.T) {
+	for _, replicas := range []int{1, 3, 5} {
+		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			s := newSim(t, replicas, 1)
+			s.promoteLag = 12 * time.Second
+			s.trace = &steptrace.Recorder{}
+			s.run(false, nil, nil)
+			require.Nil(t, s.cluster.Status.Upgrade, "upgrade finished")
+			s.trace.Check(t, fmt.Sprintf("testdata/bluegreen-%d.golden", replicas), *update)
+		})
+	}
+}
+
 func revisionOf(t *testing.T, s *sim) string {
 	for _, name := range s.objects(&appsv1.StatefulSetList{}) {
 		if rest, ok := strings.CutPrefix(name, "bao-"); ok {

@@ -2,6 +2,7 @@ package rolling
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -25,7 +26,10 @@ import (
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade/internal/steptrace"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden step traces under testdata")
 
 const (
 	oldVersion = "2.6.2"
@@ -60,6 +64,8 @@ type sim struct {
 	crashes         int
 	persists        int
 	events          []string
+	// trace, when set, records the steps and events for a golden file.
+	trace *steptrace.Recorder
 }
 
 func newSim(t *testing.T, replicas int, seed uint64) *sim {
@@ -329,6 +335,9 @@ func (s *sim) run(t *testing.T, crash bool) {
 		} else {
 			require.NoError(t, err)
 		}
+		if s.trace != nil {
+			s.trace.Pass(s.cluster.Status.Upgrade, s.events)
+		}
 		if s.cluster.Status.Upgrade == nil && i > 0 {
 			return
 		}
@@ -453,6 +462,24 @@ func TestRollingStartsAfreshForANewRevision(t *testing.T) {
 	assert.Equal(t, &openbaov1alpha1.RollingStatus{Revision: "r2"}, status(u))
 	u.Rolling.PodsDone = []string{"bao-2"}
 	assert.Equal(t, []string{"bao-2"}, status(u).PodsDone, "same revision: kept")
+}
+
+// The steps and events of a Rolling upgrade of 1, 3 and 5 servers, the active node on
+// ordinal 1 (it moves at its turn among three servers, and first among five), pinned in
+// testdata/rolling-<replicas>.golden.
+func TestRollingStepTraces(t *testing.T) {
+	for _, replicas := range []int{1, 3, 5} {
+		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			s := newSim(t, replicas, 1)
+			if replicas > 1 {
+				s.setLeader("bao-1")
+			}
+			s.trace = &steptrace.Recorder{}
+			s.run(t, false)
+			require.Nil(t, s.cluster.Status.Upgrade, "upgrade finished")
+			s.trace.Check(t, fmt.Sprintf("testdata/rolling-%d.golden", replicas), *update)
+		})
+	}
 }
 
 func TestRollingHaltsWhenTheNewImageCannotRun(t *testing.T) {
