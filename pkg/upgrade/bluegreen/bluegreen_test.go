@@ -75,19 +75,19 @@ type sim struct {
 	crashes, persists int
 	events            []string
 	// trace, when set, records the steps and events for a golden file.
-	trace *steptrace.Recorder
-	stepDowns         []string // "pod(version)"
-	leaderChanges     []string // "from(version)->to(version)"
-	leader            string
-	removeCalls       int
-	removed           []string
-	firstBlueRemoval  time.Time
-	cutoverAt         time.Time
-	selector          string
-	maxVoters         int
-	nodes             []string
-	firstPromote      time.Time
-	greenCaughtUp     time.Time // when the last Green server caught up (before any promotion)
+	trace            *steptrace.Recorder
+	stepDowns        []string // "pod(version)"
+	leaderChanges    []string // "from(version)->to(version)"
+	leader           string
+	removeCalls      int
+	removed          []string
+	firstBlueRemoval time.Time
+	cutoverAt        time.Time
+	selector         string
+	maxVoters        int
+	nodes            []string
+	firstPromote     time.Time
+	greenCaughtUp    time.Time // when the last Green server caught up (before any promotion)
 }
 
 func newSim(t *testing.T, replicas int, seed uint64) *sim {
