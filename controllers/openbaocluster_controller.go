@@ -243,7 +243,7 @@ func (r *OpenBaoClusterReconciler) reconcileServiceAccounts(ctx context.Context,
 
 func (r *OpenBaoClusterReconciler) reconcileServices(ctx context.Context, s *scope) (ctrl.Result, error) {
 	headless := resources.HeadlessService(s.cluster)
-	clientSvc := resources.ClientService(s.cluster, resources.StatefulSetSelector(s.cluster, servingStatefulSet(s.cluster)))
+	clientSvc := resources.ClientService(s.cluster, resources.StatefulSetSelector(s.cluster, r.Upgrades.Workload(s.cluster).ServingStatefulSet))
 	for _, svc := range []*corev1.Service{headless, clientSvc} {
 		desired := svc.DeepCopy()
 		if err := r.ensure(ctx, s, svc, func(o client.Object) {
@@ -267,15 +267,6 @@ func (r *OpenBaoClusterReconciler) reconcilePodDisruptionBudget(ctx context.Cont
 		return ctrl.Result{}, fmt.Errorf("pod disruption budget: %w", err)
 	}
 	return ctrl.Result{}, nil
-}
-
-// servingStatefulSet is the StatefulSet whose pods receive client traffic: the active one,
-// or the one a strategy switched traffic to during an upgrade.
-func servingStatefulSet(c *openbaov1alpha1.OpenBaoCluster) string {
-	if u := c.Status.Upgrade; u != nil && u.BlueGreen != nil && u.BlueGreen.ServingStatefulSet != "" {
-		return u.BlueGreen.ServingStatefulSet
-	}
-	return resources.ActiveStatefulSet(c)
 }
 
 // podToCluster maps a server pod to its OpenBaoCluster by its labels.

@@ -35,7 +35,8 @@ func (abortable) Plan(_ context.Context, s *State) (Step, error) {
 	}
 	return nextStep, nil
 }
-func (abortable) Apply(context.Context, *State, Step, Env) error { return nil }
+func (abortable) Apply(context.Context, *State, Step, Env) error    { return nil }
+func (abortable) Workload(*openbaov1alpha1.OpenBaoCluster) Workload { return Workload{} }
 func (abortable) Aborting(s *State) bool {
 	bg := s.Upgrade().BlueGreen
 	return bg != nil && bg.Aborting

@@ -149,6 +149,22 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 	}
 }
 
+// Workload is what the controller applies to the active StatefulSet and the client Service:
+// the running image and the active StatefulSet, unless the strategy of an upgrade in flight
+// declares otherwise. The controller never asks which strategy runs.
+func (m *Manager) Workload(c *openbaov1alpha1.OpenBaoCluster) Workload {
+	idle := Workload{Image: c.Status.CurrentImage, ServingStatefulSet: resources.ActiveStatefulSet(c)}
+	u := c.Status.Upgrade
+	if u == nil || u.ToImage == "" {
+		return idle
+	}
+	strategy, ok := m.Strategies[u.Strategy]
+	if !ok {
+		return idle
+	}
+	return strategy.Workload(c)
+}
+
 // Paused records when a cluster with an upgrade in flight was paused, so that the step's
 // deadline is moved forward by the pause when it resumes.
 func Paused(c *openbaov1alpha1.OpenBaoCluster, now time.Time) {

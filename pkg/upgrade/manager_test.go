@@ -131,7 +131,8 @@ type waitingStrategy struct{}
 func (waitingStrategy) Plan(context.Context, *State) (Step, error) {
 	return Step{Kind: StepWait, Name: "Waiting"}, nil
 }
-func (waitingStrategy) Apply(context.Context, *State, Step, Env) error { return nil }
+func (waitingStrategy) Apply(context.Context, *State, Step, Env) error    { return nil }
+func (waitingStrategy) Workload(*openbaov1alpha1.OpenBaoCluster) Workload { return Workload{} }
 
 const waitingStrategyName openbaov1alpha1.UpgradeStrategyType = "WaitingForTest"
 

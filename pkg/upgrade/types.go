@@ -141,10 +141,21 @@ type Env interface {
 	Event(eventType, reason, message string)
 }
 
-// Strategy carries an upgrade. Plan is pure: from the state (live objects plus the persisted
+// Workload is what a strategy wants of the cluster's active server StatefulSet and client
+// Service while its upgrade is in flight; the controller applies it.
+type Workload struct {
+	// Image is the image of the active StatefulSet's pod template.
+	Image string
+	// ServingStatefulSet is the StatefulSet whose pods the client Service selects.
+	ServingStatefulSet string
+}
+
+// Strategy carries an upgrade. Workload declares what the controller applies to the
+// active StatefulSet and the client Service for the upgrade in flight. Plan is pure: from the state (live objects plus the persisted
 // status.upgrade) it decides the next step, and may update status.upgrade's strategy-owned
 // fields (intent is written before the side effect). Apply performs one idempotent side effect.
 type Strategy interface {
+	Workload(c *openbaov1alpha1.OpenBaoCluster) Workload
 	Plan(ctx context.Context, s *State) (Step, error)
 	Apply(ctx context.Context, s *State, step Step, env Env) error
 }

@@ -115,6 +115,23 @@ func GreenName(c *openbaov1alpha1.OpenBaoCluster, revision string) string {
 	return c.Name + "-" + revision
 }
 
+// Workload: the active StatefulSet keeps the running image while it is Blue, and carries
+// the target once Green has been made the active StatefulSet (while Blue retires), or its
+// pods would move back to the old version. The clients go to ServingStatefulSet.
+func (Strategy) Workload(c *openbaov1alpha1.OpenBaoCluster) upgrade.Workload {
+	u := c.Status.Upgrade
+	w := upgrade.Workload{Image: c.Status.CurrentImage, ServingStatefulSet: resources.ActiveStatefulSet(c)}
+	if bg := u.BlueGreen; bg != nil {
+		if bg.GreenStatefulSet == resources.ActiveStatefulSet(c) {
+			w.Image = u.ToImage
+		}
+		if bg.ServingStatefulSet != "" {
+			w.ServingStatefulSet = bg.ServingStatefulSet
+		}
+	}
+	return w
+}
+
 // Plan decides the next step from the live StatefulSets, pods, Jobs and the Raft state.
 func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error) {
 	c, u := s.Cluster, s.Upgrade()

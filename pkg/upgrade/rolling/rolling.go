@@ -56,6 +56,12 @@ const stuckGrace = 20 * time.Second
 // Strategy is the Rolling strategy.
 type Strategy struct{}
 
+// Workload: the template carries the target from the start of the upgrade; the partition
+// keeps every pod where it is until Plan lowers it.
+func (Strategy) Workload(c *openbaov1alpha1.OpenBaoCluster) upgrade.Workload {
+	return upgrade.Workload{Image: c.Status.Upgrade.ToImage, ServingStatefulSet: resources.ActiveStatefulSet(c)}
+}
+
 // Plan decides the next step from the live StatefulSet, pods, Jobs and servers.
 func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error) {
 	c, u, sts := s.Cluster, s.Upgrade(), s.StatefulSet
