@@ -44,7 +44,8 @@ func removeGreen(s *upgrade.State, green string) (upgrade.Step, bool) {
 	bg := s.Upgrade().BlueGreen
 	blue := bg.BlueStatefulSet
 	if bg.ServingStatefulSet != blue {
-		// Traffic first; the provisioning controller follows ServingStatefulSet as well.
+		// Traffic first: the controller switches the client Service to ServingStatefulSet on
+		// its next pass, before Green's servers are touched.
 		bg.ServingStatefulSet, bg.CutoverTime = blue, nil
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepRestoreService, NewStep: true,

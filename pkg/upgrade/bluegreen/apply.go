@@ -58,19 +58,9 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 		env.Event(corev1.EventTypeNormal, "PeerRemoved", step.Message)
 		return nil
 	case switchService:
-		svc := &corev1.Service{}
-		if err := cl.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: resources.NamesFor(c).ClientService}, svc); err != nil {
-			return fmt.Errorf("read the client Service: %w", err)
-		}
-		// The provisioning controller may have switched it already: it follows
-		// ServingStatefulSet too.
-		if selector := resources.StatefulSetSelector(c, a.StatefulSet); !mapsEqual(svc.Spec.Selector, selector) {
-			patch := client.MergeFrom(svc.DeepCopy())
-			svc.Spec.Selector = selector
-			if err := cl.Patch(ctx, svc, patch); err != nil {
-				return fmt.Errorf("switch the client Service to %s: %w", a.StatefulSet, err)
-			}
-		}
+		// The controller is the client Service's only writer: it selects the Workload's
+		// ServingStatefulSet, recorded in the status before this step, on its next pass,
+		// before this strategy plans again. Nothing of Green is removed before that.
 		reason := "ServiceCutover"
 		if a.StatefulSet == s.Upgrade().BlueGreen.BlueStatefulSet {
 			reason = "ServiceRestored"

@@ -96,8 +96,9 @@ type (
 		ConfigMap   *corev1.ConfigMap
 		StatefulSet *appsv1.StatefulSet
 	}
-	promote           struct{ Leader, Pod string }
-	removePeer        struct{ Leader, Pod string }
+	promote    struct{ Leader, Pod string }
+	removePeer struct{ Leader, Pod string }
+	// switchService announces that the clients go to StatefulSet (see Apply).
 	switchService     struct{ StatefulSet string }
 	deleteStatefulSet struct{ Name string }
 	// deleteVolumes deletes a retired StatefulSet's ConfigMap and data volumes.
@@ -249,16 +250,4 @@ func firstPodOf(s *upgrade.State, sts string) string {
 		return ""
 	}
 	return names[0]
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -175,12 +175,9 @@ func (s *sim) tick(ctx context.Context) {
 	t := s.t
 	s.now = s.now.Add(3 * time.Second)
 
-	// The provisioning controller: the client Service follows the serving StatefulSet, and
+	// The provisioning controller: the client Service follows the declared workload, and
 	// the active StatefulSet is created when it is missing.
-	serving := resources.ActiveStatefulSet(s.cluster)
-	if u := s.cluster.Status.Upgrade; u != nil && u.BlueGreen != nil && u.BlueGreen.ServingStatefulSet != "" {
-		serving = u.BlueGreen.ServingStatefulSet
-	}
+	serving := newManager().Workload(s.cluster).ServingStatefulSet
 	svc := &corev1.Service{}
 	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "bao"}, svc))
 	if svc.Spec.Selector[resources.LabelStatefulSet] != serving {

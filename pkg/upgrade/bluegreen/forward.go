@@ -99,8 +99,9 @@ func forward(s *upgrade.State) upgrade.Step {
 		}
 	}
 
-	// Cutover: clients go to Green. The provisioning controller follows
-	// ServingStatefulSet on its next pass even if the operator stops right here.
+	// Cutover: clients go to Green. The controller switches the client Service to
+	// ServingStatefulSet (the declared Workload) on its next pass, even if the operator
+	// stops right here.
 	if bg.ServingStatefulSet != bg.GreenStatefulSet {
 		bg.Phase = openbaov1alpha1.BlueGreenCuttingOver
 		if pod, why := greenProblem(s, pods, true); why != "" {
