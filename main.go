@@ -25,6 +25,8 @@ import (
 	"github.com/openbao-operator/openbao-operator/pkg/executor"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade/bluegreen"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade/rolling"
 )
 
 var scheme = runtime.NewScheme()
@@ -110,7 +112,10 @@ func runManager(args []string) int {
 		Clock:    realClock,
 		Issuer:   &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: realClock},
 		Observer: &upgrade.Observer{TokenFile: *tokenFile},
-		Upgrades: &upgrade.Manager{ImageRepository: *imageRepository},
+		Upgrades: &upgrade.Manager{ImageRepository: *imageRepository, Strategies: upgrade.Strategies{
+			openbaov1alpha1.RollingUpgrade:   rolling.Strategy{},
+			openbaov1alpha1.BlueGreenUpgrade: bluegreen.Strategy{},
+		}},
 		Options: controllers.Options{
 			ImageRepository:        *imageRepository,
 			OperatorNamespace:      os.Getenv("POD_NAMESPACE"),

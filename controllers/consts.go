@@ -12,6 +12,9 @@ const (
 	requeueConverging = 5 * time.Second
 	// requeueAfterError backs off after an error the next attempt may not repeat.
 	requeueAfterError = 10 * time.Second
+	// requeueStaleCache looks again at a cluster whose cached copy is older than the status
+	// this controller last wrote; the cache catches up within milliseconds.
+	requeueStaleCache = 200 * time.Millisecond
 
 	// openBaoRequestTimeout bounds each call to an OpenBao server.
 	openBaoRequestTimeout = 5 * time.Second

@@ -60,6 +60,10 @@ type OpenBaoClusterReconciler struct {
 	Observer Observer
 	Upgrades *upgrade.Manager
 	Options  Options
+
+	// statusWrites remembers the status this controller last wrote per cluster (see
+	// behindOwnWrite).
+	statusWrites statusWrites
 }
 
 // +kubebuilder:rbac:groups=openbao.org,resources=openbaoclusters,verbs=get;list;watch;update;patch
@@ -104,10 +108,19 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, nil
 	}
 
+	if r.statusWrites.behind(cluster) {
+		// The cache has not yet seen this controller's last status write: a pass on the older
+		// status would decide again what was already decided (and, as status is written
+		// without an optimistic lock, could write it back). The write's own event follows.
+		logger.V(1).Info("Waiting for the cache to show the last status write")
+		return ctrl.Result{RequeueAfter: requeueStaleCache}, nil
+	}
+
 	s := newScope(cluster)
 	defer func() {
 		if err := r.patchStatus(ctx, s, retErr); err != nil {
-			retErr = errors.Join(retErr, err)
+			// An error and a result never go back together: the error's backoff decides.
+			retErr, result = errors.Join(retErr, err), ctrl.Result{}
 		}
 	}()
 
@@ -138,8 +151,11 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			upgradeResult = res
 			break
 		}
-		if err != nil || !res.IsZero() {
-			return res, err
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if !res.IsZero() {
+			return res, nil
 		}
 	}
 	if upgradeResult.RequeueAfter > 0 {
@@ -230,7 +246,7 @@ func (r *OpenBaoClusterReconciler) reconcileServiceAccounts(ctx context.Context,
 
 func (r *OpenBaoClusterReconciler) reconcileServices(ctx context.Context, s *scope) (ctrl.Result, error) {
 	headless := resources.HeadlessService(s.cluster)
-	clientSvc := resources.ClientService(s.cluster, resources.StatefulSetSelector(s.cluster, servingStatefulSet(s.cluster)))
+	clientSvc := resources.ClientService(s.cluster, resources.StatefulSetSelector(s.cluster, r.Upgrades.Workload(s.cluster).ServingStatefulSet))
 	for _, svc := range []*corev1.Service{headless, clientSvc} {
 		desired := svc.DeepCopy()
 		if err := r.ensure(ctx, s, svc, func(o client.Object) {
@@ -254,15 +270,6 @@ func (r *OpenBaoClusterReconciler) reconcilePodDisruptionBudget(ctx context.Cont
 		return ctrl.Result{}, fmt.Errorf("pod disruption budget: %w", err)
 	}
 	return ctrl.Result{}, nil
-}
-
-// servingStatefulSet is the StatefulSet whose pods receive client traffic: the active one,
-// or the one a strategy switched traffic to during an upgrade.
-func servingStatefulSet(c *openbaov1alpha1.OpenBaoCluster) string {
-	if u := c.Status.Upgrade; u != nil && u.BlueGreen != nil && u.BlueGreen.ServingStatefulSet != "" {
-		return u.BlueGreen.ServingStatefulSet
-	}
-	return resources.ActiveStatefulSet(c)
 }
 
 // podToCluster maps a server pod to its OpenBaoCluster by its labels.

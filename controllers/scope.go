@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -55,7 +57,7 @@ func (s *scope) available() bool {
 }
 
 // patchStatus computes the conditions and phase from the scope and writes the status once,
-// with an optimistic lock, only when it changed.
+// only when it changed (see writeStatus).
 func (r *OpenBaoClusterReconciler) patchStatus(ctx context.Context, s *scope, reconcileErr error) error {
 	c := s.cluster
 	gen := c.Generation
@@ -118,9 +120,8 @@ func (r *OpenBaoClusterReconciler) patchStatus(ctx context.Context, s *scope, re
 	}
 
 	if !equality.Semantic.DeepEqual(s.original.Status, c.Status) {
-		patch := client.MergeFromWithOptions(s.original, client.MergeFromWithOptimisticLock{})
-		if err := r.Status().Patch(ctx, c, patch); err != nil {
-			return fmt.Errorf("patch status: %w", err)
+		if err := r.writeStatus(ctx, s); err != nil {
+			return err
 		}
 		r.emitEvents(ctx, s)
 	}
@@ -179,4 +180,39 @@ func (r *OpenBaoClusterReconciler) emitEvents(ctx context.Context, s *scope) {
 		r.Recorder.Eventf(s.cluster, nil, corev1.EventTypeNormal, cond.Reason, "Pause", "%s", cond.Message)
 	}
 	log.FromContext(ctx).V(1).Info("Status updated", "phase", s.cluster.Status.Phase)
+}
+
+// writeStatus sends what this pass changed in the status, as a merge patch against the
+// status it read. The controller is the status' only writer, so the patch carries no
+// resourceVersion: a change of the spec (or of metadata) by someone else during the pass
+// does not throw the pass' status and events away. A pass never starts from a status older
+// than the one the controller last wrote (statusWrites), which the optimistic lock used to
+// guarantee.
+func (r *OpenBaoClusterReconciler) writeStatus(ctx context.Context, s *scope) error {
+	if err := r.Status().Patch(ctx, s.cluster, client.MergeFrom(s.original)); err != nil {
+		return fmt.Errorf("patch status: %w", err)
+	}
+	r.statusWrites.wrote(s.cluster)
+	return nil
+}
+
+// statusWrites holds, per cluster, the resourceVersion of the controller's last status
+// write.
+type statusWrites struct{ m sync.Map }
+
+func (w *statusWrites) wrote(c *openbaov1alpha1.OpenBaoCluster) {
+	w.m.Store(client.ObjectKeyFromObject(c), c.ResourceVersion)
+}
+
+// behind says whether c, as read, is older than the controller's last status write. A
+// resourceVersion is opaque to clients in general; the API server's are etcd revisions,
+// which only grow. One that is not a number is never "behind".
+func (w *statusWrites) behind(c *openbaov1alpha1.OpenBaoCluster) bool {
+	last, ok := w.m.Load(client.ObjectKeyFromObject(c))
+	if !ok {
+		return false
+	}
+	written, err1 := strconv.ParseUint(last.(string), 10, 64)
+	read, err2 := strconv.ParseUint(c.ResourceVersion, 10, 64)
+	return err1 == nil && err2 == nil && read < written
 }

@@ -13,7 +13,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
 
@@ -21,23 +20,6 @@ import (
 // operator last wrote, so that a converged StatefulSet is not written again even though the
 // API server adds defaults to the template.
 const annotationTemplateHash = "openbao.org/template-hash"
-
-// templateImage is the image the StatefulSet's template carries: the running image, or the
-// target of a Rolling upgrade in flight (the partition keeps pods from moving before the
-// upgrade lowers it), or the target of a BlueGreen upgrade that has made its Green
-// StatefulSet the active one while it retires Blue.
-func templateImage(c *openbaov1alpha1.OpenBaoCluster) string {
-	u := c.Status.Upgrade
-	switch {
-	case u == nil || u.ToImage == "":
-		return c.Status.CurrentImage
-	case u.Strategy == openbaov1alpha1.RollingUpgrade:
-		return u.ToImage
-	case u.BlueGreen != nil && u.BlueGreen.GreenStatefulSet == resources.ActiveStatefulSet(c):
-		return u.ToImage
-	}
-	return c.Status.CurrentImage
-}
 
 // reconcileStatefulSet converges the server StatefulSet. It never lowers the partition: a
 // template change waits for the upgrade manager, which alone moves pods.
@@ -63,7 +45,7 @@ func (r *OpenBaoClusterReconciler) reconcileStatefulSet(ctx context.Context, s *
 	}
 
 	desired := resources.StatefulSet(c, resources.StatefulSetParams{
-		Name: name, Image: templateImage(c), Replicas: replicas, Partition: partition, ConfigHash: s.configHash,
+		Name: name, Image: r.Upgrades.Workload(c).Image, Replicas: replicas, Partition: partition, ConfigHash: s.configHash,
 		Platform: r.Options.Platform,
 	})
 	hash, err := hashOf(desired.Spec.Template)

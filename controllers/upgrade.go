@@ -13,9 +13,6 @@ import (
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
-	// Strategies register themselves with the upgrade package.
-	_ "github.com/openbao-operator/openbao-operator/pkg/upgrade/bluegreen"
-	_ "github.com/openbao-operator/openbao-operator/pkg/upgrade/rolling"
 )
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete;deletecollection
@@ -100,8 +97,7 @@ func (r *OpenBaoClusterReconciler) listClusterObjects(ctx context.Context, s *sc
 // persistStatus writes the status now (intent before a side effect) and makes it the new
 // base of the final status patch.
 func (r *OpenBaoClusterReconciler) persistStatus(ctx context.Context, s *scope) error {
-	patch := client.MergeFromWithOptions(s.original, client.MergeFromWithOptimisticLock{})
-	if err := r.Status().Patch(ctx, s.cluster, patch); err != nil {
+	if err := r.writeStatus(ctx, s); err != nil {
 		return err
 	}
 	s.original = s.cluster.DeepCopy()

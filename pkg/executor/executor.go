@@ -28,16 +28,14 @@ import (
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
 
-// Actions.
+// Actions and the default timeouts of the whole action, login included, as the operator's
+// Jobs name and bound them (pkg/resources).
 const (
-	ActionStepDown = "step-down"
-	ActionSnapshot = "snapshot"
-)
+	ActionStepDown = string(resources.ActionStepDown)
+	ActionSnapshot = string(resources.ActionSnapshot)
 
-// Default timeouts of the whole action, login included.
-const (
-	DefaultStepDownTimeout = 2 * time.Minute
-	DefaultSnapshotTimeout = 10 * time.Minute
+	DefaultStepDownTimeout = resources.StepDownTimeout
+	DefaultSnapshotTimeout = resources.SnapshotTimeout
 )
 
 // Exit codes.
@@ -139,7 +137,7 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 	fs.StringVar(&o.AuthMount, "auth-mount", resources.JWTAuthMount, "Mount path of the JWT auth method")
 	switch action {
 	case ActionStepDown:
-		fs.StringVar(&o.NodeID, "node-id", "", "Raft node ID of the server at --address; defaults to the first label of its host name (the pod name)")
+		fs.StringVar(&o.NodeID, "node-id", "", "Raft node ID (the pod name) of the server at --address (required)")
 		fs.DurationVar(&o.Timeout, "timeout", DefaultStepDownTimeout, "Give up after this long, login included")
 	case ActionSnapshot:
 		fs.StringVar(&o.Out, "out", "", "File to save the snapshot to; <out>.partial is written first (required)")
@@ -162,6 +160,9 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 	if action == ActionSnapshot && o.Out == "" {
 		missing = append(missing, "--out")
 	}
+	if action == ActionStepDown && o.NodeID == "" {
+		missing = append(missing, "--node-id")
+	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		return o, fmt.Errorf("missing %s", strings.Join(missing, ", "))
@@ -173,35 +174,7 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return o, fmt.Errorf("--address %q is not an http(s) URL", o.Address)
 	}
-	if action == ActionStepDown && o.NodeID == "" {
-		o.NodeID = nodeIDFromHost(u.Hostname())
-		if o.NodeID == "" {
-			return o, fmt.Errorf("--node-id is required when the host of --address (%s) is an IP address", u.Hostname())
-		}
-	}
 	return o, nil
-}
-
-// nodeIDFromHost is the pod name of a pod's DNS name (<pod>.<headless service>.<ns>.svc):
-// the operator sets each server's Raft node ID to its pod name.
-func nodeIDFromHost(host string) string {
-	if host == "" || strings.Contains(host, ":") || isIPv4(host) {
-		return ""
-	}
-	return strings.SplitN(host, ".", 2)[0]
-}
-
-func isIPv4(host string) bool {
-	parts := strings.Split(host, ".")
-	if len(parts) != 4 {
-		return false
-	}
-	for _, p := range parts {
-		if p == "" || strings.Trim(p, "0123456789") != "" {
-			return false
-		}
-	}
-	return true
 }
 
 func (r *runner) printf(format string, args ...any) {

@@ -252,7 +252,7 @@ func TestStepDownRefusedWithoutAnotherVoter(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("step-down of the only server: exit %d, want 1\n%s", r.code, r)
 	}
-	want := "refusing to step down bao-0: no other healthy voter to take over (the raft configuration has no voter other than bao-0"
+	want := "refusing to step down bao-0: no other healthy voter to take over (the Raft configuration has no voter other than bao-0"
 	if !strings.Contains(r.stderr, want) {
 		t.Errorf("stderr does not say %q", want)
 	}

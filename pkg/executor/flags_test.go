@@ -17,9 +17,9 @@ func TestParseFlags(t *testing.T) {
 		want    Options
 		wantErr string
 	}{{
-		name:   "step-down takes the node ID from the pod's DNS name",
+		name:   "step-down",
 		action: ActionStepDown,
-		args:   append([]string{"--address", "https://bao-2.bao-internal.ns.svc:8200"}, base...),
+		args:   append([]string{"--address", "https://bao-2.bao-internal.ns.svc:8200", "--node-id", "bao-2"}, base...),
 		want: Options{Address: "https://bao-2.bao-internal.ns.svc:8200", CAFile: "/openbao/tls/ca.crt",
 			TokenFile: "/var/run/secrets/openbao.org/upgrade/token", Role: "openbao-upgrade", AuthMount: "jwt",
 			NodeID: "bao-2", Timeout: 2 * time.Minute},
@@ -31,10 +31,10 @@ func TestParseFlags(t *testing.T) {
 		want: Options{Address: "https://10.0.0.7:8200", CAFile: "/openbao/tls/ca.crt", TLSServerName: "bao-1.bao-internal.ns.svc",
 			TokenFile: "/var/run/secrets/openbao.org/upgrade/token", Role: "r", AuthMount: "k8s", NodeID: "bao-1", Timeout: 30 * time.Second},
 	}, {
-		name:    "an IP address needs --node-id",
+		name:    "step-down needs --node-id",
 		action:  ActionStepDown,
-		args:    append([]string{"--address", "https://10.0.0.7:8200"}, base...),
-		wantErr: "--node-id is required",
+		args:    append([]string{"--address", "https://bao-2.bao-internal.ns.svc:8200"}, base...),
+		wantErr: "missing --node-id",
 	}, {
 		name:   "snapshot",
 		action: ActionSnapshot,
@@ -51,7 +51,7 @@ func TestParseFlags(t *testing.T) {
 		name:    "missing flags are named",
 		action:  ActionStepDown,
 		args:    nil,
-		wantErr: "missing --address, --ca-file, --token-file",
+		wantErr: "missing --address, --ca-file, --node-id, --token-file",
 	}, {
 		name:    "unknown action",
 		action:  "restore",
@@ -59,7 +59,7 @@ func TestParseFlags(t *testing.T) {
 	}, {
 		name:    "not a URL",
 		action:  ActionStepDown,
-		args:    append([]string{"--address", "bao-0:8200"}, base...),
+		args:    append([]string{"--address", "bao-0:8200", "--node-id", "bao-0"}, base...),
 		wantErr: "is not an http(s) URL",
 	}}
 	for _, tc := range tests {

@@ -177,38 +177,25 @@ func otherHealthyVoters(ctx context.Context, cl openbao.Client, node string) (re
 	var ids []string
 	for _, s := range servers {
 		ids = append(ids, s.NodeID)
-		if s.NodeID == node {
-			found = true
-		} else if s.Voter {
-			voter[s.NodeID] = true
-		}
+		found = found || s.NodeID == node
+		voter[s.NodeID] = s.Voter
 	}
 	if !found {
 		return nil, "", fmt.Errorf("node %s is %w (peers: %s); check --node-id", node, errWrongNode, strings.Join(ids, ", "))
-	}
-	if len(voter) == 0 {
-		return nil, fmt.Sprintf("the raft configuration has no voter other than %s (peers: %s)", node, strings.Join(ids, ", ")), nil
 	}
 	ap, err := cl.AutopilotState(ctx)
 	if err != nil {
 		return nil, "", err
 	}
-	if !ap.IsHealthy() {
-		verdict := "no verdict yet"
-		if ap.Healthy != nil {
-			verdict = "unhealthy"
-		}
-		return nil, "autopilot reports the cluster " + verdict, nil
-	}
+	healthy := map[string]bool{}
 	for _, s := range ap.Servers {
-		if s.ID != node && voter[s.ID] && s.Healthy && (s.Status == "voter" || s.Status == "leader") {
-			ready = append(ready, s.ID)
-		}
+		healthy[s.ID] = s.Healthy && (s.Status == "voter" || s.Status == "leader")
 	}
-	if len(ready) == 0 {
-		return nil, fmt.Sprintf("autopilot reports no healthy voter other than %s", node), nil
+	ready, why = openbao.Successors(node, voter, ap.Healthy, healthy)
+	if why != "" {
+		why += fmt.Sprintf(" (peers: %s)", strings.Join(ids, ", "))
 	}
-	return ready, "", nil
+	return ready, why, nil
 }
 
 // leadershipMoved says whether the server has stopped being active and another server is:

@@ -77,8 +77,6 @@ type Client interface {
 	StepDown(ctx context.Context) error
 	// Promote makes a non-voter a voter.
 	Promote(ctx context.Context, nodeID string) error
-	// Demote makes a voter a non-voter.
-	Demote(ctx context.Context, nodeID string) error
 	// RemovePeer removes a server from the Raft configuration.
 	RemovePeer(ctx context.Context, nodeID string) error
 	// Snapshot writes a Raft snapshot to w and checks that it is complete.
@@ -509,10 +507,6 @@ func (c *client) StepDown(ctx context.Context) error {
 
 func (c *client) Promote(ctx context.Context, nodeID string) error {
 	return c.raftMembership(ctx, "promote", nodeID)
-}
-
-func (c *client) Demote(ctx context.Context, nodeID string) error {
-	return c.raftMembership(ctx, "demote", nodeID)
 }
 
 func (c *client) RemovePeer(ctx context.Context, nodeID string) error {

@@ -32,9 +32,14 @@ const (
 // ExecutorAction is what an upgrade Job does.
 type ExecutorAction string
 
+// The actions, and how long each may take, login included: the Job passes the timeout to
+// the executor, and the executor uses it as its default.
 const (
 	ActionStepDown ExecutorAction = "step-down"
 	ActionSnapshot ExecutorAction = "snapshot"
+
+	StepDownTimeout = 2 * time.Minute
+	SnapshotTimeout = 10 * time.Minute
 )
 
 // ExecutorJobParams are the inputs of an upgrade Job.

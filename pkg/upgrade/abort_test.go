@@ -35,7 +35,8 @@ func (abortable) Plan(_ context.Context, s *State) (Step, error) {
 	}
 	return nextStep, nil
 }
-func (abortable) Apply(context.Context, *State, Step, Env) error { return nil }
+func (abortable) Apply(context.Context, *State, Step, Env) error    { return nil }
+func (abortable) Workload(*openbaov1alpha1.OpenBaoCluster) Workload { return Workload{} }
 func (abortable) Aborting(s *State) bool {
 	bg := s.Upgrade().BlueGreen
 	return bg != nil && bg.Aborting
@@ -47,8 +48,6 @@ func (abortable) Abort(s *State) string {
 	s.Upgrade().BlueGreen = &openbaov1alpha1.BlueGreenStatus{Aborting: true}
 	return ""
 }
-
-func init() { Register(abortableStrategyName, abortable{}) }
 
 func upgrading(version string) *openbaov1alpha1.OpenBaoCluster {
 	c := cluster(version)
@@ -62,7 +61,7 @@ func upgrading(version string) *openbaov1alpha1.OpenBaoCluster {
 
 func reconcileAt(t *testing.T, c *openbaov1alpha1.OpenBaoCluster, env *recordingEnv, now time.Time) {
 	t.Helper()
-	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: now}, env, noPersist)
+	_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: now}, env, noPersist)
 	require.NoError(t, err)
 }
 

@@ -44,6 +44,8 @@ type Result struct {
 type Manager struct {
 	// ImageRepository is used for spec.version when spec.image is empty.
 	ImageRepository string
+	// Strategies are the strategies this operator knows, by spec.upgrade.strategy name.
+	Strategies Strategies
 }
 
 // PersistFunc writes the cluster's status now, so that intent is recorded before a side effect.
@@ -56,6 +58,9 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 	desiredVersion := c.Spec.Version
 	desiredImage := resources.DesiredImage(c, m.ImageRepository)
 	u := c.Status.Upgrade
+	if u.ConvertDeprecatedFields() {
+		log.FromContext(ctx).Info("Moved the upgrade status written by a previous release to status.upgrade.rolling")
+	}
 
 	if u == nil {
 		if desiredImage == c.Status.CurrentImage && desiredVersion == c.Status.CurrentVersion {
@@ -87,9 +92,9 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 		return Result{}, nil
 	}
 
-	strategy, ok := Lookup(u.Strategy)
+	strategy, ok := m.Strategies[u.Strategy]
 	if !ok {
-		m.halt(s, env, fmt.Sprintf("The upgrade strategy %q is not known to this operator (known: %v).", u.Strategy, Registered()))
+		m.halt(s, env, fmt.Sprintf("The upgrade strategy %q is not known to this operator (known: %v).", u.Strategy, m.Strategies.Names()))
 		return Result{}, nil
 	}
 	step, err := strategy.Plan(ctx, s)
@@ -144,6 +149,22 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 	}
 }
 
+// Workload is what the controller applies to the active StatefulSet and the client Service:
+// the running image and the active StatefulSet, unless the strategy of an upgrade in flight
+// declares otherwise. The controller never asks which strategy runs.
+func (m *Manager) Workload(c *openbaov1alpha1.OpenBaoCluster) Workload {
+	idle := Workload{Image: c.Status.CurrentImage, ServingStatefulSet: resources.ActiveStatefulSet(c)}
+	u := c.Status.Upgrade
+	if u == nil || u.ToImage == "" {
+		return idle
+	}
+	strategy, ok := m.Strategies[u.Strategy]
+	if !ok {
+		return idle
+	}
+	return strategy.Workload(c)
+}
+
 // Paused records when a cluster with an upgrade in flight was paused, so that the step's
 // deadline is moved forward by the pause when it resumes.
 func Paused(c *openbaov1alpha1.OpenBaoCluster, now time.Time) {
@@ -185,8 +206,8 @@ func (m *Manager) start(ctx context.Context, s *State, env Env, version, image s
 	if strategy == "" {
 		strategy = openbaov1alpha1.RollingUpgrade
 	}
-	if _, ok := Lookup(strategy); !ok {
-		msg := fmt.Sprintf("The upgrade strategy %q is not known to this operator (known: %v). Set spec.upgrade.strategy.", strategy, Registered())
+	if _, ok := m.Strategies[strategy]; !ok {
+		msg := fmt.Sprintf("The upgrade strategy %q is not known to this operator (known: %v). Set spec.upgrade.strategy.", strategy, m.Strategies.Names())
 		setCondition(c, openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonUpgradePending, msg)
 		return Result{}, nil
 	}
@@ -221,12 +242,11 @@ func (m *Manager) start(ctx context.Context, s *State, env Env, version, image s
 
 // validateTarget returns why a target version may not be used, or "".
 func (m *Manager) validateTarget(c *openbaov1alpha1.OpenBaoCluster, from, to string) string {
-	target, err := semver.ParseTolerant(to)
-	if err != nil {
-		return fmt.Sprintf("spec.version %q is not a semantic version. Set it to a release such as 2.7.2.", to)
-	}
-	current, err := semver.ParseTolerant(from)
-	if err != nil {
+	// The controller rejects a spec.version that is not a semantic version before the
+	// manager runs; a from version that is not one cannot be compared with.
+	target, err1 := semver.ParseTolerant(to)
+	current, err2 := semver.ParseTolerant(from)
+	if err1 != nil || err2 != nil {
 		return ""
 	}
 	if target.LT(current) && !c.Spec.Upgrade.AllowDowngrade {
@@ -243,7 +263,7 @@ func (m *Manager) validateTarget(c *openbaov1alpha1.OpenBaoCluster, from, to str
 func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bool, string) {
 	c := s.Cluster
 	u := c.Status.Upgrade
-	if strategy, ok := Lookup(u.Strategy); ok {
+	if strategy, ok := m.Strategies[u.Strategy]; ok {
 		if aborter, ok := strategy.(Aborter); ok {
 			back := version == u.FromVersion && image == u.FromImage
 			switch {
@@ -276,7 +296,6 @@ func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bo
 	msg := fmt.Sprintf("The halted upgrade to %s now targets %s.", u.ToVersion, version)
 	u.ToVersion, u.ToImage = version, image
 	u.Revision = revision(string(c.UID), u.FromImage, image)
-	u.PodsDone = nil
 	u.Step, u.LastError, u.Attempts = StepStarted, "", 0
 	u.StepStartTime, u.StepDeadline = nil, nil
 	u.Message = msg

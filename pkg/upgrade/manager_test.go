@@ -29,15 +29,16 @@ func noPersist(context.Context) error { return nil }
 func cluster(version string) *openbaov1alpha1.OpenBaoCluster {
 	return &openbaov1alpha1.OpenBaoCluster{
 		ObjectMeta: metav1.ObjectMeta{Name: "bao", Namespace: "ns"},
-		Spec:       openbaov1alpha1.OpenBaoClusterSpec{Version: version, Replicas: ptr.To[int32](3)},
-		Status:     openbaov1alpha1.OpenBaoClusterStatus{CurrentVersion: "2.6.2", CurrentImage: "quay.io/openbao/openbao:2.6.2"},
+		Spec: openbaov1alpha1.OpenBaoClusterSpec{Version: version, Replicas: ptr.To[int32](3),
+			Upgrade: openbaov1alpha1.UpgradeSpec{Strategy: waitingStrategyName}},
+		Status: openbaov1alpha1.OpenBaoClusterStatus{CurrentVersion: "2.6.2", CurrentImage: "quay.io/openbao/openbao:2.6.2"},
 	}
 }
 
 func TestNoDriftIsIdle(t *testing.T) {
 	c := cluster("2.6.2")
 	env := &recordingEnv{}
-	res, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
+	res, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
 	require.NoError(t, err)
 	assert.Zero(t, res.RequeueAfter)
 	assert.Nil(t, c.Status.Upgrade)
@@ -47,7 +48,7 @@ func TestNoDriftIsIdle(t *testing.T) {
 func TestDowngradeIsBlockedUnlessAllowed(t *testing.T) {
 	c := cluster("2.5.1")
 	env := &recordingEnv{}
-	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
+	_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
 	require.NoError(t, err)
 	cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
 	require.NotNil(t, cond)
@@ -55,7 +56,7 @@ func TestDowngradeIsBlockedUnlessAllowed(t *testing.T) {
 	assert.Equal(t, []string{"UpgradeBlocked"}, env.events)
 
 	c.Spec.Upgrade.AllowDowngrade = true
-	_, err = (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
+	_, err = testManager().Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
 	require.NoError(t, err)
 	cond = meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
 	assert.Equal(t, metav1.ConditionFalse, cond.Status, "allowed: no longer blocked")
@@ -65,7 +66,7 @@ func TestDowngradeIsBlockedUnlessAllowed(t *testing.T) {
 
 func TestFailedPreCheckNamesTheCheck(t *testing.T) {
 	c := cluster("2.7.2")
-	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, &recordingEnv{}, noPersist)
+	_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, &recordingEnv{}, noPersist)
 	require.NoError(t, err)
 	up := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading)
 	require.NotNil(t, up)
@@ -98,7 +99,7 @@ func TestPauseStopsTheStepDeadline(t *testing.T) {
 	assert.Equal(t, start.Add(time.Minute), c.Status.Upgrade.PausedAt.Time, "the first pause time is kept")
 
 	// Unpaused an hour later: the deadline moves by the hour.
-	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: start.Add(61 * time.Minute)}, &recordingEnv{}, noPersist)
+	_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: start.Add(61 * time.Minute)}, &recordingEnv{}, noPersist)
 	require.NoError(t, err)
 	assert.Nil(t, c.Status.Upgrade.PausedAt)
 	assert.Equal(t, start.Add(70*time.Minute), c.Status.Upgrade.StepDeadline.Time)
@@ -108,16 +109,18 @@ func TestHaltedUpgradeTakesANewTarget(t *testing.T) {
 	c := cluster("2.7.3")
 	c.Status.Upgrade = &openbaov1alpha1.UpgradeStatus{
 		FromVersion: "2.6.2", FromImage: "quay.io/openbao/openbao:2.6.2", ToVersion: "2.7.2", ToImage: "quay.io/openbao/openbao:2.7.2",
-		Strategy: openbaov1alpha1.RollingUpgrade, Step: StepHalted, LastError: "bao-2 did not become healthy", PodsDone: []string{"bao-2"},
+		Strategy: waitingStrategyName, Step: StepHalted, LastError: "bao-2 did not become healthy", Revision: "r1",
+		Rolling: &openbaov1alpha1.RollingStatus{Revision: "r1", PodsDone: []string{"bao-2"}},
 	}
 	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: openbaov1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: openbaov1alpha1.ReasonUpgradeFailed})
 	env := &recordingEnv{}
-	_, err := (&Manager{}).Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
+	_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
 	require.NoError(t, err)
 	u := c.Status.Upgrade
 	assert.Equal(t, "2.7.3", u.ToVersion)
 	assert.Equal(t, StepStarted, u.Step)
-	assert.Empty(t, u.PodsDone)
+	assert.NotEqual(t, "r1", u.Revision, "a new revision: the strategy's own fields start afresh")
+	assert.Equal(t, "r1", u.Rolling.Revision, "the manager leaves the strategy's fields to the strategy")
 	assert.True(t, meta.IsStatusConditionFalse(c.Status.Conditions, openbaov1alpha1.ConditionDegraded))
 	assert.Equal(t, []string{"UpgradeRetargeted"}, env.events)
 }
@@ -128,6 +131,31 @@ type waitingStrategy struct{}
 func (waitingStrategy) Plan(context.Context, *State) (Step, error) {
 	return Step{Kind: StepWait, Name: "Waiting"}, nil
 }
-func (waitingStrategy) Apply(context.Context, *State, Step, Env) error { return nil }
+func (waitingStrategy) Apply(context.Context, *State, Step, Env) error    { return nil }
+func (waitingStrategy) Workload(*openbaov1alpha1.OpenBaoCluster) Workload { return Workload{} }
 
-func init() { Register(openbaov1alpha1.RollingUpgrade, waitingStrategy{}) }
+const waitingStrategyName openbaov1alpha1.UpgradeStrategyType = "WaitingForTest"
+
+// testManager knows only the stand-in strategies of these tests.
+func testManager() *Manager {
+	return &Manager{Strategies: Strategies{waitingStrategyName: waitingStrategy{}, abortableStrategyName: abortable{}}}
+}
+
+// The previous release kept the Rolling fields flat in status.upgrade: the manager moves
+// them to status.upgrade.rolling before anything reads them, and clears the old ones.
+func TestUpgradeStatusOfThePreviousReleaseIsConverted(t *testing.T) {
+	c := cluster("2.7.2")
+	c.Status.Upgrade = &openbaov1alpha1.UpgradeStatus{
+		FromVersion: "2.6.2", FromImage: "quay.io/openbao/openbao:2.6.2", ToVersion: "2.7.2", ToImage: "quay.io/openbao/openbao:2.7.2",
+		Strategy: waitingStrategyName, Step: "Waiting", Revision: "r1",
+		Partition: ptr.To[int32](1), CatchUpIndex: 42, PodsDone: []string{"bao-2"},
+	}
+	_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, &recordingEnv{}, noPersist)
+	require.NoError(t, err)
+	u := c.Status.Upgrade
+	assert.Equal(t, &openbaov1alpha1.RollingStatus{Revision: "r1", Partition: ptr.To[int32](1), CatchUpIndex: 42, PodsDone: []string{"bao-2"}}, u.Rolling)
+	assert.Nil(t, u.Partition)
+	assert.Zero(t, u.CatchUpIndex)
+	assert.Nil(t, u.PodsDone)
+	assert.False(t, u.ConvertDeprecatedFields(), "converted once")
+}

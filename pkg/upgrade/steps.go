@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
 
@@ -30,13 +31,6 @@ const (
 // QuickPoll is how soon a strategy looks again at a wait that ends within a second or two
 // and holds the next server back.
 const QuickPoll = time.Second
-
-const (
-	// snapshotJobTimeout bounds the snapshot executor's own work.
-	snapshotJobTimeout = 10 * time.Minute
-	// stepDownJobTimeout bounds the step-down executor's own work.
-	stepDownJobTimeout = 2 * time.Minute
-)
 
 // Shared actions, performed by ApplyShared.
 type (
@@ -123,7 +117,7 @@ func Snapshot(s *State, before string) (step Step, done bool) {
 				Claim: resources.SnapshotClaim(c),
 				Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
 					Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionSnapshot,
-					TargetPod: s.Leader, SnapshotFile: file, Timeout: snapshotJobTimeout, Platform: s.Platform,
+					TargetPod: s.Leader, SnapshotFile: file, Timeout: resources.SnapshotTimeout, Platform: s.Platform,
 				}),
 			},
 		}, false
@@ -149,8 +143,6 @@ type StepDown struct {
 	Ordinal int
 	// JobSuffix tells apart the Jobs of two step-downs of one server in one upgrade.
 	JobSuffix string
-	// Blocked, when set, says why no step-down may start yet (no server could take over).
-	Blocked string
 	// Reason says, for people, why leadership moves now.
 	Reason string
 	// Successor names who takes over ("another server", "a Green server").
@@ -159,7 +151,8 @@ type StepDown struct {
 	OnFailure string
 }
 
-// StepDownStep runs the step-down Job against d.Pod and waits for it. A failed Job halts
+// StepDownStep runs the step-down Job against d.Pod and waits for it; the Job starts only
+// when the Job itself would step the server down (StepDownBlocked). A failed Job halts
 // the upgrade; once the user resumes it (the step is Started again), the failed Job is
 // deleted and a new one runs.
 func StepDownStep(s *State, d StepDown) Step {
@@ -168,15 +161,15 @@ func StepDownStep(s *State, d StepDown) Step {
 	job, exists := s.Jobs[name]
 	switch {
 	case !exists:
-		if d.Blocked != "" {
-			return Wait(StepStepDown, d.Pod, d.Blocked)
+		if why := StepDownBlocked(s, d.Pod); why != "" {
+			return Wait(StepStepDown, d.Pod, why)
 		}
 		return Step{
 			Kind: StepAct, Name: StepStepDown, Pod: d.Pod, NewStep: true,
 			Message: fmt.Sprintf("%s: moving leadership to %s with Job %s.", d.Reason, d.Successor, name),
 			Action: CreateJob{Job: resources.ExecutorJob(c, resources.ExecutorJobParams{
 				Name: name, Revision: u.Revision, Image: s.ExecutorImage, Action: resources.ActionStepDown,
-				TargetPod: d.Pod, Timeout: stepDownJobTimeout, Platform: s.Platform,
+				TargetPod: d.Pod, Timeout: resources.StepDownTimeout, Platform: s.Platform,
 			})},
 		}
 	case JobFailed(job) && u.Step == StepStarted:
@@ -198,6 +191,19 @@ func StepDownStep(s *State, d StepDown) Step {
 	default:
 		return Wait(StepStepDown, d.Pod, fmt.Sprintf("Waiting for the step-down Job %s.", name))
 	}
+}
+
+// StepDownBlocked says why pod may not step down now, or "". It gives the answer the
+// step-down Job gives before it acts (openbao.Successors), from the Raft state observed in
+// this pass, so that the operator never starts a Job that refuses to step the server down.
+func StepDownBlocked(s *State, pod string) string {
+	if s.Raft == nil {
+		return "Waiting to read the Raft state before stepping down."
+	}
+	if _, why := openbao.Successors(pod, s.Raft.Voters, s.Raft.AutopilotHealthy, s.Raft.Healthy); why != "" {
+		return fmt.Sprintf("No other server could take over from %s (%s); waiting before stepping it down.", pod, why)
+	}
+	return ""
 }
 
 // NotServingTarget says why pod's server does not serve the upgrade's target version yet,

@@ -8,6 +8,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
@@ -26,11 +27,18 @@ func TestStepDownStepFollowsItsJob(t *testing.T) {
 	d := StepDown{Pod: "bao-2", Ordinal: 2, Reason: "bao-2 leads", Successor: "another server", OnFailure: "nothing moved"}
 	const job = "bao-stepdown-r1-2"
 
-	blocked := d
-	blocked.Blocked = "nobody could take over"
-	step := StepDownStep(s, blocked)
+	// The Job would refuse: no Job is started.
+	step := StepDownStep(s, d)
 	assert.Equal(t, StepWait, step.Kind)
-	assert.Equal(t, "nobody could take over", step.Message)
+	assert.Contains(t, step.Message, "Waiting to read the Raft state")
+	s.Raft = &RaftState{
+		Voters:  map[string]bool{"bao-0": true, "bao-1": true, "bao-2": true},
+		Healthy: map[string]bool{"bao-0": true, "bao-1": true, "bao-2": true},
+	}
+	step = StepDownStep(s, d)
+	assert.Equal(t, StepWait, step.Kind)
+	assert.Contains(t, step.Message, "autopilot has no verdict on the cluster yet")
+	s.Raft.AutopilotHealthy = ptr.To(true)
 
 	step = StepDownStep(s, d)
 	require.Equal(t, StepAct, step.Kind)

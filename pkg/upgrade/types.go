@@ -1,13 +1,12 @@
 // Package upgrade carries OpenBao clusters from one version to another. The Manager detects
 // drift between the spec and the running version, validates it, runs the pre-checks and
 // keeps the upgrade's bookkeeping (deadlines, pause, halt, completion); a Strategy, chosen by
-// spec.upgrade.strategy and registered here, decides and performs each step. The manager knows
+// spec.upgrade.strategy among those the Manager was given, decides and performs each step. The manager knows
 // nothing of a strategy's steps.
 package upgrade
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"time"
 
@@ -144,10 +143,21 @@ type Env interface {
 	Event(eventType, reason, message string)
 }
 
-// Strategy carries an upgrade. Plan is pure: from the state (live objects plus the persisted
+// Workload is what a strategy wants of the cluster's active server StatefulSet and client
+// Service while its upgrade is in flight; the controller applies it.
+type Workload struct {
+	// Image is the image of the active StatefulSet's pod template.
+	Image string
+	// ServingStatefulSet is the StatefulSet whose pods the client Service selects.
+	ServingStatefulSet string
+}
+
+// Strategy carries an upgrade. Workload declares what the controller applies to the
+// active StatefulSet and the client Service for the upgrade in flight. Plan is pure: from the state (live objects plus the persisted
 // status.upgrade) it decides the next step, and may update status.upgrade's strategy-owned
 // fields (intent is written before the side effect). Apply performs one idempotent side effect.
 type Strategy interface {
+	Workload(c *openbaov1alpha1.OpenBaoCluster) Workload
 	Plan(ctx context.Context, s *State) (Step, error)
 	Apply(ctx context.Context, s *State, step Step, env Env) error
 }
@@ -164,26 +174,14 @@ type Aborter interface {
 	Abort(s *State) string
 }
 
-var registry = map[openbaov1alpha1.UpgradeStrategyType]Strategy{}
+// Strategies maps each spec.upgrade.strategy name to the strategy that carries it. The
+// operator's main wires the real ones; tests pass their own.
+type Strategies map[openbaov1alpha1.UpgradeStrategyType]Strategy
 
-// Register makes a strategy available under its spec.upgrade.strategy name.
-func Register(name openbaov1alpha1.UpgradeStrategyType, s Strategy) {
-	if _, dup := registry[name]; dup {
-		panic(fmt.Sprintf("upgrade strategy %s registered twice", name))
-	}
-	registry[name] = s
-}
-
-// Lookup returns the strategy registered under name.
-func Lookup(name openbaov1alpha1.UpgradeStrategyType) (Strategy, bool) {
-	s, ok := registry[name]
-	return s, ok
-}
-
-// Registered lists the registered strategies.
-func Registered() []string {
-	var out []string
-	for k := range registry {
+// Names lists the strategies by name, sorted, for messages.
+func (ss Strategies) Names() []string {
+	out := make([]string, 0, len(ss))
+	for k := range ss {
 		out = append(out, string(k))
 	}
 	sort.Strings(out)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,7 +114,55 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code = m.Run()
+	if err := checkOperatorLog(env.ContainerLogDir()); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		code = 1
+	}
 	return code
+}
+
+// operatorLogFaults are messages the operator's log must not hold after the suite: a status
+// write that lost a race (the pass' status and events are thrown away), and a reconcile
+// that returned a requeue together with an error (controller-runtime drops the requeue).
+var operatorLogFaults = []string{
+	"the object has been modified",
+	"Reconciler returned both",
+}
+
+// checkOperatorLog counts operatorLogFaults in the logs of the operator's containers.
+func checkOperatorLog(containerLogDir string) error {
+	logs, err := filepath.Glob(filepath.Join(containerLogDir, cluster.OperatorNamespace+"_*", "*", "*.log"))
+	if err != nil {
+		return err
+	}
+	if len(logs) == 0 {
+		return fmt.Errorf("no log of the operator under %s", containerLogDir)
+	}
+	counts := map[string]int{}
+	for _, path := range logs {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			for _, f := range operatorLogFaults {
+				if strings.Contains(line, f) {
+					counts[f]++
+				}
+			}
+		}
+	}
+	var bad []string
+	for _, f := range operatorLogFaults {
+		fmt.Printf("operator log: %d x %q\n", counts[f], f)
+		if counts[f] > 0 {
+			bad = append(bad, fmt.Sprintf("%d x %q", counts[f], f))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("the operator's log (%s) holds %s", strings.Join(logs, ", "), strings.Join(bad, ", "))
+	}
+	return nil
 }
 
 // collectLogs keeps the logs of a failed run in tests/e2e/_artifacts.

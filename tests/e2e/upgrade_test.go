@@ -418,7 +418,7 @@ func TestRollingUpgradeSurvivesOperatorRestarts(t *testing.T) {
 		return u.CurrentPod == "bao-2" && u.Step != "" && u.Step != "Started"
 	})
 	killOperator(t)
-	waitForStep(t, ns, "bao", "bao-2 done", func(u *openbaov1alpha1.UpgradeStatus) bool { return len(u.PodsDone) >= 1 })
+	waitForStep(t, ns, "bao", "bao-2 done", func(u *openbaov1alpha1.UpgradeStatus) bool { return u.Rolling != nil && len(u.Rolling.PodsDone) >= 1 })
 	killOperator(t)
 
 	c = waitUpgraded(t, ns, "bao", upgradeVersion, 3)
@@ -452,7 +452,7 @@ func TestPausedUpgrade(t *testing.T) {
 	}
 	c := waitFullyFormed(t, ns, "bao", 3)
 	updateSpec(t, ns, "bao", func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Version = upgradeVersion })
-	waitForStep(t, ns, "bao", "bao-2 done", func(u *openbaov1alpha1.UpgradeStatus) bool { return len(u.PodsDone) >= 1 })
+	waitForStep(t, ns, "bao", "bao-2 done", func(u *openbaov1alpha1.UpgradeStatus) bool { return u.Rolling != nil && len(u.Rolling.PodsDone) >= 1 })
 	updateSpec(t, ns, "bao", func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Paused = true })
 	eventually(t, waitShort, "Paused=True", func() (bool, string) {
 		c := getCluster(t, ns, "bao")

@@ -25,6 +25,8 @@ import (
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/controllers"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade/bluegreen"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade/rolling"
 )
 
 var (
@@ -132,11 +134,14 @@ func newHarness(t *testing.T) *harness {
 		client: direct,
 		writes: writes,
 		reconciler: &controllers.OpenBaoClusterReconciler{
-			Client:   counted,
-			Scheme:   scheme,
-			Clock:    clock.RealClock{},
-			Issuer:   &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: clock.RealClock{}},
-			Upgrades: &upgrade.Manager{},
+			Client: counted,
+			Scheme: scheme,
+			Clock:  clock.RealClock{},
+			Issuer: &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: clock.RealClock{}},
+			Upgrades: &upgrade.Manager{Strategies: upgrade.Strategies{
+				openbaov1alpha1.RollingUpgrade:   rolling.Strategy{},
+				openbaov1alpha1.BlueGreenUpgrade: bluegreen.Strategy{},
+			}},
 			Options: controllers.Options{
 				OperatorNamespace:      "openbao-operator-system",
 				OperatorServiceAccount: "openbao-operator-controller-manager",

@@ -39,11 +39,10 @@ const (
 // Condition reasons. Messages carry the details and the next step for the user.
 const (
 	// Available.
-	ReasonQuorumAvailable  = "QuorumAvailable"
-	ReasonNoActiveNode     = "NoActiveNode"
-	ReasonServersNotReady  = "ServersNotReady"
-	ReasonNotProvisioned   = "NotProvisioned"
-	ReasonClusterUnhealthy = "ClusterUnhealthy"
+	ReasonQuorumAvailable = "QuorumAvailable"
+	ReasonNoActiveNode    = "NoActiveNode"
+	ReasonServersNotReady = "ServersNotReady"
+	ReasonNotProvisioned  = "NotProvisioned"
 
 	// Upgrading.
 	ReasonNoUpgrade        = "NoUpgrade"
@@ -61,7 +60,6 @@ const (
 	ReasonDowngradeBlocked = "DowngradeBlocked"
 	ReasonUpgradeFailed    = "UpgradeFailed"
 	ReasonReconcileError   = "ReconcileError"
-	ReasonTLSSecretInvalid = "TLSSecretInvalid"
 
 	// Paused.
 	ReasonPausedByUser = "PausedByUser"

@@ -401,21 +401,9 @@ type UpgradeStatus struct {
 	// StartTime is when the upgrade started.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
-	// Partition is the StatefulSet partition the upgrade last set.
-	// +optional
-	Partition *int32 `json:"partition,omitempty"`
 	// CurrentPod is the pod the current step is about.
 	// +optional
 	CurrentPod string `json:"currentPod,omitempty"`
-	// CatchUpIndex is the leader's committed Raft index when CurrentPod was first seen
-	// healthy on the target: the pod has caught up once it has applied it. (Under write load
-	// a follower always trails the leader's latest index by a few entries.)
-	// +optional
-	CatchUpIndex int64 `json:"catchUpIndex,omitempty"`
-	// PodsDone are the pods that run the target version and caught up.
-	// +optional
-	// +listType=set
-	PodsDone []string `json:"podsDone,omitempty"`
 	// StepStartTime is when the current step started.
 	// +optional
 	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
@@ -435,9 +423,44 @@ type UpgradeStatus struct {
 	// Snapshot is the pre-upgrade snapshot, when one was requested.
 	// +optional
 	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+	// Rolling is the state of a Rolling upgrade.
+	// +optional
+	Rolling *RollingStatus `json:"rolling,omitempty"`
 	// BlueGreen is the state of a BlueGreen upgrade.
 	// +optional
 	BlueGreen *BlueGreenStatus `json:"blueGreen,omitempty"`
+
+	// Partition is deprecated: releases before status.upgrade.rolling wrote it here. It is
+	// read once, moved to rolling.partition and never written again.
+	// +optional
+	Partition *int32 `json:"partition,omitempty"`
+	// CatchUpIndex is deprecated: moved to rolling.catchUpIndex (see Partition).
+	// +optional
+	CatchUpIndex int64 `json:"catchUpIndex,omitempty"`
+	// PodsDone is deprecated: moved to rolling.podsDone (see Partition).
+	// +optional
+	// +listType=set
+	PodsDone []string `json:"podsDone,omitempty"`
+}
+
+// RollingStatus is the state of a Rolling upgrade.
+type RollingStatus struct {
+	// Revision is the upgrade revision (status.upgrade.revision) these fields were recorded
+	// for: when a halted upgrade takes a new target, the Rolling strategy starts afresh.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+	// Partition is the StatefulSet partition the upgrade last set.
+	// +optional
+	Partition *int32 `json:"partition,omitempty"`
+	// CatchUpIndex is the leader's committed Raft index when the current pod was first seen
+	// healthy on the target: the pod has caught up once it has applied it. (Under write load
+	// a follower always trails the leader's latest index by a few entries.)
+	// +optional
+	CatchUpIndex int64 `json:"catchUpIndex,omitempty"`
+	// PodsDone are the pods that run the target version and caught up.
+	// +optional
+	// +listType=set
+	PodsDone []string `json:"podsDone,omitempty"`
 }
 
 // SnapshotStatus records the pre-upgrade snapshot.

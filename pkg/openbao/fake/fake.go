@@ -453,13 +453,6 @@ func (cl *client) Promote(ctx context.Context, nodeID string) error {
 	})
 }
 
-func (cl *client) Demote(ctx context.Context, nodeID string) error {
-	return cl.membership("Demote", nodeID, func(m *Node) error {
-		m.Voter = false
-		return nil
-	})
-}
-
 func (cl *client) RemovePeer(ctx context.Context, nodeID string) error {
 	return cl.membership("RemovePeer", nodeID, func(m *Node) error {
 		m.Member, m.Voter = false, false

@@ -118,3 +118,25 @@ func clientOf2(c *fake.Cluster, id string) openbao.Client {
 	cl, _ := c.NewClient(openbao.Config{Address: "https://" + id + ":8200"})
 	return cl
 }
+
+func TestVerifiedMembershipChanges(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewHealthyCluster("bao", 3, "2.6.2")
+	leader := clientOf(t, c, c.Leader())
+
+	if _, err := openbao.PromoteNonVoter(ctx, leader, "ghost"); !errors.Is(err, openbao.ErrNotMember) {
+		t.Errorf("promote an unknown server: %v, want ErrNotMember", err)
+	}
+	if asked, err := openbao.PromoteNonVoter(ctx, leader, "bao-1"); err != nil || asked {
+		t.Errorf("promote a voter: asked=%v %v, want a no-op", asked, err)
+	}
+	if n := len(c.CallsTo("Promote")); n != 0 {
+		t.Errorf("a voter was promoted again (%d calls): OpenBao answers 500", n)
+	}
+	if err := openbao.RemovePeerVerified(ctx, leader, "bao-2"); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := c.Node("bao-2"); ok && n.Member {
+		t.Errorf("bao-2 is still a member: %+v", n)
+	}
+}

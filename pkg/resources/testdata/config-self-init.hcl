@@ -88,11 +88,8 @@ path "sys/version-history" {
   capabilities = ["list", "read"]
 }
 
-# Blue/green: promote the new servers, then demote and remove the old ones.
+# Blue/green: promote the new servers, then remove the old ones.
 path "sys/storage/raft/promote" {
-  capabilities = ["update"]
-}
-path "sys/storage/raft/demote" {
   capabilities = ["update"]
 }
 path "sys/storage/raft/remove-peer" {

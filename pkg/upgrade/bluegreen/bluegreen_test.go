@@ -2,6 +2,7 @@ package bluegreen
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -30,7 +31,10 @@ import (
 	baofake "github.com/openbao-operator/openbao-operator/pkg/openbao/fake"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade/internal/steptrace"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden step traces under testdata")
 
 const (
 	oldVersion   = "2.6.2"
@@ -70,18 +74,20 @@ type sim struct {
 	// What happened.
 	crashes, persists int
 	events            []string
-	stepDowns         []string // "pod(version)"
-	leaderChanges     []string // "from(version)->to(version)"
-	leader            string
-	removeCalls       int
-	removed           []string
-	firstBlueRemoval  time.Time
-	cutoverAt         time.Time
-	selector          string
-	maxVoters         int
-	nodes             []string
-	firstPromote      time.Time
-	greenCaughtUp     time.Time // when the last Green server caught up (before any promotion)
+	// trace, when set, records the steps and events for a golden file.
+	trace            *steptrace.Recorder
+	stepDowns        []string // "pod(version)"
+	leaderChanges    []string // "from(version)->to(version)"
+	leader           string
+	removeCalls      int
+	removed          []string
+	firstBlueRemoval time.Time
+	cutoverAt        time.Time
+	selector         string
+	maxVoters        int
+	nodes            []string
+	firstPromote     time.Time
+	greenCaughtUp    time.Time // when the last Green server caught up (before any promotion)
 }
 
 func newSim(t *testing.T, replicas int, seed uint64) *sim {
@@ -169,12 +175,9 @@ func (s *sim) tick(ctx context.Context) {
 	t := s.t
 	s.now = s.now.Add(3 * time.Second)
 
-	// The provisioning controller: the client Service follows the serving StatefulSet, and
+	// The provisioning controller: the client Service follows the declared workload, and
 	// the active StatefulSet is created when it is missing.
-	serving := resources.ActiveStatefulSet(s.cluster)
-	if u := s.cluster.Status.Upgrade; u != nil && u.BlueGreen != nil && u.BlueGreen.ServingStatefulSet != "" {
-		serving = u.BlueGreen.ServingStatefulSet
-	}
+	serving := newManager().Workload(s.cluster).ServingStatefulSet
 	svc := &corev1.Service{}
 	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "bao"}, svc))
 	if svc.Spec.Selector[resources.LabelStatefulSet] != serving {
@@ -461,7 +464,7 @@ func (e simEnv) Event(_, reason, _ string) { e.s.events = append(e.s.events, rea
 func (s *sim) run(crash bool, before func(), stop func() bool) {
 	t := s.t
 	ctx := context.Background()
-	m := &upgrade.Manager{}
+	m := newManager()
 	started := false
 	for range 1500 {
 		if before != nil {
@@ -493,6 +496,9 @@ func (s *sim) run(crash bool, before func(), stop func() bool) {
 			s.cluster.Status = persisted.Status
 		} else {
 			require.NoError(t, err)
+		}
+		if s.trace != nil {
+			s.trace.Pass(s.cluster.Status.Upgrade, s.events)
 		}
 		s.check()
 		u := s.cluster.Status.Upgrade
@@ -640,6 +646,21 @@ func TestBlueGreenUpgradeSequences(t *testing.T) {
 }
 
 // revisionOf is the revision of the upgrade the sim ran, from Green's StatefulSet.
+// The steps and events of a BlueGreen upgrade of 1, 3 and 5 servers, pinned in
+// testdata/bluegreen-<replicas>.golden.
+func TestBlueGreenStepTraces(t *testing.T) {
+	for _, replicas := range []int{1, 3, 5} {
+		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			s := newSim(t, replicas, 1)
+			s.promoteLag = 12 * time.Second
+			s.trace = &steptrace.Recorder{}
+			s.run(false, nil, nil)
+			require.Nil(t, s.cluster.Status.Upgrade, "upgrade finished")
+			s.trace.Check(t, fmt.Sprintf("testdata/bluegreen-%d.golden", replicas), *update)
+		})
+	}
+}
+
 func revisionOf(t *testing.T, s *sim) string {
 	for _, name := range s.objects(&appsv1.StatefulSetList{}) {
 		if rest, ok := strings.CutPrefix(name, "bao-"); ok {
@@ -736,7 +757,7 @@ func TestBlueGreenNoAbortOnceBlueRetires(t *testing.T) {
 	u := s.upgradeStatus()
 	require.NotNil(t, u)
 	st := s.state(context.Background())
-	_, err := (&upgrade.Manager{}).Reconcile(context.Background(), st, simEnv{s, st}, func(context.Context) error { return nil })
+	_, err := (newManager()).Reconcile(context.Background(), st, simEnv{s, st}, func(context.Context) error { return nil })
 	require.NoError(t, err)
 	require.NotNil(t, s.cluster.Status.Upgrade)
 	assert.Contains(t, s.cluster.Status.Upgrade.Message, "can no longer be undone")
@@ -840,7 +861,7 @@ func TestBlueGreenNoAbortWhileGreenLeads(t *testing.T) {
 	s.check()
 	s.cluster.Spec.Version = oldVersion
 	st := s.state(context.Background())
-	_, err := (&upgrade.Manager{}).Reconcile(context.Background(), st, simEnv{s, st}, func(context.Context) error { return nil })
+	_, err := (newManager()).Reconcile(context.Background(), st, simEnv{s, st}, func(context.Context) error { return nil })
 	require.NoError(t, err)
 	u := s.upgradeStatus()
 	require.NotNil(t, u)
@@ -882,4 +903,9 @@ func TestBlueGreenHaltedRetirementFinishesWithItsTarget(t *testing.T) {
 	require.Nil(t, s.cluster.Status.Upgrade)
 	assert.Equal(t, newVersion, s.cluster.Status.CurrentVersion)
 	s.assertOnlyServers(green)
+}
+
+// newManager runs this package's strategy and no other.
+func newManager() *upgrade.Manager {
+	return &upgrade.Manager{Strategies: upgrade.Strategies{openbaov1alpha1.BlueGreenUpgrade: Strategy{}}}
 }

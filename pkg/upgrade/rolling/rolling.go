@@ -56,11 +56,16 @@ const stuckGrace = 20 * time.Second
 // Strategy is the Rolling strategy.
 type Strategy struct{}
 
-func init() { upgrade.Register(openbaov1alpha1.RollingUpgrade, Strategy{}) }
+// Workload: the template carries the target from the start of the upgrade; the partition
+// keeps every pod where it is until Plan lowers it.
+func (Strategy) Workload(c *openbaov1alpha1.OpenBaoCluster) upgrade.Workload {
+	return upgrade.Workload{Image: c.Status.Upgrade.ToImage, ServingStatefulSet: resources.ActiveStatefulSet(c)}
+}
 
 // Plan decides the next step from the live StatefulSet, pods, Jobs and servers.
 func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error) {
 	c, u, sts := s.Cluster, s.Upgrade(), s.StatefulSet
+	st := status(u)
 	if sts == nil {
 		return upgrade.Wait(StepWaitTemplate, "", "The StatefulSet does not exist yet."), nil
 	}
@@ -99,21 +104,21 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 				step.PollAfter = upgrade.QuickPoll
 				return step, nil
 			}
-			if !slices.Contains(u.PodsDone, pod) {
-				u.PodsDone = append(u.PodsDone, pod)
-				u.CatchUpIndex = 0
+			if !slices.Contains(st.PodsDone, pod) {
+				st.PodsDone = append(st.PodsDone, pod)
+				st.CatchUpIndex = 0
 			}
 			continue
 		}
 		// ord is the next server to move.
 		if replicas > 1 && s.Leader == pod {
 			return upgrade.StepDownStep(s, upgrade.StepDown{
-				Pod: pod, Ordinal: int(ord), Blocked: noSuccessor(s, pod),
+				Pod: pod, Ordinal: int(ord),
 				Reason:    fmt.Sprintf("%s is the active node and moves next", pod),
 				Successor: "another server",
 			}), nil
 		}
-		u.Partition = ptr.To(ord)
+		st.Partition = ptr.To(ord)
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepUpdatePod, Pod: pod, NewStep: true,
 			Message: fmt.Sprintf("Replacing %s with %s (partition %d).", pod, u.ToVersion, ord),
@@ -187,7 +192,7 @@ func notUpdated(s *upgrade.State, pod string) string {
 	case !s.Raft.Healthy[pod]:
 		return fmt.Sprintf("Waiting for autopilot to report %s healthy.", pod)
 	}
-	if slices.Contains(u.PodsDone, pod) {
+	if slices.Contains(status(u).PodsDone, pod) {
 		// It caught up once; it must stay healthy, but need not chase the leader's index.
 		return ""
 	}
@@ -200,11 +205,12 @@ func notUpdated(s *upgrade.State, pod string) string {
 // that records it.
 func caughtUp(s *upgrade.State, pod string, srv upgrade.ServerState) string {
 	u := s.Upgrade()
-	if u.CurrentPod != pod || u.Step != StepWaitPodHealthy || u.CatchUpIndex == 0 {
-		u.CatchUpIndex = int64(s.Raft.LeaderCommittedIndex)
+	st := status(u)
+	if u.CurrentPod != pod || u.Step != StepWaitPodHealthy || st.CatchUpIndex == 0 {
+		st.CatchUpIndex = int64(s.Raft.LeaderCommittedIndex)
 	}
-	if int64(srv.AppliedIndex) < u.CatchUpIndex {
-		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of the leader's committed index %d).", pod, srv.AppliedIndex, u.CatchUpIndex)
+	if int64(srv.AppliedIndex) < st.CatchUpIndex {
+		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of the leader's committed index %d).", pod, srv.AppliedIndex, st.CatchUpIndex)
 	}
 	return ""
 }
@@ -275,24 +281,20 @@ func placeLeadership(s *upgrade.State, partition, replicas int32) (upgrade.Step,
 
 func earlyStepDown(s *upgrade.State, pod string, k int32) upgrade.StepDown {
 	return upgrade.StepDown{
-		Pod: pod, Ordinal: int(k), JobSuffix: earlyStepDownSuffix, Blocked: noSuccessor(s, pod),
+		Pod: pod, Ordinal: int(k), JobSuffix: earlyStepDownSuffix,
 		Reason: fmt.Sprintf("%s is the active node; at its turn the servers still on %s would be a minority, which a hand-over to one of them cannot survive, so leadership moves before any server does",
 			pod, s.Upgrade().FromVersion),
 		Successor: "another server",
 	}
 }
 
-// noSuccessor says why no other server could take over leadership now, or "".
-func noSuccessor(s *upgrade.State, pod string) string {
-	if s.Raft == nil {
-		return "Waiting to read the Raft state before stepping down."
+// status is this strategy's part of status.upgrade, started afresh for a new target (a
+// halted upgrade that was given another version has a new revision).
+func status(u *openbaov1alpha1.UpgradeStatus) *openbaov1alpha1.RollingStatus {
+	if u.Rolling == nil || u.Rolling.Revision != u.Revision {
+		u.Rolling = &openbaov1alpha1.RollingStatus{Revision: u.Revision}
 	}
-	for id := range s.Raft.Voters {
-		if id != pod && s.Raft.Healthy[id] {
-			return ""
-		}
-	}
-	return fmt.Sprintf("No other healthy voter could take over from %s; waiting before stepping it down.", pod)
+	return u.Rolling
 }
 
 func currentPartition(sts *appsv1.StatefulSet) int32 {

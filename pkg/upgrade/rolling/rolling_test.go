@@ -2,6 +2,7 @@ package rolling
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -25,7 +26,10 @@ import (
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade/internal/steptrace"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden step traces under testdata")
 
 const (
 	oldVersion = "2.6.2"
@@ -60,6 +64,8 @@ type sim struct {
 	crashes         int
 	persists        int
 	events          []string
+	// trace, when set, records the steps and events for a golden file.
+	trace *steptrace.Recorder
 }
 
 func newSim(t *testing.T, replicas int, seed uint64) *sim {
@@ -307,7 +313,7 @@ func (e simEnv) Event(_, reason, _ string) { e.s.events = append(e.s.events, rea
 // operator must finish from the persisted status and the live objects alone.
 func (s *sim) run(t *testing.T, crash bool) {
 	ctx := context.Background()
-	m := &upgrade.Manager{}
+	m := newManager()
 	for i := range 400 {
 		st := s.state(ctx)
 		persisted := s.cluster.DeepCopy()
@@ -328,6 +334,9 @@ func (s *sim) run(t *testing.T, crash bool) {
 			s.cluster.Status = persisted.Status
 		} else {
 			require.NoError(t, err)
+		}
+		if s.trace != nil {
+			s.trace.Pass(s.cluster.Status.Upgrade, s.events)
 		}
 		if s.cluster.Status.Upgrade == nil && i > 0 {
 			return
@@ -390,6 +399,89 @@ func TestRollingUpgradeSequences(t *testing.T) {
 	}
 }
 
+// An upgrade that the previous release of the operator left mid-way, with the Rolling
+// fields flat in status.upgrade, finishes under this release in the same order, without
+// replacing a server twice.
+func TestRollingResumesAnUpgradeOfThePreviousRelease(t *testing.T) {
+	for _, replicas := range []int{3, 5} {
+		for _, crash := range []bool{false, true} {
+			t.Run(fmt.Sprintf("replicas=%d/crash=%v", replicas, crash), func(t *testing.T) {
+				s := newSim(t, replicas, 3)
+				ctx := context.Background()
+				m := newManager()
+				noPersist := func(context.Context) error { return nil }
+				// Run until one server is done and the next one is being replaced and waited for.
+				for i := 0; ; i++ {
+					require.Less(t, i, 200, "the upgrade never reached its second server")
+					_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, noPersist)
+					require.NoError(t, err)
+					u := s.cluster.Status.Upgrade
+					if u != nil && u.Rolling != nil && len(u.Rolling.PodsDone) == 1 && u.Step == StepWaitPodHealthy && u.Rolling.CatchUpIndex > 0 {
+						break
+					}
+					s.tick(ctx)
+				}
+				u := s.cluster.Status.Upgrade
+				done, partition, catchUp := u.Rolling.PodsDone, u.Rolling.Partition, u.Rolling.CatchUpIndex
+				// What the previous release persisted: the same progress, in the flat fields.
+				u.Partition, u.CatchUpIndex, u.PodsDone, u.Rolling = partition, catchUp, done, nil
+
+				st := s.state(ctx)
+				_, err := m.Reconcile(ctx, st, simEnv{s}, noPersist)
+				require.NoError(t, err)
+				u = s.cluster.Status.Upgrade
+				require.NotNil(t, u.Rolling, "the old fields were moved")
+				assert.Equal(t, done, u.Rolling.PodsDone)
+				assert.Equal(t, catchUp, u.Rolling.CatchUpIndex, "the recorded catch-up index is kept")
+				assert.Nil(t, u.Partition)
+				assert.Zero(t, u.CatchUpIndex)
+				assert.Empty(t, u.PodsDone, "the old fields are not written again")
+
+				s.tick(ctx)
+				s.run(t, crash)
+				c := s.cluster
+				require.Nil(t, c.Status.Upgrade, "upgrade finished")
+				assert.Equal(t, newVersion, c.Status.CurrentVersion)
+				var want []string
+				for i := replicas - 1; i >= 0; i-- {
+					want = append(want, resources.PodName("bao", i))
+				}
+				assert.Equal(t, want, s.updateOrder, "each server replaced once, highest ordinal first")
+				for _, lc := range s.leaderChanges {
+					assert.NotRegexp(t, `\(`+newVersion+`\)->.*\(`+oldVersion+`\)`, lc, "leadership moved new -> old: %v", s.leaderChanges)
+				}
+			})
+		}
+	}
+}
+
+// A halted upgrade given a new target starts the Rolling fields afresh: the servers done
+// for the old target are not done for the new one.
+func TestRollingStartsAfreshForANewRevision(t *testing.T) {
+	u := &openbaov1alpha1.UpgradeStatus{Revision: "r2", Rolling: &openbaov1alpha1.RollingStatus{Revision: "r1", PodsDone: []string{"bao-2"}, CatchUpIndex: 7}}
+	assert.Equal(t, &openbaov1alpha1.RollingStatus{Revision: "r2"}, status(u))
+	u.Rolling.PodsDone = []string{"bao-2"}
+	assert.Equal(t, []string{"bao-2"}, status(u).PodsDone, "same revision: kept")
+}
+
+// The steps and events of a Rolling upgrade of 1, 3 and 5 servers, the active node on
+// ordinal 1 (it moves at its turn among three servers, and first among five), pinned in
+// testdata/rolling-<replicas>.golden.
+func TestRollingStepTraces(t *testing.T) {
+	for _, replicas := range []int{1, 3, 5} {
+		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			s := newSim(t, replicas, 1)
+			if replicas > 1 {
+				s.setLeader("bao-1")
+			}
+			s.trace = &steptrace.Recorder{}
+			s.run(t, false)
+			require.Nil(t, s.cluster.Status.Upgrade, "upgrade finished")
+			s.trace.Check(t, fmt.Sprintf("testdata/rolling-%d.golden", replicas), *update)
+		})
+	}
+}
+
 func TestRollingHaltsWhenTheNewImageCannotRun(t *testing.T) {
 	s := newSim(t, 3, 7)
 	s.cluster.Spec.Image = brokenImage
@@ -419,7 +511,7 @@ func TestRollingWaitsWhileNoSuccessorExists(t *testing.T) {
 		s.servers[n].Sealed = true
 	}
 	ctx := context.Background()
-	m := &upgrade.Manager{}
+	m := newManager()
 	// Start the upgrade while healthy, then break the others.
 	s.servers["bao-0"].Sealed, s.servers["bao-1"].Sealed = false, false
 	_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, func(context.Context) error { return nil })
@@ -433,7 +525,7 @@ func TestRollingWaitsWhileNoSuccessorExists(t *testing.T) {
 	}
 	u := s.cluster.Status.Upgrade
 	assert.Equal(t, StepStepDown, u.Step)
-	assert.Contains(t, u.Message, "No other healthy voter")
+	assert.Contains(t, u.Message, "No other server could take over from bao-2 (autopilot reports no healthy voter other than bao-2)")
 	jobs := &batchv1.JobList{}
 	require.NoError(t, s.client.List(ctx, jobs))
 	assert.Empty(t, jobs.Items, "no step-down without a successor")
@@ -443,7 +535,7 @@ func TestSnapshotRunsBeforeAnyPodMoves(t *testing.T) {
 	s := newSim(t, 3, 3)
 	s.cluster.Spec.Upgrade.PreUpgradeSnapshot = true
 	ctx := context.Background()
-	m := &upgrade.Manager{}
+	m := newManager()
 	noPersist := func(context.Context) error { return nil }
 	_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, noPersist) // start
 	require.NoError(t, err)
@@ -470,7 +562,7 @@ func TestFailedSnapshotBlocksTheUpgrade(t *testing.T) {
 	s := newSim(t, 3, 4)
 	s.cluster.Spec.Upgrade.PreUpgradeSnapshot = true
 	ctx := context.Background()
-	m := &upgrade.Manager{}
+	m := newManager()
 	noPersist := func(context.Context) error { return nil }
 	for range 2 {
 		_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, noPersist)
@@ -540,7 +632,7 @@ func TestRollingPlacesLeadershipBeforeTheFirstServerMoves(t *testing.T) {
 func TestRollingPollsCatchUpQuickly(t *testing.T) {
 	s := newSim(t, 3, 2)
 	ctx := context.Background()
-	m := &upgrade.Manager{}
+	m := newManager()
 	waits := 0
 	for range 200 {
 		res, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, func(context.Context) error { return nil })
@@ -567,7 +659,7 @@ func TestCaughtUpUsesTheRecordedIndex(t *testing.T) {
 	}}}
 	s := &upgrade.State{Cluster: c, Raft: &upgrade.RaftState{LeaderCommittedIndex: 100}}
 	assert.Contains(t, caughtUp(s, "bao-2", upgrade.ServerState{AppliedIndex: 90}), "applied 90 of the leader's committed index 100")
-	assert.Equal(t, int64(100), c.Status.Upgrade.CatchUpIndex)
+	assert.Equal(t, int64(100), c.Status.Upgrade.Rolling.CatchUpIndex)
 
 	// The next pass: the leader moved on, the record stays.
 	c.Status.Upgrade.Step = StepWaitPodHealthy
@@ -576,7 +668,7 @@ func TestCaughtUpUsesTheRecordedIndex(t *testing.T) {
 	assert.Empty(t, caughtUp(s, "bao-2", upgrade.ServerState{AppliedIndex: 100}))
 
 	// Already at the leader's index when first seen: done on that pass.
-	c.Status.Upgrade.Step, c.Status.Upgrade.CurrentPod, c.Status.Upgrade.CatchUpIndex = StepUpdatePod, "bao-1", 0
+	c.Status.Upgrade.Step, c.Status.Upgrade.CurrentPod, c.Status.Upgrade.Rolling.CatchUpIndex = StepUpdatePod, "bao-1", 0
 	assert.Empty(t, caughtUp(s, "bao-1", upgrade.ServerState{AppliedIndex: 130}))
 }
 
@@ -600,4 +692,9 @@ func TestNoServerMovesWhileTheEarlyStepDownHasNoSuccessorYet(t *testing.T) {
 	s.Leader = "bao-0"
 	_, ok := placeLeadership(s, 5, 5)
 	assert.False(t, ok, "leadership placed: the servers move")
+}
+
+// newManager runs this package's strategy and no other.
+func newManager() *upgrade.Manager {
+	return &upgrade.Manager{Strategies: upgrade.Strategies{openbaov1alpha1.RollingUpgrade: Strategy{}}}
 }

@@ -234,67 +234,17 @@ func (b *Bench) Run(ctx context.Context, mode string, replicas int) *Run {
 
 func (b *Bench) run(ctx context.Context, r *Run) error {
 	cfg := b.cfg
-	ns := r.Namespace
-	cfg.progress("%s: creating namespace and a %d-server OpenBaoCluster on %s", ns, r.Replicas, cfg.From)
-	if err := b.createNamespace(ctx, ns); err != nil {
-		return err
-	}
-	want := newCluster(ns, cfg.From, int32(r.Replicas))
-	if r.Mode == ModeBlueGreen {
-		want.Spec.Upgrade.Strategy = openbaov1alpha1.BlueGreenUpgrade
-		want.Spec.Upgrade.BlueGreen = &openbaov1alpha1.BlueGreenSpec{VerificationPeriod: &metav1.Duration{Duration: cfg.BlueGreenVerification}}
-	}
-	if err := cfg.Client.Create(ctx, want); err != nil {
-		return fmt.Errorf("create OpenBaoCluster: %w", err)
-	}
-	formedAt := time.Now()
-	c, err := b.waitFormed(ctx, ns, r.Replicas)
+	c, err := b.createCluster(ctx, r)
 	if err != nil {
 		return err
 	}
-	cfg.progress("%s: formed in %s", ns, time.Since(formedAt).Round(time.Second))
-
-	if r.Mode == ModeNaive {
-		if err := updateSpec(ctx, cfg.Client, ns, func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Paused = true }); err != nil {
-			return err
-		}
-		if err := poll(ctx, 2*time.Minute, "Paused=True", func() (bool, error) {
-			cur := &openbaov1alpha1.OpenBaoCluster{}
-			if err := cfg.Client.Get(ctx, client.ObjectKeyFromObject(c), cur); err != nil {
-				return false, nil
-			}
-			return meta.IsStatusConditionTrue(cur.Status.Conditions, openbaov1alpha1.ConditionPaused), nil
-		}); err != nil {
-			return err
-		}
-		time.Sleep(2 * time.Second) // a reconcile that started before the pause may finish
-	}
-
-	ca, err := caPEM(ctx, cfg.Kube, c)
+	ca, err := b.prepare(ctx, r, c)
 	if err != nil {
-		return err
-	}
-	if err := ensureServiceAccount(ctx, cfg.Kube, ns); err != nil {
-		return err
-	}
-	if cfg.LeaderNotLast {
-		last := resources.PodName(resources.ActiveStatefulSet(c), 0)
-		to, err := b.moveLeadershipFrom(ctx, c, ca, last)
-		if err != nil {
-			return err
-		}
-		cfg.progress("%s: leadership moved from %s to %s", ns, last, to)
-	}
-	if r.LeaderBefore, err = b.activeServer(ctx, c, ca); err != nil {
 		return err
 	}
 	rec := startRecorder(ctx, cfg.Kube, c, ca)
 	defer rec.stop()
-	load := loadclient.Start(ctx, loadclient.Config{
-		Kube: cfg.Kube, Namespace: ns, Service: resources.NamesFor(c).ClientService, CAPEM: ca,
-		Login: func(ctx context.Context) (string, error) { return token(ctx, cfg.Kube, ns) },
-		Role:  appRole, KeyPrefix: "secret/data/bench/" + ns + "/", Rate: cfg.Rate,
-	})
+	load := b.startLoad(ctx, c, ca)
 	loadStopped := false
 	defer func() {
 		if !loadStopped {
@@ -306,26 +256,133 @@ func (b *Bench) run(ctx context.Context, r *Run) error {
 		return fmt.Errorf("the load got no write acknowledged before the upgrade: %v", load.Report().FirstErrors)
 	}
 
-	_, _ = b.mem.resetPeak()
-	r.Start = time.Now()
-	cfg.progress("%s: upgrading %s -> %s (%s)", ns, cfg.From, cfg.To, r.Mode)
-	if r.Mode == ModeNaive {
-		err = naiveRoll(ctx, cfg.Kube, c, cfg.To)
-	} else {
-		err = updateSpec(ctx, cfg.Client, ns, func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Version = cfg.To })
-	}
+	end, operatorDone, waitErr, err := b.upgrade(ctx, r, c, rec)
 	if err != nil {
 		return err
 	}
-
-	var operatorDone time.Time
-	end, waitErr := b.waitRolled(ctx, r, c, rec, &operatorDone)
-	peak, _ := b.mem.resetPeak()
-	r.OperatorPeakRSSMiB = mib(peak)
 	time.Sleep(tail)
 	load.Stop()
 	loadStopped = true
 	rec.stop()
+	b.collect(ctx, r, c, ca, rec, load, end, operatorDone, waitErr)
+	if waitErr != nil {
+		return waitErr
+	}
+
+	if r.Mode == ModeNaive {
+		b.deleteNamespace(r.Namespace)
+		return nil
+	}
+	// The steady-state window runs in the background; the namespace goes afterwards.
+	b.wg.Go(func() { b.steadyState(r, operatorDone) })
+	return nil
+}
+
+// createCluster creates the run's namespace and cluster and waits until it has formed; a
+// naive run pauses the operator, which then leaves the cluster to the naive roll.
+func (b *Bench) createCluster(ctx context.Context, r *Run) (*openbaov1alpha1.OpenBaoCluster, error) {
+	cfg := b.cfg
+	ns := r.Namespace
+	cfg.progress("%s: creating namespace and a %d-server OpenBaoCluster on %s", ns, r.Replicas, cfg.From)
+	if err := b.createNamespace(ctx, ns); err != nil {
+		return nil, err
+	}
+	want := newCluster(ns, cfg.From, int32(r.Replicas))
+	if r.Mode == ModeBlueGreen {
+		want.Spec.Upgrade.Strategy = openbaov1alpha1.BlueGreenUpgrade
+		want.Spec.Upgrade.BlueGreen = &openbaov1alpha1.BlueGreenSpec{VerificationPeriod: &metav1.Duration{Duration: cfg.BlueGreenVerification}}
+	}
+	if err := cfg.Client.Create(ctx, want); err != nil {
+		return nil, fmt.Errorf("create OpenBaoCluster: %w", err)
+	}
+	formedAt := time.Now()
+	c, err := b.waitFormed(ctx, ns, r.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	cfg.progress("%s: formed in %s", ns, time.Since(formedAt).Round(time.Second))
+
+	if r.Mode == ModeNaive {
+		if err := updateSpec(ctx, cfg.Client, ns, func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Paused = true }); err != nil {
+			return nil, err
+		}
+		if err := poll(ctx, 2*time.Minute, "Paused=True", func() (bool, error) {
+			cur := &openbaov1alpha1.OpenBaoCluster{}
+			if err := cfg.Client.Get(ctx, client.ObjectKeyFromObject(c), cur); err != nil {
+				return false, nil
+			}
+			return meta.IsStatusConditionTrue(cur.Status.Conditions, openbaov1alpha1.ConditionPaused), nil
+		}); err != nil {
+			return nil, err
+		}
+		time.Sleep(2 * time.Second) // a reconcile that started before the pause may finish
+	}
+	return c, nil
+}
+
+// prepare reads the cluster's CA, creates the load's service account, places leadership
+// as the run asks and records who leads before the upgrade.
+func (b *Bench) prepare(ctx context.Context, r *Run, c *openbaov1alpha1.OpenBaoCluster) ([]byte, error) {
+	cfg := b.cfg
+	ca, err := caPEM(ctx, cfg.Kube, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureServiceAccount(ctx, cfg.Kube, r.Namespace); err != nil {
+		return nil, err
+	}
+	if cfg.LeaderNotLast {
+		last := resources.PodName(resources.ActiveStatefulSet(c), 0)
+		to, err := b.moveLeadershipFrom(ctx, c, ca, last)
+		if err != nil {
+			return nil, err
+		}
+		cfg.progress("%s: leadership moved from %s to %s", r.Namespace, last, to)
+	}
+	if r.LeaderBefore, err = b.activeServer(ctx, c, ca); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// startLoad starts the application load through the cluster's client Service.
+func (b *Bench) startLoad(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, ca []byte) *loadclient.Client {
+	cfg, ns := b.cfg, c.Namespace
+	return loadclient.Start(ctx, loadclient.Config{
+		Kube: cfg.Kube, Namespace: ns, Service: resources.NamesFor(c).ClientService, CAPEM: ca,
+		Login: func(ctx context.Context) (string, error) { return token(ctx, cfg.Kube, ns) },
+		Role:  appRole, KeyPrefix: "secret/data/bench/" + ns + "/", Rate: cfg.Rate,
+	})
+}
+
+// upgrade starts the upgrade (the naive roll, or a new spec.version) and waits until it is
+// over. It returns when every server was rolled (end), when the operator reported the
+// upgrade done (operatorDone), and why the wait failed, if it did (waitErr); err is a
+// failure to start.
+func (b *Bench) upgrade(ctx context.Context, r *Run, c *openbaov1alpha1.OpenBaoCluster, rec *recorder) (end, operatorDone time.Time, waitErr, err error) {
+	cfg := b.cfg
+	_, _ = b.mem.resetPeak()
+	r.Start = time.Now()
+	cfg.progress("%s: upgrading %s -> %s (%s)", r.Namespace, cfg.From, cfg.To, r.Mode)
+	if r.Mode == ModeNaive {
+		err = naiveRoll(ctx, cfg.Kube, c, cfg.To)
+	} else {
+		err = updateSpec(ctx, cfg.Client, r.Namespace, func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Version = cfg.To })
+	}
+	if err != nil {
+		return end, operatorDone, nil, err
+	}
+	end, waitErr = b.waitRolled(ctx, r, c, rec, &operatorDone)
+	peak, _ := b.mem.resetPeak()
+	r.OperatorPeakRSSMiB = mib(peak)
+	return end, operatorDone, waitErr, nil
+}
+
+// collect fills the run's figures once the load has stopped: durations, the per-pod
+// analysis, the load's figures and whether any acknowledged write was lost, the operator's
+// memory and its API requests during the upgrade.
+func (b *Bench) collect(ctx context.Context, r *Run, c *openbaov1alpha1.OpenBaoCluster, ca []byte, rec *recorder, load *loadclient.Client, end, operatorDone time.Time, waitErr error) {
+	cfg := b.cfg
 	if !end.IsZero() {
 		r.TotalSeconds = end.Sub(r.Start).Seconds()
 	}
@@ -351,6 +408,7 @@ func (b *Bench) run(ctx context.Context, r *Run) error {
 	if upgradeEnd.IsZero() {
 		upgradeEnd = time.Now()
 	}
+	ns := r.Namespace
 	if a, err := CountAuditLog(cfg.AuditLog, cfg.OperatorUser, ns, cfg.OperatorNamespace, r.Start, upgradeEnd); err == nil {
 		r.APIUpgrade = a
 	} else {
@@ -358,33 +416,27 @@ func (b *Bench) run(ctx context.Context, r *Run) error {
 	}
 	cfg.progress("%s: done in %.1fs; longest write gap %.2fs, %d failed requests, %d/%d acknowledged writes lost",
 		ns, r.TotalSeconds, r.Load.LongestWriteGapSecs, r.Load.FailedRequests, r.Load.Lost, r.Load.Acknowledged)
-	if waitErr != nil {
-		return waitErr
-	}
+}
 
-	if r.Mode == ModeNaive {
-		b.deleteNamespace(ns)
-		return nil
+// steadyState counts the operator's API requests while the upgraded cluster settles and
+// then in the steady-state window, and deletes the run's namespace.
+func (b *Bench) steadyState(r *Run, operatorDone time.Time) {
+	cfg, ns := b.cfg, r.Namespace
+	settleEnd := operatorDone.Add(cfg.Settle)
+	steadyEnd := settleEnd.Add(cfg.Steady)
+	time.Sleep(time.Until(steadyEnd) + time.Second) // the audit log is written at once
+	if a, err := CountAuditLog(cfg.AuditLog, cfg.OperatorUser, ns, cfg.OperatorNamespace, operatorDone, settleEnd); err == nil {
+		r.APISettle = &a
 	}
-	// The steady-state window runs in the background; the namespace goes afterwards.
-	b.wg.Go(func() {
-		settleEnd := operatorDone.Add(cfg.Settle)
-		steadyEnd := settleEnd.Add(cfg.Steady)
-		time.Sleep(time.Until(steadyEnd) + time.Second) // the audit log is written at once
-		if a, err := CountAuditLog(cfg.AuditLog, cfg.OperatorUser, ns, cfg.OperatorNamespace, operatorDone, settleEnd); err == nil {
-			r.APISettle = &a
-		}
-		if a, err := CountAuditLog(cfg.AuditLog, cfg.OperatorUser, ns, cfg.OperatorNamespace, settleEnd, steadyEnd); err == nil {
-			r.APISteady = &a
-			r.SteadySeconds = cfg.Steady.Seconds()
-		}
-		if r.APISteady != nil {
-			cfg.progress("%s: steady state %s: %d operator API requests, %d writes to the cluster's namespace",
-				ns, cfg.Steady, r.APISteady.Total, r.APISteady.Writes)
-		}
-		b.deleteNamespace(ns)
-	})
-	return nil
+	if a, err := CountAuditLog(cfg.AuditLog, cfg.OperatorUser, ns, cfg.OperatorNamespace, settleEnd, steadyEnd); err == nil {
+		r.APISteady = &a
+		r.SteadySeconds = cfg.Steady.Seconds()
+	}
+	if r.APISteady != nil {
+		cfg.progress("%s: steady state %s: %d operator API requests, %d writes to the cluster's namespace",
+			ns, cfg.Steady, r.APISteady.Total, r.APISteady.Writes)
+	}
+	b.deleteNamespace(ns)
 }
 
 // waitRolled waits until every server runs the new version, is Ready and caught up, and
@@ -487,6 +539,17 @@ func naiveRoll(ctx context.Context, cs kubernetes.Interface, c *openbaov1alpha1.
 // analyze turns the recorder's observations into the run's figures.
 func analyze(r *Run, rec *recorder, from, to string) {
 	lives, stepDowns, changes, leaderless := rec.snapshot()
+	analyzePods(r, lives, stepDowns, from, to)
+	analyzeOverhead(r)
+	analyzeLeaderChanges(r, changes, from, to)
+	r.LongestLeaderlessSecs = round3(leaderless.Seconds())
+	if !rec.started.IsZero() {
+		r.PollRoundsPerSecond = round3(rec.pollRate())
+	}
+}
+
+// analyzePods records each pod's life on the old and the new version, relative to the start.
+func analyzePods(r *Run, lives []podLife, stepDowns map[string]time.Time, from, to string) {
 	rel := func(t time.Time) *float64 {
 		if t.IsZero() {
 			return nil
@@ -518,7 +581,11 @@ func analyze(r *Run, rec *recorder, from, to string) {
 	for _, n := range names {
 		r.Pods = append(r.Pods, *byName[n])
 	}
+}
 
+// analyzeOverhead finds when each server started to move and the operator's overhead
+// between servers.
+func analyzeOverhead(r *Run) {
 	// Servers in the order they stopped. A server starts to move at its stop, or at its own
 	// step-down when that came after the previous server caught up: a step-down that placed
 	// leadership before any server moved belongs to no server's turn. The overhead before
@@ -561,7 +628,11 @@ func analyze(r *Run, rec *recorder, from, to string) {
 			r.OverheadFraction = round3(r.OperatorOverheadSeconds / r.TotalSeconds)
 		}
 	}
+}
 
+// analyzeLeaderChanges records the leader changes after the start and counts those from
+// new to old and per old leader.
+func analyzeLeaderChanges(r *Run, changes []leaderChange, from, to string) {
 	perOld := map[string]int{}
 	for _, ch := range changes {
 		if ch.At.Before(r.Start) {
@@ -577,10 +648,6 @@ func analyze(r *Run, rec *recorder, from, to string) {
 			perOld[ch.From]++
 			r.MaxChangesPerOldLeader = max(r.MaxChangesPerOldLeader, perOld[ch.From])
 		}
-	}
-	r.LongestLeaderlessSecs = round3(leaderless.Seconds())
-	if !rec.started.IsZero() {
-		r.PollRoundsPerSecond = round3(rec.pollRate())
 	}
 }
 

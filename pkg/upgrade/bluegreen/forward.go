@@ -1,0 +1,236 @@
+package bluegreen
+
+// Forward phases: Green is created, joins as non-voters, syncs, is promoted, takes the
+// clients and is verified.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
+)
+
+// forward carries the upgrade from Green's creation to the start of Blue's retirement.
+func forward(s *upgrade.State) upgrade.Step {
+	c, u := s.Cluster, s.Upgrade()
+	bg := u.BlueGreen
+	if c.Spec.Upgrade.PreUpgradeSnapshot && (u.Snapshot == nil || u.Snapshot.CompletionTime == nil) {
+		if step, done := upgrade.Snapshot(s, "Green is created"); !done {
+			return step
+		}
+	}
+
+	green := s.StatefulSets[bg.GreenStatefulSet]
+	if green == nil {
+		bg.Phase = openbaov1alpha1.BlueGreenDeployingGreen
+		return deployGreen(s)
+	}
+	pods := ordinalPods(bg.GreenStatefulSet, s.Replicas())
+	if s.Raft == nil {
+		// Without the Raft configuration nothing can be decided; keep the phase as it is.
+		return upgrade.Wait(StepWaitRaftState, "", "Waiting to read the Raft state with the operator's role from an active node.")
+	}
+
+	var nonVoters []string
+	for _, pod := range pods {
+		if !s.Raft.Voters[pod] {
+			nonVoters = append(nonVoters, pod)
+		}
+	}
+
+	// Before the first promotion: every Green server joins, stays healthy for the minimum
+	// sync time and applies what was committed when that time started. Under write load a
+	// follower's applied index trails the leader's committed index by a few entries at any
+	// instant, so "caught up" is judged by autopilot's health (which bounds the trailing
+	// entries and the time since the last contact) while the time runs, and by the index
+	// committed at its start when it ends.
+	if len(nonVoters) == len(pods) {
+		for _, pod := range pods {
+			if why := notJoined(s, pod); why != "" {
+				bg.Phase = openbaov1alpha1.BlueGreenJoiningNonVoters
+				bg.SyncStartTime, bg.SyncCommitIndex = nil, 0
+				return upgrade.Wait(StepWaitGreenJoined, pod, why)
+			}
+		}
+		for _, pod := range pods {
+			if why := notHealthy(s, pod); why != "" {
+				bg.Phase = openbaov1alpha1.BlueGreenSyncing
+				bg.SyncStartTime, bg.SyncCommitIndex = nil, 0
+				return upgrade.Wait(StepWaitGreenSynced, pod, why)
+			}
+		}
+		if bg.SyncStartTime == nil {
+			bg.SyncStartTime = &metav1.Time{Time: s.Now}
+			bg.SyncCommitIndex = int64(s.Raft.LeaderCommittedIndex)
+		}
+		if left := MinSyncTime - s.Now.Sub(bg.SyncStartTime.Time); left > 0 {
+			bg.Phase = openbaov1alpha1.BlueGreenSyncing
+			return upgrade.Wait(StepWaitGreenSynced, "", fmt.Sprintf("Every Green server replicates and is healthy; checking that they stay so for %s more before promoting them.", left.Round(time.Second)))
+		}
+		for _, pod := range pods {
+			if applied := s.Servers[pod].AppliedIndex; int64(applied) < bg.SyncCommitIndex {
+				bg.Phase = openbaov1alpha1.BlueGreenSyncing
+				return upgrade.Wait(StepWaitGreenSynced, pod, fmt.Sprintf("Waiting for %s to apply the Raft index %d, committed when syncing started (it applied %d).", pod, bg.SyncCommitIndex, applied))
+			}
+		}
+	}
+
+	// Promotion, one server at a time, each caught up.
+	if len(nonVoters) > 0 {
+		bg.Phase = openbaov1alpha1.BlueGreenPromoting
+		if pod, why := greenProblem(s, pods, false); why != "" {
+			return upgrade.Wait(StepPromote, pod, why)
+		}
+		pod := nonVoters[0]
+		if u.Step == StepPromote && u.CurrentPod == pod && bg.LastMembershipChange != nil && s.Now.Sub(bg.LastMembershipChange.Time) < promoteRetry {
+			return upgrade.Wait(StepPromote, pod, fmt.Sprintf("Waiting for OpenBao to make %s a voter (autopilot applies a promotion within about 10 s).", pod))
+		}
+		bg.LastMembershipChange = &metav1.Time{Time: s.Now}
+		return upgrade.Step{
+			Kind: upgrade.StepAct, Name: StepPromote, Pod: pod,
+			Message: fmt.Sprintf("Promoting %s to a Raft voter (%d of %d Green servers are voters).", pod, len(pods)-len(nonVoters), len(pods)),
+			Action:  promote{Leader: s.Leader, Pod: pod},
+		}
+	}
+
+	// Cutover: clients go to Green. The controller switches the client Service to
+	// ServingStatefulSet (the declared Workload) on its next pass, even if the operator
+	// stops right here.
+	if bg.ServingStatefulSet != bg.GreenStatefulSet {
+		bg.Phase = openbaov1alpha1.BlueGreenCuttingOver
+		if pod, why := greenProblem(s, pods, true); why != "" {
+			return upgrade.Wait(StepCutOver, pod, why)
+		}
+		bg.ServingStatefulSet = bg.GreenStatefulSet
+		bg.CutoverTime = &metav1.Time{Time: s.Now}
+		return upgrade.Step{
+			Kind: upgrade.StepAct, Name: StepCutOver, NewStep: true,
+			Message: fmt.Sprintf("Switching the client Service %s to Green's servers (%s).", c.Name, bg.GreenStatefulSet),
+			Action:  switchService{StatefulSet: bg.GreenStatefulSet},
+		}
+	}
+	if bg.CutoverTime == nil {
+		bg.CutoverTime = &metav1.Time{Time: s.Now}
+	}
+
+	period := verificationPeriod(c)
+	if left := bg.CutoverTime.Add(period).Sub(s.Now); left > 0 {
+		bg.Phase = openbaov1alpha1.BlueGreenVerifying
+		msg := fmt.Sprintf("Green (%s, %s) serves the clients; Blue (%s) is retired in %s. Set spec.version back to %s to abort until then.",
+			bg.GreenStatefulSet, u.ToVersion, bg.BlueStatefulSet, left.Round(time.Second), u.FromVersion)
+		if pod, why := greenProblem(s, pods, true); why != "" {
+			msg = fmt.Sprintf("Verifying Green: %s (%s): %s", pod, left.Round(time.Second), why)
+		}
+		step := upgrade.Wait(StepVerify, "", msg)
+		step.Timeout = period + upgrade.StepTimeout(c)
+		return step
+	}
+	if bgSpec := c.Spec.Upgrade.BlueGreen; bgSpec != nil && bgSpec.RequireConfirmation && !upgrade.SameVersion(bgSpec.ConfirmedVersion, u.ToVersion) {
+		bg.Phase = openbaov1alpha1.BlueGreenAwaitingConfirmation
+		step := upgrade.Wait(StepAwaitConfirmation, "", fmt.Sprintf(
+			"Green (%s) has served the clients for the verification period. Set spec.upgrade.blueGreen.confirmedVersion to %s to retire Blue (%s), or spec.version back to %s to abort.",
+			bg.GreenStatefulSet, u.ToVersion, bg.BlueStatefulSet, u.FromVersion))
+		step.WaitsForUser = true
+		return step
+	}
+	if pod, why := greenProblem(s, pods, true); why != "" {
+		return upgrade.Wait(StepWaitGreenHealthy, pod, why)
+	}
+	// From here on there is no way back: Blue's servers leave the Raft cluster.
+	bg.Phase = openbaov1alpha1.BlueGreenRetiringBlue
+	return retire(s)
+}
+
+// deployGreen creates Green's ConfigMap and StatefulSet.
+func deployGreen(s *upgrade.State) upgrade.Step {
+	c, u := s.Cluster, s.Upgrade()
+	bg := u.BlueGreen
+	if s.Config == nil {
+		return upgrade.Wait(StepDeployGreen, "", "Waiting for the server configuration to be rendered.")
+	}
+	params := *s.Config
+	blue := params
+	blue.StatefulSet, blue.JoinTargets = bg.BlueStatefulSet, nil
+	params.StatefulSet = bg.GreenStatefulSet
+	params.NonVoter = true
+	params.JoinTargets = resources.DefaultJoinTargets(blue)
+	config, err := resources.RenderConfig(params)
+	if err != nil {
+		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepDeployGreen, Message: fmt.Sprintf("Green's configuration cannot be rendered: %v.", err)}
+	}
+	sum := sha256.Sum256([]byte(config))
+	replicas := s.Replicas()
+	sts := resources.StatefulSet(c, resources.StatefulSetParams{
+		Name: bg.GreenStatefulSet, Image: u.ToImage, Replicas: replicas,
+		// The partition keeps Green's pods on the template they were created with: after the
+		// upgrade the provisioning controller renders Green's configuration as the active one,
+		// and that must not restart them.
+		Partition:  replicas,
+		ConfigHash: hex.EncodeToString(sum[:8]),
+		Platform:   s.Platform,
+	})
+	return upgrade.Step{
+		Kind: upgrade.StepAct, Name: StepDeployGreen, NewStep: true,
+		Message: fmt.Sprintf("Creating StatefulSet %s with %d servers on %s that join the Raft cluster of %s as non-voters.",
+			bg.GreenStatefulSet, replicas, u.ToVersion, bg.BlueStatefulSet),
+		Action: createGreen{ConfigMap: resources.ConfigMap(c, bg.GreenStatefulSet, config, ""), StatefulSet: sts},
+	}
+}
+
+// notJoined says why a Green pod is not yet an unsealed member of the Raft cluster, or "".
+func notJoined(s *upgrade.State, pod string) string {
+	u := s.Upgrade()
+	p, ok := s.Pods[pod]
+	switch {
+	case !ok:
+		return fmt.Sprintf("Waiting for the StatefulSet controller to create %s.", pod)
+	case p.DeletionTimestamp != nil:
+		return fmt.Sprintf("Waiting for %s to stop.", pod)
+	case upgrade.PodImage(p) != u.ToImage:
+		return fmt.Sprintf("%s runs %s instead of %s.", pod, upgrade.PodImage(p), u.ToImage)
+	case !upgrade.PodReady(p):
+		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, upgrade.ContainerProblem(p))
+	}
+	if why := upgrade.NotServingTarget(s, pod); why != "" {
+		return why
+	}
+	switch {
+	case !s.Raft.Voters[pod] && !s.Raft.NonVoters[pod]:
+		return fmt.Sprintf("Waiting for %s to join the Raft cluster as a non-voter.", pod)
+	}
+	return ""
+}
+
+// notHealthy says why autopilot does not call a joined Green pod healthy, or "". Autopilot's
+// health bounds how far a server trails the leader (max_trailing_logs) and how long ago the
+// leader last heard from it.
+func notHealthy(s *upgrade.State, pod string) string {
+	if !s.Raft.Healthy[pod] {
+		return fmt.Sprintf("Waiting for autopilot to report %s healthy (replicating, close behind the leader).", pod)
+	}
+	return ""
+}
+
+// greenProblem returns the first Green pod that is not a healthy member (a voter when voters
+// is true) and why.
+func greenProblem(s *upgrade.State, pods []string, voters bool) (string, string) {
+	for _, pod := range pods {
+		why := notJoined(s, pod)
+		if why == "" {
+			why = notHealthy(s, pod)
+		}
+		if why == "" && voters && !s.Raft.Voters[pod] {
+			why = fmt.Sprintf("%s is not a Raft voter.", pod)
+		}
+		if why != "" {
+			return pod, why
+		}
+	}
+	return "", ""
+}
