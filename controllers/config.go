@@ -3,19 +3,23 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
 
-// reconcileConfig renders the OpenBao configuration into the cluster's ConfigMap. The
-// configuration carries the self-initialization requests, which OpenBao applies once, on
-// its first start; the hash of the configuration goes onto the pod template.
-func (r *OpenBaoClusterReconciler) reconcileConfig(ctx context.Context, s *scope) (ctrl.Result, error) {
+// renderConfig renders the OpenBao configuration and, until the cluster is initialized, the
+// self-initialization requests. It runs before anything is created: a spec whose
+// configuration cannot be rendered (the user's self-initialization requests, mostly) stops
+// the pass with Degraded=True InvalidSpec and a Warning event, and nothing of the cluster is
+// created or changed.
+func (r *OpenBaoClusterReconciler) renderConfig(ctx context.Context, s *scope) (ctrl.Result, error) {
 	c := s.cluster
 	issuer, err := r.Issuer.Issuer(ctx)
 	if err != nil {
@@ -24,28 +28,37 @@ func (r *OpenBaoClusterReconciler) reconcileConfig(ctx context.Context, s *scope
 	params, err := r.configParams(s, issuer)
 	if err != nil {
 		s.invalidSpec = err.Error()
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, reconcile.TerminalError(errors.New(s.invalidSpec))
 	}
 	config, err := resources.RenderConfig(params)
 	if err != nil {
 		s.invalidSpec = fmt.Sprintf("The OpenBao configuration cannot be rendered: %v", err)
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, reconcile.TerminalError(errors.New(s.invalidSpec))
 	}
-	s.configParams = &params
 	// The self-initialization requests are given to the first server only until the cluster
 	// has been initialized once; from then on no server may ever found a new cluster.
 	selfInit := ""
 	if !c.Status.Initialized {
 		if selfInit, err = resources.RenderSelfInitConfig(params); err != nil {
 			s.invalidSpec = fmt.Sprintf("The self-initialization requests cannot be rendered: %v", err)
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, reconcile.TerminalError(errors.New(s.invalidSpec))
 		}
 	}
-	cm := resources.ConfigMap(c, resources.ActiveStatefulSet(c), config, selfInit)
+	s.configParams = &params
+	s.config, s.selfInitConfig = config, selfInit
+	return ctrl.Result{}, nil
+}
+
+// reconcileConfig writes the rendered configuration into the cluster's ConfigMap; the hash
+// of the configuration goes onto the pod template.
+func (r *OpenBaoClusterReconciler) reconcileConfig(ctx context.Context, s *scope) (ctrl.Result, error) {
+	c := s.cluster
+	cm := resources.ConfigMap(c, resources.ActiveStatefulSet(c), s.config, s.selfInitConfig)
 	if err := r.ensure(ctx, s, cm, func(o client.Object) { o.(*corev1.ConfigMap).Data = cm.Data }); err != nil {
 		return ctrl.Result{}, fmt.Errorf("config map: %w", err)
 	}
-	s.configHash, err = hashOf(config)
+	var err error
+	s.configHash, err = hashOf(s.config)
 	return ctrl.Result{}, err
 }
 

@@ -134,6 +134,7 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 
 	steps := []func(context.Context, *scope) (ctrl.Result, error){
 		r.validateSpec,
+		r.renderConfig,
 		r.reconcileServiceAccounts,
 		r.reconcileSealKey,
 		r.reconcileTLS,

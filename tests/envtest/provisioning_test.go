@@ -13,9 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/pki"
@@ -263,6 +265,32 @@ func TestMissingTLSSecretIsReported(t *testing.T) {
 	assert.Equal(t, openbaov1alpha1.PhaseDegraded, c.Status.Phase)
 	sts := &appsv1.StatefulSet{}
 	assert.Error(t, h.get("bao", sts), "no servers without their certificate")
+}
+
+// TestUnrenderableConfigurationStopsThePass: a spec the schema accepts but whose
+// configuration cannot be rendered (a null in a self-initialization request) is reported
+// and nothing of the cluster is created.
+func TestUnrenderableConfigurationStopsThePass(t *testing.T) {
+	h := newHarness(t)
+	c := newCluster(h.namespace, "bao")
+	c.Spec.SelfInit = []openbaov1alpha1.SelfInitRequest{{
+		Name: "kv", Path: "sys/mounts/secret", Data: &runtime.RawExtension{Raw: []byte(`{"type":"kv","options":null}`)},
+	}}
+	require.NoError(t, h.client.Create(t.Context(), c))
+	_, err := h.reconcile("bao")
+	require.ErrorIs(t, err, reconcile.TerminalError(nil), "a spec that can never work is a terminal error: no retries until it changes")
+	c = h.cluster("bao")
+	cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
+	require.NotNil(t, cond)
+	assert.Equal(t, metav1.ConditionTrue, cond.Status)
+	assert.Equal(t, openbaov1alpha1.ReasonInvalidSpec, cond.Reason)
+	assert.Contains(t, cond.Message, "self-initialization requests cannot be rendered")
+	for name, obj := range map[string]client.Object{
+		"bao": &appsv1.StatefulSet{}, "bao-config": &corev1.ConfigMap{}, "bao-internal": &corev1.Service{},
+		"bao-unseal-key": &corev1.Secret{}, "bao-upgrade-serviceaccount": &corev1.ServiceAccount{},
+	} {
+		assert.Error(t, h.get(name, obj), "%T %s must not be created for a spec that cannot work", obj, name)
+	}
 }
 
 func TestInvalidSpecsAreRejected(t *testing.T) {
