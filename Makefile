@@ -278,7 +278,8 @@ $(OPERATOR_SDK):
 # shows to the containers of those images (make olm-up, make test-olm):
 #   olm-image/bin/{olm,catalog,package-server,copy-content,cpb}   quay.io/operator-framework/olm
 #   opm-image/bin/opm                                             quay.io/operator-framework/opm
-#   manifests/{crds,olm}.yaml                                     OLM's quickstart manifests
+#   manifests/crds/*.yaml, manifests/olm.yaml                     OLM's CRDs (its chart's: the quickstart's
+#                                                                 crds.yaml lacks OLMConfig) and quickstart install
 OLM_TOOLS_MOD := $(CURDIR)/tests/tools/olm
 OLM_DIR       := $(CACHE)/olm/$(OLM_VERSION)
 OLM_STAMP     := $(OLM_DIR)/.olm-$(OLM_VERSION).ok
@@ -298,10 +299,10 @@ $(OLM_STAMP):
 	  cd $(OLM_TOOLS_MOD) && CGO_ENABLED=0 go build -trimpath -tags containers_image_openpgp,json1 -ldflags '-s -w' \
 	    -o "$$tmp/" $(OLM_PKGS); \
 	  src=$$(go list -m -f '{{.Dir}}' $(OLM_MODULE)); \
-	  mkdir -p "$$tmp/olm-image/bin" "$$tmp/opm-image/bin" "$$tmp/manifests"; \
+	  mkdir -p "$$tmp/olm-image/bin" "$$tmp/opm-image/bin" "$$tmp/manifests/crds"; \
 	  for b in olm catalog package-server copy-content cpb; do mv "$$tmp/$$b" "$$tmp/olm-image/bin/$$b"; done; \
 	  mv "$$tmp/opm" "$$tmp/opm-image/bin/opm"; \
-	  cp "$$src/deploy/upstream/quickstart/crds.yaml" "$$src/deploy/upstream/quickstart/olm.yaml" "$$tmp/manifests/"; \
+	  cp "$$src"/deploy/chart/crds/*.yaml "$$tmp/manifests/crds/"; cp "$$src/deploy/upstream/quickstart/olm.yaml" "$$tmp/manifests/"; \
 	  chmod -R u+w,go+rX "$$tmp"; \
 	  for d in olm-image opm-image manifests; do rm -rf $(OLM_DIR)/$$d; mv "$$tmp/$$d" $(OLM_DIR)/$$d; done; \
 	  echo "built in $$(( $$(date +%s) - start ))s"

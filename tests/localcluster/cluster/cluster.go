@@ -99,6 +99,9 @@ type Options struct {
 	// ExtraAPIServerFlags are appended to kube-apiserver's flags, e.g. an
 	// audit policy and log for counting a client's requests.
 	ExtraAPIServerFlags []string
+	// ExtraImages are more images the node knows (such as OLM's and a
+	// catalog's), tried before the operator's and OpenBao's.
+	ExtraImages nodeagent.ImageResolver
 }
 
 // Cluster is a running local cluster. Call Down when done.
@@ -327,6 +330,9 @@ func (c *Cluster) startAgent(gateway string) error {
 		APIServerHost: gateway,
 		APIServerPort: port,
 		Images:        Images(o.OpenBaoDir, o.ManagerBinary),
+	}
+	if o.ExtraImages != nil {
+		cfg.Images = nodeagent.Resolvers{o.ExtraImages, cfg.Images}
 	}
 	go func() { c.agentDone <- nodeagent.Run(ctx, cfg) }()
 	return nil
