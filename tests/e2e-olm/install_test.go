@@ -104,6 +104,7 @@ func TestOLM(t *testing.T) {
 	}{
 		{"Subscription", testSubscription},
 		{"ExampleClusterAndRollingUpgrade", testExampleCluster},
+		{"OperatorUpgrade", testOperatorUpgrade},
 		{"Uninstall", testUninstall},
 	} {
 		if !t.Run(step.name, step.run) {
