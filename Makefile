@@ -18,6 +18,7 @@ OPENBAO_VERSIONS   ?= 2.6.2 2.7.2
 CONTROLLER_GEN_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION  ?= v5.8.2
 OPERATOR_SDK_VERSION ?= v1.42.2
+OLM_VERSION        ?= v0.38.0
 
 KUBE_ASSETS := $(CACHE)/kube/$(KUBE_VERSION)
 OPENBAO_DIR := $(CACHE)/openbao
@@ -177,7 +178,7 @@ test-openbao-versions: openbao-bins ## Run the real-server tests once per versio
 GO_TEST ?= go test -count=1
 
 .PHONY: test
-test: check-generated test-unit test-envtest test-openbao test-bundle test-scorecard test-localcluster ## Run every test: unit, envtest, real OpenBao, bundle, local cluster (builds what it needs)
+test: check-generated test-unit test-envtest test-openbao test-bundle test-scorecard test-localcluster test-olm ## Run every test: unit, envtest, real OpenBao, bundle, scorecard, local cluster, OLM (builds what it needs)
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure packages (no servers)
@@ -222,6 +223,18 @@ demo: kube-assets openbao-bins build localcluster ## Local cluster, the sample O
 test-localcluster: kube-assets openbao-bins build ## The control plane, the node agent and the end-to-end suite on the local cluster (root)
 	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager \
 	  $(GO_TEST) -p 1 -timeout 60m ./tests/localcluster/... ./tests/e2e/...
+
+# OLM on the local cluster: OLM's operators from its own manifests, a
+# file-based catalog of bundle/ served by `opm serve`, and the operator
+# installed, upgraded and removed through Subscriptions (tests/e2e-olm).
+.PHONY: test-olm
+test-olm: kube-assets openbao-bins olm-bins build ## Install, upgrade and uninstall the operator through OLM on the local cluster (root)
+	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager OLM_ASSETS=$(OLM_DIR) \
+	  $(GO_TEST) -p 1 -timeout 60m ./tests/e2e-olm/...
+
+.PHONY: olm-up
+olm-up: kube-assets openbao-bins olm-bins build localcluster ## Start a local cluster with OLM and a catalog of bundle/, without the operator (root); make dev-down stops it
+	$(LOCALCLUSTER) up $(LOCALCLUSTER_ARGS) --olm $(OLM_DIR)
 
 # Not part of `make test`: about 25 minutes on 2 cores (BENCH_ARGS=--quick: ~10).
 # Its own bridge, /24 and state folder, so it can run beside dev-up; the
@@ -281,6 +294,44 @@ $(SCORECARD_TEST):
 scorecard-images: $(SCORECARD_TEST) ## Build the binaries the scorecard's images stand for on the local cluster
 	@mkdir -p $(dir $(SCORECARD_UNTAR))
 	CGO_ENABLED=0 go build -trimpath -o $(SCORECARD_UNTAR) ./tests/scorecard/untar
+
+# Operator Lifecycle Manager (olm-operator, catalog-operator, packageserver,
+# copy-content, cpb) and operator-registry's opm, built from the wrapper
+# module tests/tools/olm, whose committed go.mod and go.sum pin every
+# dependency (opm at the operator-registry version OLM itself requires).
+# $(OLM_DIR) is laid out as the images' files, which the local cluster's node
+# shows to the containers of those images (make olm-up, make test-olm):
+#   olm-image/bin/{olm,catalog,package-server,copy-content,cpb}   quay.io/operator-framework/olm
+#   opm-image/bin/opm                                             quay.io/operator-framework/opm
+#   manifests/crds/*.yaml, manifests/olm.yaml                     OLM's CRDs (its chart's: the quickstart's
+#                                                                 crds.yaml lacks OLMConfig) and quickstart install
+OLM_TOOLS_MOD := $(CURDIR)/tests/tools/olm
+OLM_DIR       := $(CACHE)/olm/$(OLM_VERSION)
+OLM_STAMP     := $(OLM_DIR)/.olm-$(OLM_VERSION).ok
+OLM_MODULE    := github.com/operator-framework/operator-lifecycle-manager
+OLM_PKGS      := $(addprefix $(OLM_MODULE)/,cmd/olm cmd/catalog cmd/package-server cmd/copy-content util/cpb) \
+	github.com/operator-framework/operator-registry/cmd/opm
+
+.PHONY: olm-bins
+olm-bins: $(OLM_STAMP) ## Build OLM's operators and opm into $(OLM_DIR) (about 10 minutes the first time)
+
+$(OLM_STAMP):
+	@grep -q '$(OLM_MODULE) $(OLM_VERSION)$$' $(OLM_TOOLS_MOD)/go.mod || { \
+	  echo "tests/tools/olm/go.mod does not pin operator-lifecycle-manager $(OLM_VERSION): run 'go get $(OLM_MODULE)@$(OLM_VERSION) && go mod tidy' there" >&2; exit 1; }
+	@mkdir -p $(OLM_DIR)
+	@tmp=$$(mktemp -d $(OLM_DIR)/.build-XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	  echo "building OLM $(OLM_VERSION) and opm"; start=$$(date +%s); \
+	  cd $(OLM_TOOLS_MOD) && CGO_ENABLED=0 go build -trimpath -tags containers_image_openpgp,json1 -ldflags '-s -w' \
+	    -o "$$tmp/" $(OLM_PKGS); \
+	  src=$$(go list -m -f '{{.Dir}}' $(OLM_MODULE)); \
+	  mkdir -p "$$tmp/olm-image/bin" "$$tmp/opm-image/bin" "$$tmp/manifests/crds"; \
+	  for b in olm catalog package-server copy-content cpb; do mv "$$tmp/$$b" "$$tmp/olm-image/bin/$$b"; done; \
+	  mv "$$tmp/opm" "$$tmp/opm-image/bin/opm"; \
+	  cp "$$src"/deploy/chart/crds/*.yaml "$$tmp/manifests/crds/"; cp "$$src/deploy/upstream/quickstart/olm.yaml" "$$tmp/manifests/"; \
+	  chmod -R u+w,go+rX "$$tmp"; \
+	  for d in olm-image opm-image manifests; do rm -rf $(OLM_DIR)/$$d; mv "$$tmp/$$d" $(OLM_DIR)/$$d; done; \
+	  echo "built in $$(( $$(date +%s) - start ))s"
+	@touch $@
 
 # The operator image and its OLM bundle. IMG is what config/manager (and so
 # `make deploy` and the bundle's CSV) runs; override it to deploy your own build.

@@ -101,8 +101,8 @@ type Options struct {
 	// ExtraAPIServerFlags are appended to kube-apiserver's flags, e.g. an
 	// audit policy and log for counting a client's requests.
 	ExtraAPIServerFlags []string
-	// ExtraImages resolves images besides the project's own (tried after
-	// them), for tools that run their own pods, such as the scorecard.
+	// ExtraImages are more images the node knows (OLM's and a catalog's,
+	// the scorecard's), tried before the operator's and OpenBao's.
 	ExtraImages nodeagent.ImageResolver
 }
 
@@ -336,7 +336,7 @@ func (c *Cluster) startAgent(gateway string) error {
 		Images:        Images(o.OpenBaoDir, o.ManagerBinary),
 	}
 	if o.ExtraImages != nil {
-		cfg.Images = nodeagent.Resolvers{cfg.Images, o.ExtraImages}
+		cfg.Images = nodeagent.Resolvers{o.ExtraImages, cfg.Images}
 	}
 	go func() { c.agentDone <- nodeagent.Run(ctx, cfg) }()
 	return nil

@@ -54,6 +54,9 @@ const (
 	// (--kubelet-client-certificate), as kubeadm names it. It is bound to
 	// the system:kubelet-api-admin ClusterRole, which allows nodes/proxy.
 	KubeletClientUser = "kube-apiserver-kubelet-client"
+	// frontProxyUser is the common name of the API server's client certificate
+	// towards aggregated API servers.
+	frontProxyUser = "front-proxy-client"
 )
 
 // Binaries the assets folder must hold.
@@ -262,6 +265,27 @@ func (c *ControlPlane) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The aggregation layer (APIService objects such as OLM's packageserver):
+	// the API server proxies to an extension API server with a client
+	// certificate of its own CA, and passes the user in request headers the
+	// extension trusts because of that CA (kube-apiserver's
+	// extension-apiserver-authentication ConfigMap publishes it).
+	frontProxy, err := newAuthority("openbao-operator-local-front-proxy-ca")
+	if err != nil {
+		return err
+	}
+	frontProxyCA, _, err := writeKeyPair(pki, "front-proxy-ca", keyPair{certPEM: frontProxy.certPEM, keyPEM: frontProxy.keyPEM})
+	if err != nil {
+		return err
+	}
+	frontProxyClient, err := frontProxy.client(frontProxyUser, nil)
+	if err != nil {
+		return err
+	}
+	frontProxyCert, frontProxyKey, err := writeKeyPair(pki, "front-proxy-client", frontProxyClient)
+	if err != nil {
+		return err
+	}
 	saPrivate, saPublic, err := newServiceAccountKey()
 	if err != nil {
 		return err
@@ -338,6 +362,16 @@ func (c *ControlPlane) start(ctx context.Context) error {
 		"--kubelet-client-certificate=" + kubeletClientCert,
 		"--kubelet-client-key=" + kubeletClientKey,
 		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+		"--requestheader-client-ca-file=" + frontProxyCA,
+		"--requestheader-allowed-names=" + frontProxyUser,
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + frontProxyCert,
+		"--proxy-client-key-file=" + frontProxyKey,
+		// No service proxy runs here (a Service's clusterIP leads nowhere):
+		// the API server reaches an APIService's pods at their endpoints.
+		"--enable-aggregator-routing=true",
 	}
 	c.apiServer, err = startProcess(c.spawner, c.dir, "kube-apiserver", filepath.Join(o.AssetsDir, apiServerBinary), append(apiArgs, o.ExtraAPIServerFlags...))
 	if err != nil {

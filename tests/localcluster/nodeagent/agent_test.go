@@ -122,7 +122,11 @@ func startCluster(t *testing.T) *cluster {
 		APIServerHost: c.gateway,
 		APIServerPort: port,
 		Images: Resolvers{
-			MapResolver{"registry.local/probeapp": {Entrypoint: []string{probeApp(t)}}},
+			MapResolver{
+				"registry.local/probeapp": {Entrypoint: []string{probeApp(t)}},
+				toolsImage:                {Root: toolsImageRoot(t)},
+				bundleImage:               {Root: bundleImageRoot(t), Scratch: true},
+			},
 			PatternResolver{OpenBaoRule(openBaoDir(t))},
 		},
 	}
@@ -266,6 +270,7 @@ func TestAgent(t *testing.T) {
 	t.Run("StatefulSetStorageAndDNS", c.testStatefulSet)
 	t.Run("OpenBaoImage", c.testOpenBao)
 	t.Run("Logs", c.testLogs)
+	t.Run("ImageFiles", c.testImageFiles)
 	t.Run("RestartReconcile", c.testRestartReconcile)
 	t.Run("StopLeavesNothing", c.testStop)
 }

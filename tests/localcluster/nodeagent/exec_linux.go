@@ -42,13 +42,19 @@ type mountSpec struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// Image marks a file or directory of the container's image: never
+	// written to, so mount points inside it are made on a tmpfs copy.
+	Image bool `json:"image,omitempty"`
 }
 
 // launchSpec is what the launcher needs to start one container process.
 type launchSpec struct {
-	NetNS        string      `json:"netns,omitempty"`
-	Hostname     string      `json:"hostname,omitempty"`
-	Root         string      `json:"root"`
+	NetNS    string `json:"netns,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	Root     string `json:"root"`
+	// Base is the directory whose entries make the container's root: the
+	// node's "/" (the default) or the files of an image FROM scratch.
+	Base         string      `json:"base,omitempty"`
 	Hide         []string    `json:"hide,omitempty"`
 	Mounts       []mountSpec `json:"mounts,omitempty"`
 	ReadOnlyRoot bool        `json:"readOnlyRoot,omitempty"`
@@ -59,6 +65,9 @@ type launchSpec struct {
 	UID          *uint32     `json:"uid,omitempty"`
 	GID          *uint32     `json:"gid,omitempty"`
 	Groups       []uint32    `json:"groups,omitempty"`
+
+	// view is how the agent finds commands in this container (exec probes).
+	view containerView
 }
 
 // launch starts the launcher for spec with stdout and stderr going to out.
@@ -113,11 +122,15 @@ func launch(spec *launchSpec, out io.Writer) (*exec.Cmd, error) {
 func runLauncher() error {
 	runtime.LockOSThread()
 	syscall.CloseOnExec(4)
-	data, err := io.ReadAll(os.NewFile(3, "spec"))
+	// Closed through its os.File: a bare close(3) would leave the File's
+	// finalizer to close descriptor 3 again at some garbage collection,
+	// by then the container's executable (opened next, so also 3).
+	specFile := os.NewFile(3, "spec")
+	data, err := io.ReadAll(specFile)
+	_ = specFile.Close()
 	if err != nil {
 		return fmt.Errorf("read launch spec: %w", err)
 	}
-	_ = unix.Close(3)
 	var spec launchSpec
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return fmt.Errorf("decode launch spec: %w", err)
@@ -201,21 +214,48 @@ type rootfs struct {
 	stages int
 }
 
-// buildRoot makes a tmpfs root holding a bind mount of each top-level host
-// directory, pivots into it, mounts the volumes, hides the agent's state
-// folder and makes the host's directories read-only.
+// buildRoot makes a tmpfs root holding a bind mount of each top-level
+// directory of the base (the host's, or a scratch image's files), pivots
+// into it, mounts the volumes, hides the agent's state folder and makes the
+// base's directories read-only.
 func buildRoot(spec *launchSpec) error {
 	root := spec.Root
 	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
 		return fmt.Errorf("mount root tmpfs: %w", err)
 	}
 	r := &rootfs{ours: map[string]bool{"/": true}, tmpfs: []string{"/"}}
-	entries, err := os.ReadDir("/")
+	base := spec.Base
+	if base == "" {
+		base = "/"
+	}
+	entries, err := os.ReadDir(base)
 	if err != nil {
 		return err
 	}
+	if base != "/" {
+		// An image FROM scratch still gets the kernel's file systems, as
+		// a container runtime mounts them.
+		kept := entries[:0]
+		for _, e := range entries {
+			switch e.Name() {
+			case "proc", "sys", "dev":
+			default:
+				kept = append(kept, e)
+			}
+		}
+		entries = kept
+		for _, name := range []string{"dev", "proc", "sys"} {
+			dst := filepath.Join(root, name)
+			if err := os.Mkdir(dst, 0o755); err != nil {
+				return err
+			}
+			if err := unix.Mount("/"+name, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+				return fmt.Errorf("bind /%s: %w", name, err)
+			}
+		}
+	}
 	for _, e := range entries {
-		src := "/" + e.Name()
+		src := filepath.Join(base, e.Name())
 		dst := filepath.Join(root, e.Name())
 		fi, err := os.Lstat(src)
 		if err != nil {
@@ -237,10 +277,10 @@ func buildRoot(spec *launchSpec) error {
 			if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 				return fmt.Errorf("bind %s: %w", src, err)
 			}
-			switch e.Name() {
-			case "proc", "sys", "dev":
+			switch {
+			case base == "/" && (e.Name() == "proc" || e.Name() == "sys" || e.Name() == "dev"):
 			default:
-				r.binds = append(r.binds, src)
+				r.binds = append(r.binds, "/"+e.Name())
 			}
 		default:
 			if err := touch(dst); err != nil {
@@ -249,28 +289,13 @@ func buildRoot(spec *launchSpec) error {
 			if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 				return fmt.Errorf("bind %s: %w", src, err)
 			}
-			r.binds = append(r.binds, src)
+			r.binds = append(r.binds, "/"+e.Name())
 		}
 	}
-	// Open every volume source through the new root (whose mounts stay
-	// reachable after the pivot) before anything is mounted over it: a
-	// later mount (such as /tmp) could hide a source.
-	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	sources, staged, err := openSources(spec, root, base)
 	if err != nil {
 		return err
 	}
-	sources := make([]int, len(spec.Mounts))
-	for i, m := range spec.Mounts {
-		fd, err := unix.Openat2(rootFd, m.Source, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
-		if errors.Is(err, unix.ENOSYS) {
-			fd, err = unix.Open(filepath.Join(root, m.Source), unix.O_PATH|unix.O_CLOEXEC, 0)
-		}
-		if err != nil {
-			return fmt.Errorf("volume source for %s: %w", m.Target, err)
-		}
-		sources[i] = fd
-	}
-	_ = unix.Close(rootFd)
 	if err := os.Chdir(root); err != nil {
 		return err
 	}
@@ -283,7 +308,72 @@ func buildRoot(spec *launchSpec) error {
 	if err := os.Chdir("/"); err != nil {
 		return err
 	}
-	// The host's directories are never writable from a container (the
+	return finishRoot(spec, r, sources, staged)
+}
+
+// openSources opens every volume source before anything is mounted over
+// it (a later mount, such as /tmp, could hide a source). With the node's
+// tree as the base, sources are reached through the new root, whose mounts
+// stay reachable after the pivot. A scratch root holds none of the node's
+// directories: each source is then bind-mounted on a staging entry of the
+// new root first (removed once the volumes are in place).
+func openSources(spec *launchSpec, root, base string) ([]int, string, error) {
+	sources := make([]int, len(spec.Mounts))
+	if base != "/" {
+		const stage = ".volumes"
+		if len(spec.Mounts) == 0 {
+			return sources, "", nil
+		}
+		if err := os.Mkdir(filepath.Join(root, stage), 0o700); err != nil {
+			return nil, "", err
+		}
+		for i, m := range spec.Mounts {
+			st, err := os.Stat(m.Source)
+			if err != nil {
+				return nil, "", fmt.Errorf("volume source for %s: %w", m.Target, err)
+			}
+			dst := filepath.Join(root, stage, fmt.Sprint(i))
+			if st.IsDir() {
+				err = os.Mkdir(dst, 0o755)
+			} else {
+				err = touch(dst)
+			}
+			if err != nil {
+				return nil, "", err
+			}
+			if err := unix.Mount(m.Source, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+				return nil, "", fmt.Errorf("bind %s: %w", m.Source, err)
+			}
+			if sources[i], err = unix.Open(dst, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
+				return nil, "", fmt.Errorf("volume source for %s: %w", m.Target, err)
+			}
+		}
+		return sources, "/" + stage, nil
+	}
+	// Open every volume source through the new root (whose mounts stay
+	// reachable after the pivot).
+	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, "", err
+	}
+	defer unix.Close(rootFd)
+	for i, m := range spec.Mounts {
+		fd, err := unix.Openat2(rootFd, m.Source, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+		if errors.Is(err, unix.ENOSYS) {
+			fd, err = unix.Open(filepath.Join(root, m.Source), unix.O_PATH|unix.O_CLOEXEC, 0)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("volume source for %s: %w", m.Target, err)
+		}
+		sources[i] = fd
+	}
+	return sources, "", nil
+}
+
+// finishRoot mounts the volumes in the pivoted root, hides the agent's
+// state, sets the working directory and the read-only flags.
+func finishRoot(spec *launchSpec, r *rootfs, sources []int, staged string) error {
+	// The base's directories are never writable from a container (the
 	// container's own root, a tmpfs, is, unless readOnlyRootFilesystem).
 	// This comes before the volumes, which may be mounted on top of them.
 	for _, b := range r.binds {
@@ -313,14 +403,31 @@ func buildRoot(spec *launchSpec) error {
 			return fmt.Errorf("bind %s at %s: %w", m.Source, m.Target, err)
 		}
 		_ = unix.Close(sources[i])
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			// Mount points of nested volumes are made inside this one.
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && !m.Image {
+			// Mount points of nested volumes are made inside this one
+			// (an image's directory is mirrored on a tmpfs instead).
 			r.ours[target] = true
 		}
 		// A bind mount inherits the read-only flag of the host directory
 		// it was reached through: set the volume's own mode explicitly.
 		if err := remountBind(target, m.ReadOnly); err != nil {
 			return fmt.Errorf("remount %s: %w", m.Target, err)
+		}
+	}
+	if staged != "" {
+		// Never RemoveAll here: a staging entry that is still a mount
+		// would take the volume's files with it.
+		for i := range spec.Mounts {
+			p := filepath.Join(staged, fmt.Sprint(i))
+			if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmount %s: %w", p, err)
+			}
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+		}
+		if err := os.Remove(staged); err != nil {
+			return err
 		}
 	}
 	for _, h := range spec.Hide {

@@ -600,12 +600,11 @@ func (w *podWorker) buildLaunch(ctx context.Context, pod *corev1.Pod, c *corev1.
 	default:
 		argv = append(append(argv, img.Entrypoint...), img.Cmd...)
 	}
+	if len(argv) == 0 {
+		return nil, &configError{fmt.Sprintf("image %q has no entrypoint and the container sets no command", c.Image)}
+	}
 	for i := range argv {
 		argv[i] = expand(argv[i], env.lookup)
-	}
-	path, err := resolveExecutable(argv[0], img, env)
-	if err != nil {
-		return nil, &configError{err.Error()}
 	}
 	uid, gid, groups, nonRoot := securityIDs(pod, c)
 	if uid == nil && img.User != nil {
@@ -622,7 +621,6 @@ func (w *podWorker) buildLaunch(ctx context.Context, pod *corev1.Pod, c *corev1.
 		Hostname: podHostname(pod),
 		Root:     filepath.Join(w.dir, "rootfs"),
 		Hide:     []string{w.agent.cfg.StateDir},
-		Path:     path,
 		Args:     argv,
 		Env:      env.list(),
 		Dir:      c.WorkingDir,
@@ -648,9 +646,11 @@ func (w *podWorker) buildLaunch(ctx context.Context, pod *corev1.Pod, c *corev1.
 	if !spec.ReadOnlyRoot && !targets["/tmp"] {
 		spec.Mounts = append(spec.Mounts, mountSpec{Source: filepath.Join(w.dir, "tmp"), Target: "/tmp"})
 	}
-	// The image's files: the directory of its executable on this node, at a fixed path
-	// (first on PATH), wherever the node keeps it and whatever the pod mounts over it.
-	spec.Mounts = append(spec.Mounts, mountSpec{Source: filepath.Dir(img.Entrypoint[0]), Target: ImageDir, ReadOnly: true})
+	// The image's executable: its directory on this node, at a fixed path (first on
+	// PATH), wherever the node keeps it and whatever the pod mounts over it.
+	if len(img.Entrypoint) > 0 {
+		spec.Mounts = append(spec.Mounts, mountSpec{Source: filepath.Dir(img.Entrypoint[0]), Target: ImageDir, ReadOnly: true})
+	}
 	for _, f := range []string{"hosts", "resolv.conf", "hostname"} {
 		if !targets["/etc/"+f] {
 			spec.Mounts = append(spec.Mounts, mountSpec{Source: filepath.Join(w.dir, f), Target: "/etc/" + f, ReadOnly: true})
@@ -684,29 +684,61 @@ func (w *podWorker) buildLaunch(ctx context.Context, pod *corev1.Pod, c *corev1.
 		}
 		spec.Mounts = append(spec.Mounts, mountSpec{Source: src, Target: vm.MountPath, ReadOnly: vm.ReadOnly})
 	}
+	spec.view = containerView{mounts: spec.Mounts, root: img.Root, scratch: img.Scratch}
+	// The image's files. FROM scratch they are the root itself (the launcher
+	// builds it from them); otherwise they are laid over the node's tree.
+	if img.Scratch {
+		spec.Base = img.Root
+	} else if img.Root != "" {
+		others := make([]string, 0, len(spec.Mounts))
+		for _, m := range spec.Mounts {
+			others = append(others, m.Target)
+		}
+		files, err := imageMounts(img.Root, others)
+		if err != nil {
+			return nil, err
+		}
+		spec.Mounts = append(files, spec.Mounts...)
+	}
+	path, err := resolveExecutable(argv[0], img, env, spec.view)
+	if err != nil {
+		return nil, &configError{err.Error()}
+	}
+	spec.Path = path
 	return spec, nil
 }
 
 // resolveExecutable finds argv[0] on the host: the image's entrypoint by its
 // base name (an image's own command is often given as its absolute path in
 // the image, such as /manager, which does not exist on the host), an
-// absolute path as is, otherwise a PATH lookup.
-func resolveExecutable(name string, img Image, env *envList) (string, error) {
+// absolute path where the container sees it (its volumes, its image's
+// files, the node's tree), otherwise a PATH lookup in the same places.
+func resolveExecutable(name string, img Image, env *envList, view containerView) (string, error) {
+	entry := ""
+	if len(img.Entrypoint) > 0 {
+		entry = img.Entrypoint[0]
+	}
+	if entry != "" && name == entry {
+		// The image's own entrypoint: a path on the node.
+		return entry, nil
+	}
 	if filepath.IsAbs(name) {
-		if name == "/"+filepath.Base(img.Entrypoint[0]) {
-			if _, err := os.Stat(name); err != nil {
-				return img.Entrypoint[0], nil
-			}
+		p, ok := view.hostPath(name)
+		if !ok && entry != "" && name == "/"+filepath.Base(entry) {
+			return entry, nil
 		}
-		return name, nil
+		return p, nil
 	}
 	if !strings.Contains(name, "/") {
-		if filepath.Base(img.Entrypoint[0]) == name {
-			return img.Entrypoint[0], nil
+		if entry != "" && filepath.Base(entry) == name {
+			return entry, nil
 		}
 		path, _ := env.lookup("PATH")
 		for _, dir := range filepath.SplitList(path) {
-			p := filepath.Join(dir, name)
+			p, ok := view.hostPath(filepath.Join(dir, name))
+			if !ok {
+				continue
+			}
 			if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
 				return p, nil
 			}

@@ -250,7 +250,7 @@ func (w *podWorker) execIn(ctx context.Context, s *ctrState, argv []string) (int
 		k, v, _ := strings.Cut(kv, "=")
 		env.set(k, v)
 	}
-	path, err := resolveExecutable(argv[0], Image{Entrypoint: []string{base.Path}}, env)
+	path, err := resolveExecutable(argv[0], Image{Entrypoint: []string{base.Path}}, env, base.view)
 	if err != nil {
 		return -1, "", err
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,10 +19,13 @@ const ImageDir = "/.image"
 const DefaultPath = ImageDir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Image is what an image reference resolves to on this machine: an
-// executable on the host instead of a filesystem image.
+// executable on the host, a directory of files standing for the image's
+// filesystem, or both.
 type Image struct {
 	// Entrypoint is the image's ENTRYPOINT; Entrypoint[0] is an absolute
-	// path of an executable on the host.
+	// path of an executable on the host. It may be empty when Root is set
+	// (an image of files only, such as an OLM bundle image): a container of
+	// such an image must then name its command.
 	Entrypoint []string
 	// Cmd is the image's CMD: the arguments used when a container sets
 	// neither command nor args.
@@ -32,6 +36,15 @@ type Image struct {
 	// User and Group are the image's numeric USER, used when the pod sets
 	// no runAsUser (and runAsGroup); nil runs as root.
 	User, Group *int64
+	// Root is a host directory holding the image's files as its layers
+	// would unpack them: each entry is shown, read-only, at the same path
+	// under the container's root (Root/manifests at /manifests, Root/bin/olm
+	// at /bin/olm), and commands are looked up there first.
+	Root string
+	// Scratch marks an image built FROM scratch: the container sees Root
+	// alone (with /proc, /sys, /dev, its volumes and the generated /etc
+	// files), not the node's directories underneath it.
+	Scratch bool
 }
 
 // ImageResolver maps an image reference to an Image. An error means the
@@ -122,6 +135,23 @@ func imageName(ref string) string {
 }
 
 func checkImage(ref string, img Image) (Image, error) {
+	if img.Root != "" {
+		if !filepath.IsAbs(img.Root) {
+			return Image{}, fmt.Errorf("image %q: root %s is not an absolute path", ref, img.Root)
+		}
+		st, err := os.Stat(img.Root)
+		if err != nil {
+			return Image{}, fmt.Errorf("image %q: files missing: %w", ref, err)
+		}
+		if !st.IsDir() {
+			return Image{}, fmt.Errorf("image %q: %s is not a directory", ref, img.Root)
+		}
+		if len(img.Entrypoint) == 0 {
+			return img, nil
+		}
+	} else if img.Scratch {
+		return Image{}, fmt.Errorf("image %q: a scratch image needs a root directory", ref)
+	}
 	if len(img.Entrypoint) == 0 || !filepath.IsAbs(img.Entrypoint[0]) {
 		return Image{}, fmt.Errorf("image %q has no absolute entrypoint on this node", ref)
 	}
@@ -135,13 +165,27 @@ func checkImage(ref string, img Image) (Image, error) {
 	return img, nil
 }
 
-// imageID is a stable identifier of the resolved executable, reported as
-// the container's imageID.
+// imageID is a stable identifier of the resolved executable and files,
+// reported as the container's imageID.
 func imageID(img Image) string {
 	h := sha256.New()
 	h.Write([]byte(strings.Join(img.Entrypoint, "\x00")))
-	if st, err := os.Stat(img.Entrypoint[0]); err == nil {
-		fmt.Fprintf(h, "\x00%d\x00%d", st.Size(), st.ModTime().UnixNano())
+	if len(img.Entrypoint) > 0 {
+		if st, err := os.Stat(img.Entrypoint[0]); err == nil {
+			fmt.Fprintf(h, "\x00%d\x00%d", st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	if img.Root != "" {
+		fmt.Fprintf(h, "\x00root\x00%s\x00%t", img.Root, img.Scratch)
+		_ = filepath.WalkDir(img.Root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if info, err := d.Info(); err == nil {
+				fmt.Fprintf(h, "\x00%s\x00%d\x00%d", p, info.Size(), info.ModTime().UnixNano())
+			}
+			return nil
+		})
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }

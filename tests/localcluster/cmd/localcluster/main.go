@@ -3,6 +3,7 @@
 //
 //	localcluster up     start a supervisor in the background that runs the cluster
 //	                    until `down`; prints the KUBECONFIG to use
+//	                    (--olm DIR: OLM and a catalog of bundle/ instead of the operator)
 //	localcluster down   stop the supervisor and remove everything the cluster
 //	                    left behind, also after a crash
 //	localcluster demo   run an OpenBao cluster from config/samples on the running
@@ -29,6 +30,7 @@ import (
 
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/cluster"
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/controlplane"
+	"github.com/openbao-operator/openbao-operator/tests/localcluster/olm"
 )
 
 // The development cluster's default network and port: one /24 that exists
@@ -58,6 +60,7 @@ type stateInfo struct {
 
 type flags struct {
 	dir, kubeAssets, openBaoDir, manager string
+	olmAssets                            string
 	bridge, cidr                         string
 	port                                 int
 	openShiftSCC                         bool
@@ -94,7 +97,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|demo [--dir DIR] [--kube-assets DIR] [--openbao-dir DIR] [--manager FILE] [--port N] [--bridge NAME] [--cidr CIDR] [--openshift-scc]")
+	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|demo [--dir DIR] [--kube-assets DIR] [--openbao-dir DIR] [--manager FILE] [--port N] [--bridge NAME] [--cidr CIDR] [--openshift-scc] [--olm DIR]")
 }
 
 func parseFlags(cmd string, args []string) (flags, error) {
@@ -108,6 +111,7 @@ func parseFlags(cmd string, args []string) (flags, error) {
 	fs.StringVar(&f.kubeAssets, "kube-assets", envOr("KUBE_ASSETS", filepath.Join(root, ".cache", "kube", "1.35.4")), "folder of etcd, kube-apiserver, kube-controller-manager, kubectl (make kube-assets)")
 	fs.StringVar(&f.openBaoDir, "openbao-dir", envOr("OPENBAO_DIR", filepath.Join(root, ".cache", "openbao")), "folder of <version>/bao (make openbao-bins)")
 	fs.StringVar(&f.manager, "manager", filepath.Join(root, "bin", "manager"), "the operator binary (make build)")
+	fs.StringVar(&f.olmAssets, "olm", "", "install OLM from this folder (make olm-bins) and a catalog of bundle/ instead of the operator")
 	fs.IntVar(&f.port, "port", controlplane.DefaultPort, "API server port on the pod network's gateway address (0: any free port)")
 	fs.StringVar(&f.bridge, "bridge", devBridge, "the pod network's bridge (at most 11 characters)")
 	fs.StringVar(&f.cidr, "cidr", devCIDR, "the pod network, an IPv4 /24 used nowhere else")
@@ -156,7 +160,7 @@ func up(f flags) error {
 	defer log.Close()
 	cmd := exec.Command(self, "serve", "--dir", f.dir, "--kube-assets", f.kubeAssets,
 		"--openbao-dir", f.openBaoDir, "--manager", f.manager, "--port", strconv.Itoa(f.port),
-		"--bridge", f.bridge, "--cidr", f.cidr, "--openshift-scc="+strconv.FormatBool(f.openShiftSCC))
+		"--bridge", f.bridge, "--cidr", f.cidr, "--openshift-scc="+strconv.FormatBool(f.openShiftSCC), "--olm", f.olmAssets)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -223,7 +227,8 @@ func serve(f flags) error {
 	if err != nil {
 		return err
 	}
-	c, err := cluster.Up(ctx, cluster.Options{
+	files := &olm.FileImages{}
+	opts := cluster.Options{
 		Dir:           filepath.Join(f.dir, clusterSub),
 		KubeAssets:    f.kubeAssets,
 		OpenBaoDir:    f.openBaoDir,
@@ -233,7 +238,12 @@ func serve(f flags) error {
 		CIDR:          f.cidr,
 		APIPort:       f.port,
 		Progress:      os.Stdout,
-	})
+	}
+	if f.olmAssets != "" {
+		opts.SkipOperator = true
+		opts.ExtraImages = olm.Images(olm.Assets(f.olmAssets), files)
+	}
+	c, err := cluster.Up(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -243,6 +253,11 @@ func serve(f flags) error {
 			return errors.Join(err, c.Down())
 		}
 		if err := c.RestartOperator(ctx); err != nil {
+			return errors.Join(err, c.Down())
+		}
+	}
+	if f.olmAssets != "" {
+		if err := setupOLM(ctx, c, olm.Assets(f.olmAssets), files, root); err != nil {
 			return errors.Join(err, c.Down())
 		}
 	}
@@ -267,6 +282,29 @@ func serve(f flags) error {
 			}
 		}
 	}
+}
+
+// setupOLM installs OLM and serves a catalog of the repository's bundle/
+// as the CatalogSource openbao-operator-catalog in the olm namespace.
+func setupOLM(ctx context.Context, c *cluster.Cluster, a olm.Assets, files *olm.FileImages, root string) error {
+	start := time.Now()
+	fmt.Println("installing OLM (CRDs, olm-operator, catalog-operator, packageserver)")
+	if err := olm.Install(ctx, c, a); err != nil {
+		return err
+	}
+	version, err := olm.BundleVersion(filepath.Join(root, "bundle"))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("publishing the catalog of bundle/ (v%s)\n", version)
+	cat := olm.Catalog{Package: olm.PackageName, Channel: "stable", Bundles: []olm.Bundle{
+		{Image: cluster.OperatorImageRepository + "-bundle:v" + version, Dir: filepath.Join(root, "bundle")},
+	}}
+	if err := cat.Publish(ctx, c, a, files, olm.CatalogName, cluster.OperatorImageRepository+"-catalog:v"+version); err != nil {
+		return err
+	}
+	fmt.Printf("OLM and the catalog %s/%s ready in %s\n", olm.Namespace, olm.CatalogName, time.Since(start).Round(time.Second))
+	return nil
 }
 
 // down stops the supervisor and cleans up after it, also after a crash.

@@ -7,6 +7,8 @@
 //	probeapp exists <path>                         exit 0 if path exists (exec probes)
 //	probeapp touch <path>                          create a file (preStop hooks)
 //	probeapp get <url>                             exit 0 if the URL answers 2xx
+//	probeapp ls <dir> <out>                        write the sorted names in dir to out
+//	probeapp cp <src> <dst>                        copy a file
 //
 // The server's endpoints: /healthz (500 once /sethealth?ok=0), /ready
 // (toggled by /setready?ok=0|1), /env (JSON), /file?path=, /write?path=,
@@ -64,6 +66,29 @@ func main() {
 		resp.Body.Close()
 		fmt.Println(resp.Status)
 		if resp.StatusCode >= 300 {
+			os.Exit(1)
+		}
+	case "ls":
+		entries, err := os.ReadDir(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if err := os.WriteFile(os.Args[3], []byte(strings.Join(names, "\n")), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "cp":
+		data, err := os.ReadFile(os.Args[2])
+		if err == nil {
+			err = os.WriteFile(os.Args[3], data, 0o755)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	case "touch":
