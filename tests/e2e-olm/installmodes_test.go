@@ -72,12 +72,19 @@ func testOwnNamespace(t *testing.T) {
 	waitJSONPath(t, ownNamespace, "csv/"+csv, "{.status.phase}", "Succeeded")
 	kubectl(t, "-n", ownNamespace, "wait", "--for=condition=Available", fmt.Sprintf("--timeout=%s", waitOLM), "deployment/openbao-operator-controller-manager")
 	t.Logf("OwnNamespace install: CSV %s Succeeded and the Deployment Available %s after the Subscription", csv, time.Since(start).Round(time.Second))
-	pods, err := cs.CoreV1().Pods(ownNamespace).List(ctx, metav1.ListOptions{LabelSelector: "olm.owner=" + csv})
+	d, err := cs.AppsV1().Deployments(ownNamespace).Get(ctx, "openbao-operator-controller-manager", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner := d.Labels["olm.owner"]; owner != csv {
+		t.Errorf("Deployment label olm.owner=%q, want %q (created by OLM for the CSV)", owner, csv)
+	}
+	pods, err := cs.CoreV1().Pods(ownNamespace).List(ctx, metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(d.Spec.Selector)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(pods.Items) == 0 {
-		t.Fatalf("no operator pod labelled olm.owner=%s in %s", csv, ownNamespace)
+		t.Fatalf("no pod of the operator Deployment in %s", ownNamespace)
 	}
 	for _, p := range pods.Items {
 		if got := p.Annotations["olm.targetNamespaces"]; got != ownNamespace {

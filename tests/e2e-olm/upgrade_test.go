@@ -70,8 +70,8 @@ func cluster0Image(version string) string {
 
 // testOperatorUpgrade upgrades the operator through OLM: the Subscription
 // switches to manual approval, the catalog it reads is updated in place to
-// one with v0.1.0 and v0.2.0 (which replaces it), the InstallPlan OLM makes is approved, and the
-// CSV moves to v0.2.0. An OpenBao upgrade started just before the approval
+// one with v0.1.0 and v0.2.0 (which replaces it), the InstallPlan OLM makes
+// is approved, and the CSV moves to v0.2.0. An OpenBao upgrade started just before the approval
 // is still under way when v0.1.0 is gone and completes under v0.2.0. The
 // example cluster is left alone: no server pod is re-created or restarted
 // and status.currentVersion does not change. Applications write to both
