@@ -62,7 +62,19 @@ func waitJSONPath(t *testing.T, ns, obj, path, want string) {
 // a Subscription to the catalog's stable channel.
 func subscribe(t *testing.T, approval string) {
 	t.Helper()
-	apply(t, "subscription", fmt.Sprintf(`apiVersion: v1
+	subscribeIn(t, installNamespace, "", approval)
+}
+
+// subscribeIn creates namespace, an OperatorGroup in it (for all
+// namespaces when targets is "", else a YAML list of its target
+// namespaces) and a Subscription to the catalog's stable channel.
+func subscribeIn(t *testing.T, namespace, targets, approval string) {
+	t.Helper()
+	groupSpec := ""
+	if targets != "" {
+		groupSpec = "\nspec:\n  targetNamespaces: " + targets
+	}
+	apply(t, "subscription-"+namespace, fmt.Sprintf(`apiVersion: v1
 kind: Namespace
 metadata:
   name: %[1]s
@@ -71,7 +83,7 @@ apiVersion: operators.coreos.com/v1
 kind: OperatorGroup
 metadata:
   name: openbao-operator
-  namespace: %[1]s
+  namespace: %[1]s%[7]s
 ---
 apiVersion: operators.coreos.com/v1alpha1
 kind: Subscription
@@ -84,19 +96,22 @@ spec:
   source: %[4]s
   sourceNamespace: %[5]s
   installPlanApproval: %[6]s
-`, installNamespace, packageName, channel, catalogName, olm.Namespace, approval))
+`, namespace, packageName, channel, catalogName, olm.Namespace, approval, groupSpec))
 }
 
-// csvOf returns the name of the CSV the Subscription installed.
-func installedCSV(t *testing.T) string {
+// subscribedCSV returns the name of the CSV the Subscription in namespace
+// installed, once it is at the latest version its catalog knows.
+func subscribedCSV(t *testing.T, namespace string) string {
 	t.Helper()
-	waitJSONPath(t, installNamespace, "subscription/openbao-operator", "{.status.state}", "AtLatestKnown")
-	return strings.TrimSpace(string(kubectl(t, "-n", installNamespace, "get", "subscription/openbao-operator", "-o", "jsonpath={.status.installedCSV}")))
+	waitJSONPath(t, namespace, "subscription/openbao-operator", "{.status.state}", "AtLatestKnown")
+	return strings.TrimSpace(string(kubectl(t, "-n", namespace, "get", "subscription/openbao-operator", "-o", "jsonpath={.status.installedCSV}")))
 }
 
-// TestOLM runs the operator's life under OLM in order: install through a
-// Subscription, an OpenBao cluster from the CSV's example upgraded under it,
-// then uninstall. A step that fails stops the ones after it.
+// TestOLM runs the operator's life under OLM in order: install for all
+// namespaces through a Subscription, an OpenBao cluster from the CSV's
+// example upgraded under it, the operator's own upgrade, uninstall; then an
+// install for its own namespace only, and its uninstall. A step that fails
+// stops the ones after it.
 func TestOLM(t *testing.T) {
 	for _, step := range []struct {
 		name string
@@ -106,6 +121,8 @@ func TestOLM(t *testing.T) {
 		{"ExampleClusterAndRollingUpgrade", testExampleCluster},
 		{"OperatorUpgrade", testOperatorUpgrade},
 		{"Uninstall", testUninstall},
+		{"OwnNamespace", testOwnNamespace},
+		{"UninstallOwnNamespace", testUninstallOwnNamespace},
 	} {
 		if !t.Run(step.name, step.run) {
 			t.Fatalf("%s failed; the later steps need it", step.name)
@@ -120,7 +137,7 @@ func TestOLM(t *testing.T) {
 // listed by packageserver as the console shows it.
 func testSubscription(t *testing.T) {
 	subscribe(t, "Automatic")
-	csv := installedCSV(t)
+	csv := subscribedCSV(t, installNamespace)
 	if want := packageName + ".v" + firstVersion; csv != want {
 		t.Fatalf("installed CSV %q, want %q", csv, want)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/tests/loadclient"
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/olm"
 )
 
@@ -67,41 +69,50 @@ func cluster0Image(version string) string {
 }
 
 // testOperatorUpgrade upgrades the operator through OLM: the Subscription
-// switches to manual approval, a catalog with v0.1.0 and v0.2.0 (which
-// replaces it) is published, the InstallPlan OLM makes is approved, and the
-// CSV moves to v0.2.0. An OpenBao upgrade started just before the approval
+// switches to manual approval, the catalog it reads is updated in place to
+// one with v0.1.0 and v0.2.0 (which replaces it), the InstallPlan OLM makes
+// is approved, and the CSV moves to v0.2.0. An OpenBao upgrade started just before the approval
 // is still under way when v0.1.0 is gone and completes under v0.2.0. The
-// first OpenBao cluster is left alone: no server pod is
-// re-created or restarted and status.currentVersion does not change.
+// example cluster is left alone: no server pod is re-created or restarted
+// and status.currentVersion does not change. Applications write to both
+// clusters all along: no acknowledged write may be lost, and the example
+// cluster, whose servers nothing touches, must not fail a single request.
 func testOperatorUpgrade(t *testing.T) {
 	ctx := context.Background()
 	// A second cluster, on 2.6.2, whose upgrade to 2.7.2 is under way when
 	// the operator is replaced.
 	inflight := createInflightCluster(t)
-	before := takeSnapshot(t)
+	inflightObj := "openbaocluster/" + inflight.Name
+	before := takeSnapshot(t, example())
 	current := strings.TrimSpace(string(kubectl(t, "-n", exampleNamespace, "get", "openbaocluster/"+exampleName, "-o", "jsonpath={.status.currentVersion}")))
+	// The example's own application (its JWT role binds default/demo and
+	// its policy secret/data/demo/*), and the application of the in-flight
+	// cluster.
+	exampleLoad := startLoad(t, application{cluster: example(), saNamespace: "default", sa: "demo", role: "demo", keyPrefix: "secret/data/demo/olm-upgrade/"})
+	inflightLoad := startLoad(t, application{cluster: inflight, saNamespace: inflight.Namespace, sa: loadclient.AppServiceAccount,
+		role: loadclient.AppRole, keyPrefix: "secret/data/e2e/olm-upgrade/"})
 	kubectl(t, "-n", installNamespace, "patch", "subscription/openbao-operator", "--type=merge", "-p", `{"spec":{"installPlanApproval":"Manual"}}`)
 
 	cat := olm.Catalog{Package: packageName, Channel: channel, Bundles: []olm.Bundle{
 		{Image: bundleRepository + ":v" + firstVersion, Dir: filepath.Join(root, "bundle")},
 		{Image: bundleRepository + ":v" + secondVersion, Dir: secondBundle(t), Replaces: "openbao-operator.v" + firstVersion, SkipRange: "<" + secondVersion},
 	}}
-	const v2Catalog = catalogName + "-v2"
-	if err := cat.Publish(ctx, env, assets, files, v2Catalog, catalogRepository+":v"+secondVersion); err != nil {
+	// The catalog's maintainer publishes a new catalog image with both
+	// bundles and the CatalogSource the Subscription uses serves it: OLM
+	// sees the new version in the catalog it already reads.
+	published := time.Now()
+	if err := cat.Publish(ctx, env, assets, files, catalogName, catalogRepository+":v"+secondVersion); err != nil {
 		t.Fatal(err)
 	}
-	// The user points the Subscription at the new catalog (a catalog image
-	// update on a CatalogSource with spec.image does the same on a cluster
-	// with a service proxy).
-	kubectl(t, "-n", installNamespace, "patch", "subscription/openbao-operator", "--type=merge", "-p", fmt.Sprintf(`{"spec":{"source":%q}}`, v2Catalog))
 	waitJSONPath(t, installNamespace, "subscription/openbao-operator", "{.status.state}", "UpgradePending")
+	t.Logf("the Subscription saw v%s %s after the catalog update", secondVersion, time.Since(published).Round(time.Second))
 	ip := strings.TrimSpace(string(kubectl(t, "-n", installNamespace, "get", "subscription/openbao-operator", "-o", "jsonpath={.status.installPlanRef.name}")))
 	waitJSONPath(t, installNamespace, "installplan/"+ip, "{.status.phase}", "RequiresApproval")
 	if csvs := string(kubectl(t, "-n", installNamespace, "get", "installplan/"+ip, "-o", "jsonpath={.spec.clusterServiceVersionNames}")); !strings.Contains(csvs, "v"+secondVersion) {
 		t.Fatalf("InstallPlan %s installs %s, want v%s", ip, csvs, secondVersion)
 	}
-	kubectl(t, "-n", inflightNamespace, "patch", inflight, "--type=merge", "-p", fmt.Sprintf(`{"spec":{"version":%q}}`, toVersion))
-	waitJSONPath(t, inflightNamespace, inflight, "{.status.upgrade.toVersion}", toVersion)
+	kubectl(t, "-n", inflight.Namespace, "patch", inflightObj, "--type=merge", "-p", fmt.Sprintf(`{"spec":{"version":%q}}`, toVersion))
+	waitJSONPath(t, inflight.Namespace, inflightObj, "{.status.upgrade.toVersion}", toVersion)
 	start := time.Now()
 	kubectl(t, "-n", installNamespace, "patch", "installplan/"+ip, "--type=merge", "-p", `{"spec":{"approved":true}}`)
 	waitJSONPath(t, installNamespace, "installplan/"+ip, "{.status.phase}", "Complete")
@@ -112,12 +123,12 @@ func testOperatorUpgrade(t *testing.T) {
 	t.Logf("operator upgraded v%s -> v%s through OLM in %s", firstVersion, secondVersion, time.Since(start).Round(time.Second))
 	// The OpenBao upgrade was still under way when v0.1.0 was gone: v0.2.0
 	// finishes it.
-	if cur := strings.TrimSpace(string(kubectl(t, "-n", inflightNamespace, "get", inflight, "-o", "jsonpath={.status.currentVersion}"))); cur != fromVersion {
+	if cur := strings.TrimSpace(string(kubectl(t, "-n", inflight.Namespace, "get", inflightObj, "-o", "jsonpath={.status.currentVersion}"))); cur != fromVersion {
 		t.Fatalf("the OpenBao upgrade finished (currentVersion %q) before the operator was replaced: nothing was in flight", cur)
 	}
-	waitJSONPath(t, inflightNamespace, inflight, "{.status.currentVersion}", toVersion)
-	kubectl(t, "-n", inflightNamespace, "wait", "--for=condition=Available", fmt.Sprintf("--timeout=%s", waitCluster), inflight)
-	if up := strings.TrimSpace(string(kubectl(t, "-n", inflightNamespace, "get", inflight, "-o", "jsonpath={.status.upgrade}"))); up != "" {
+	waitJSONPath(t, inflight.Namespace, inflightObj, "{.status.currentVersion}", toVersion)
+	kubectl(t, "-n", inflight.Namespace, "wait", "--for=condition=Available", fmt.Sprintf("--timeout=%s", waitCluster), inflightObj)
+	if up := strings.TrimSpace(string(kubectl(t, "-n", inflight.Namespace, "get", inflightObj, "-o", "jsonpath={.status.upgrade}"))); up != "" {
 		t.Errorf("status.upgrade of the in-flight cluster still set: %s", up)
 	}
 	t.Logf("the OpenBao upgrade in flight during the operator's replacement completed under v%s, %s after the approval", secondVersion, time.Since(start).Round(time.Second))
@@ -128,40 +139,47 @@ func testOperatorUpgrade(t *testing.T) {
 	// Let the new operator reconcile the cluster before comparing.
 	time.Sleep(20 * time.Second)
 	kubectl(t, "-n", exampleNamespace, "wait", "--for=condition=Available", fmt.Sprintf("--timeout=%s", waitCluster), "openbaocluster/"+exampleName)
-	after := takeSnapshot(t)
-	for k, v := range before {
-		if after[k] != v {
-			t.Errorf("%s changed across the operator upgrade: before %q, after %q", k, v, after[k])
-		}
-	}
+	before.compare(t, takeSnapshot(t, example()), "across the operator upgrade")
 	if got := strings.TrimSpace(string(kubectl(t, "-n", exampleNamespace, "get", "openbaocluster/"+exampleName, "-o", "jsonpath={.status.currentVersion}"))); got != current {
 		t.Errorf("status.currentVersion %q after the operator upgrade, was %q", got, current)
 	}
-	serving(t)
+	serving(t, example())
+
+	// Nothing touched the example's servers: its application saw no error.
+	if r := exampleLoad.stop(t); r.FailedRequests != 0 {
+		t.Errorf("%d of %d requests to %s failed while the operator was replaced, whose servers nothing touched: %v",
+			r.FailedRequests, r.Requests, example(), r.FirstErrors)
+	}
+	// The in-flight cluster's servers were replaced one by one: requests to a
+	// stopping server may fail and be retried, but writes never stop for long.
+	if r := inflightLoad.stop(t); r.LongestWriteGap > time.Minute {
+		t.Errorf("writes to %s stopped for %s during its upgrade", inflight, r.LongestWriteGap.Round(time.Second))
+	}
 }
 
 const inflightNamespace = "bao-inflight"
 
-// createInflightCluster creates the CSV's example again, on 2.6.2, in its
-// own namespace and waits for it to become Available.
-func createInflightCluster(t *testing.T) string {
+// createInflightCluster creates a cluster on 2.6.2 for the application of
+// the load client (kv-v2 at secret/, the JWT role app for the service
+// account app of its namespace) and waits for it to become Available.
+func createInflightCluster(t *testing.T) baoCluster {
 	t.Helper()
-	raw := kubectl(t, "-n", installNamespace, "get", "csv/"+installedCSV(t), "-o", "jsonpath={.metadata.annotations.alm-examples}")
-	var examples []map[string]any
-	if err := json.Unmarshal(raw, &examples); err != nil || len(examples) == 0 {
-		t.Fatalf("alm-examples: %v", err)
-	}
-	example := examples[0]
-	example["metadata"] = map[string]any{"name": "inflight", "namespace": inflightNamespace}
-	example["spec"].(map[string]any)["version"] = fromVersion
-	data, err := json.Marshal(example)
+	c := loadclient.AppCluster(loadclient.AppClusterOptions{
+		Namespace: inflightNamespace, Name: "inflight", Version: fromVersion, Replicas: 3, Scope: "e2e", TokenTTL: "10m",
+	})
+	c.APIVersion, c.Kind = openbaov1alpha1.GroupVersion.String(), "OpenBaoCluster"
+	data, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	kubectl(t, "create", "namespace", inflightNamespace)
 	apply(t, "inflight", string(data))
-	obj := "openbaocluster/inflight"
+	ref := baoCluster{inflightNamespace, c.Name}
+	created = append(created, ref)
+	obj := "openbaocluster/" + c.Name
+	start := time.Now()
 	kubectl(t, "-n", inflightNamespace, "wait", "--for=condition=Available", fmt.Sprintf("--timeout=%s", waitCluster), obj)
 	waitJSONPath(t, inflightNamespace, obj, "{.status.currentVersion}", fromVersion)
-	return obj
+	t.Logf("cluster %s Available on %s after %s", ref, fromVersion, time.Since(start).Round(time.Second))
+	return ref
 }

@@ -119,6 +119,12 @@ func appendJSON(docs []map[string]any, data []byte) ([]map[string]any, error) {
 // points at it; it waits until catalog-operator reports the connection
 // READY.
 //
+// Serving another image under the same name updates the catalog in place,
+// as a catalog maintainer's new image does: the registry pod is replaced,
+// catalog-operator's connection to the address drops and comes back READY
+// on the new pod, and catalog-operator then drops what it had read of the
+// catalog and resolves every Subscription to it again.
+//
 // The CatalogSource gives an address rather than the image: for an image,
 // catalog-operator creates the registry pod and a Service and dials the
 // Service's clusterIP, which leads nowhere on a cluster without a service
@@ -189,7 +195,10 @@ spec:
 	if out, err := c.Kubectl(ctx, "apply", "--server-side", "-f", path); err != nil {
 		return fmt.Errorf("catalog %s: %w\n%s", name, err, out)
 	}
-	if out, err := c.Kubectl(ctx, "-n", Namespace, "wait", "--for=condition=Available", "--timeout=3m", "deployment/"+name); err != nil {
+	// A new image for a catalog already served rolls its registry pod:
+	// wait until the old one is gone, so that the CatalogSource's address
+	// leads to the new image only.
+	if out, err := c.Kubectl(ctx, "-n", Namespace, "rollout", "status", "--timeout=3m", "deployment/"+name); err != nil {
 		return fmt.Errorf("catalog %s: %w\n%s", name, err, out)
 	}
 	if out, err := c.Kubectl(ctx, "-n", Namespace, "wait", "--for=jsonpath={.status.connectionState.lastObservedState}=READY",
