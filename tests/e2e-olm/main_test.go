@@ -7,11 +7,9 @@ package e2eolm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -21,16 +19,7 @@ import (
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/olm"
 )
 
-// The suite uses the same network slots as tests/e2e (the first free one).
-const e2eSlots = 4
-
-func e2eSlot(root string, i int) (bridge, cidr, dir string) {
-	dir = filepath.Join(root, ".cache", "e2e-cluster")
-	if i > 0 {
-		dir += "-" + strconv.Itoa(i)
-	}
-	return "obe2e" + strconv.Itoa(i), fmt.Sprintf("10.79.%d.0/24", i), dir
-}
+// The suite takes the first free network slot of cluster.SuiteSlots, as tests/e2e does.
 
 const (
 	packageName = olm.PackageName
@@ -83,28 +72,15 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	start := time.Now()
-	explicit := os.Getenv("E2E_BRIDGE") != ""
-	for i := range e2eSlots {
-		bridge, cidr, dir := e2eSlot(root, i)
-		opts.Bridge, opts.CIDR, opts.Dir = envOr("E2E_BRIDGE", bridge), envOr("E2E_CIDR", cidr), envOr("E2E_DIR", dir)
-		env, err = cluster.Up(ctx, opts)
-		if err == nil || explicit || !errors.Is(err, cluster.ErrInUse) {
-			break
-		}
-		fmt.Printf("%v; trying the next slot\n", err)
-	}
+	env, opts, err = cluster.UpInFreeSlot(ctx, opts, "_artifacts")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: the local cluster did not come up: %v\n", err)
-		if !errors.Is(err, cluster.ErrInUse) {
-			collectLogs(opts.Dir)
-			_ = cluster.Cleanup(opts.Dir)
-		}
 		return 1
 	}
 	code := 1
 	defer func() {
 		if code != 0 {
-			collectLogs(opts.Dir)
+			cluster.KeepLogs(opts.Dir, "_artifacts")
 		}
 		if err := env.Down(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: tearing the local cluster down: %v\n", err)
@@ -130,17 +106,6 @@ func run(m *testing.M) int {
 	fmt.Printf("catalog served in %s\n", time.Since(step).Round(time.Second))
 	code = m.Run()
 	return code
-}
-
-func collectLogs(dir string) {
-	dst, err := filepath.Abs(filepath.Join("_artifacts", time.Now().UTC().Format("20060102T150405Z")))
-	if err != nil {
-		return
-	}
-	if err := cluster.CollectLogs(dir, dst); err != nil {
-		fmt.Fprintf(os.Stderr, "collect logs: %v\n", err)
-	}
-	fmt.Fprintf(os.Stderr, "logs of the local cluster kept in %s\n", dst)
 }
 
 func envOr(name, def string) string {

@@ -7,11 +7,9 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,20 +22,6 @@ import (
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/cluster"
 )
-
-// The suite's pod network and state come from a few fixed slots, different
-// from the development cluster's: the first slot no running suite holds is
-// used, and what a killed run left in it is cleaned up first (see
-// cluster.Up). E2E_BRIDGE, E2E_CIDR and E2E_DIR choose one explicitly.
-const e2eSlots = 4
-
-func e2eSlot(root string, i int) (bridge, cidr, dir string) {
-	dir = filepath.Join(root, ".cache", "e2e-cluster")
-	if i > 0 {
-		dir += "-" + strconv.Itoa(i)
-	}
-	return "obe2e" + strconv.Itoa(i), fmt.Sprintf("10.79.%d.0/24", i), dir
-}
 
 // Versions the suite runs; they must be in OPENBAO_VERSIONS of the Makefile.
 const openBaoVersion = "2.6.2"
@@ -72,29 +56,16 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	explicit := os.Getenv("E2E_BRIDGE") != ""
-	for i := range e2eSlots {
-		bridge, cidr, dir := e2eSlot(root, i)
-		opts.Bridge, opts.CIDR, opts.Dir = envOr("E2E_BRIDGE", bridge), envOr("E2E_CIDR", cidr), envOr("E2E_DIR", dir)
-		env, err = cluster.Up(ctx, opts)
-		if err == nil || explicit || !errors.Is(err, cluster.ErrInUse) {
-			break
-		}
-		fmt.Printf("%v; trying the next slot\n", err)
-	}
+	env, opts, err = cluster.UpInFreeSlot(ctx, opts, "_artifacts")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: the local cluster did not come up: %v\n(prerequisites: run as root; `make kube-assets openbao-bins build`, or `make test-localcluster`)\n", err)
-		if !errors.Is(err, cluster.ErrInUse) {
-			collectLogs(opts.Dir)
-			_ = cluster.Cleanup(opts.Dir)
-		}
 		return 1
 	}
 	fmt.Printf("local cluster with the operator up in %s\n", time.Since(start).Round(time.Second))
 	code := 1
 	defer func() {
 		if code != 0 {
-			collectLogs(opts.Dir)
+			cluster.KeepLogs(opts.Dir, "_artifacts")
 		}
 		if err := env.Down(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: tearing the local cluster down: %v\n", err)
@@ -163,18 +134,6 @@ func checkOperatorLog(containerLogDir string) error {
 		return fmt.Errorf("the operator's log (%s) holds %s", strings.Join(logs, ", "), strings.Join(bad, ", "))
 	}
 	return nil
-}
-
-// collectLogs keeps the logs of a failed run in tests/e2e/_artifacts.
-func collectLogs(dir string) {
-	dst, err := filepath.Abs(filepath.Join("_artifacts", time.Now().UTC().Format("20060102T150405Z")))
-	if err != nil {
-		return
-	}
-	if err := cluster.CollectLogs(dir, dst); err != nil {
-		fmt.Fprintf(os.Stderr, "collect logs: %v\n", err)
-	}
-	fmt.Fprintf(os.Stderr, "logs of the local cluster kept in %s\n", dst)
 }
 
 func envOr(name, def string) string {
