@@ -33,16 +33,11 @@ func (c *Cluster) EnableOpenShiftSCC(ctx context.Context) error {
 		return err
 	}
 	if err := c.poll(ctx, "discovery to list "+openshift.SecurityGroup, time.Minute, func(context.Context) (bool, string, error) {
-		groups, err := c.cs.Discovery().ServerGroups()
+		listed, err := c.discoveryLists(openshift.SecurityGroup)
 		if err != nil {
 			return false, err.Error(), nil
 		}
-		for _, g := range groups.Groups {
-			if g.Name == openshift.SecurityGroup {
-				return true, "", nil
-			}
-		}
-		return false, "not listed yet", nil
+		return listed, "not listed yet", nil
 	}); err != nil {
 		return err
 	}
@@ -65,17 +60,26 @@ func (c *Cluster) DisableOpenShiftSCC(ctx context.Context) error {
 		return err
 	}
 	return c.poll(ctx, "discovery to drop "+openshift.SecurityGroup, time.Minute, func(context.Context) (bool, string, error) {
-		groups, err := c.cs.Discovery().ServerGroups()
+		listed, err := c.discoveryLists(openshift.SecurityGroup)
 		if err != nil {
 			return false, err.Error(), nil
 		}
-		for _, g := range groups.Groups {
-			if g.Name == openshift.SecurityGroup {
-				return false, "still listed", nil
-			}
-		}
-		return true, "", nil
+		return !listed, "still listed", nil
 	})
+}
+
+// discoveryLists says whether the API server's discovery lists the API group.
+func (c *Cluster) discoveryLists(group string) (bool, error) {
+	groups, err := c.cs.Discovery().ServerGroups()
+	if err != nil {
+		return false, err
+	}
+	for _, g := range groups.Groups {
+		if g.Name == group {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (c *Cluster) applyManifest(ctx context.Context, verb, name string, data []byte, extra ...string) error {
