@@ -22,11 +22,13 @@ func envOr(name, def string) string {
 	return def
 }
 
-// canaryRequests store a value at first start and create a role that may read it.
+// canaryRequests store a value at first start and create a role that may read it. The
+// engine is KV version 1: a fresh KV version 2 mount refuses writes until its background
+// storage upgrade is done, which a write in the same self-initialization can race.
 var canaryRequests = []resources.InitRequest{
-	{Name: "enable-kv", Path: "sys/mounts/secret", Data: map[string]any{"type": "kv", "options": map[string]any{"version": "2"}}},
-	{Name: "canary", Path: "secret/data/canary", Data: map[string]any{"data": map[string]any{"value": "still here"}}},
-	{Name: "reader-policy", Path: "sys/policies/acl/reader", Data: map[string]any{"policy": "path \"secret/data/*\" {\n  capabilities = [\"read\"]\n}\n"}},
+	{Name: "enable-kv", Path: "sys/mounts/secret", Data: map[string]any{"type": "kv", "options": map[string]any{"version": "1"}}},
+	{Name: "canary", Path: "secret/canary", Data: map[string]any{"value": "still here"}},
+	{Name: "reader-policy", Path: "sys/policies/acl/reader", Data: map[string]any{"policy": "path \"secret/*\" {\n  capabilities = [\"read\"]\n}\n"}},
 	{Name: "reader-role", Path: "auth/jwt/role/reader", Data: map[string]any{
 		"role_type": "jwt", "bound_audiences": []string{"reader"}, "bound_subject": "system:serviceaccount:ns:reader",
 		"user_claim": "sub", "token_policies": []string{"reader"}, "token_ttl": "5m",
@@ -51,11 +53,11 @@ func readCanary(ctx context.Context, c *baotest.Cluster, n *baotest.Node) error 
 		return fmt.Errorf("login on %s: %w", n.PodName, err)
 	}
 	cl.SetToken(secret.Auth.ClientToken)
-	kv, err := cl.Logical().ReadWithContext(ctx, "secret/data/canary")
+	kv, err := cl.Logical().ReadWithContext(ctx, "secret/canary")
 	if err != nil || kv == nil {
 		return fmt.Errorf("read on %s: %v", n.PodName, err)
 	}
-	if data, _ := kv.Data["data"].(map[string]any); data["value"] != "still here" {
+	if kv.Data["value"] != "still here" {
 		return fmt.Errorf("canary on %s = %v", n.PodName, kv.Data)
 	}
 	return nil

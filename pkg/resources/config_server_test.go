@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"io"
 	"regexp"
@@ -25,15 +24,18 @@ var tokenPattern = regexp.MustCompile(`\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9]{20,}`)
 const trickyText = "quote \" backslash \\ dollar ${not_interpolated} newline\nend"
 
 // userRequests are what a user would add: a KV engine, a value with characters HCL treats
-// specially, and a reader role to check the value with.
+// specially, and a role to read and change the value with. The engine is KV version 1: a KV
+// version 2 mount upgrades its storage in the background and refuses writes ("invalid
+// request") until it is done, so a write in the same self-initialization can fail on a
+// busy machine.
 func userRequests() []resources.InitRequest {
 	return []resources.InitRequest{
-		{Name: "enable-kv", Path: "sys/mounts/secret", Data: map[string]any{"type": "kv", "options": map[string]any{"version": "2"}}},
-		{Name: "tricky-value", Path: "secret/data/tricky", Data: map[string]any{"data": map[string]any{"text": trickyText}}},
-		{Name: "reader-policy", Path: "sys/policies/acl/reader", Data: map[string]any{"policy": "path \"secret/data/*\" {\n  capabilities = [\"read\"]\n}\n"}},
-		{Name: "reader-role", Path: "auth/jwt/role/reader", Data: map[string]any{
-			"role_type": "jwt", "bound_audiences": []string{"reader"}, "bound_subject": "system:serviceaccount:ns:reader",
-			"user_claim": "sub", "token_policies": []string{"reader"}, "token_ttl": "5m",
+		{Name: "enable-kv", Path: "sys/mounts/secret", Data: map[string]any{"type": "kv", "options": map[string]any{"version": "1"}}},
+		{Name: "tricky-value", Path: "secret/tricky", Data: map[string]any{"text": trickyText}},
+		{Name: "kv-user-policy", Path: "sys/policies/acl/kv-user", Data: map[string]any{"policy": "path \"secret/*\" {\n  capabilities = [\"read\", \"update\"]\n}\n"}},
+		{Name: "kv-user-role", Path: "auth/jwt/role/kv-user", Data: map[string]any{
+			"role_type": "jwt", "bound_audiences": []string{"kv-user"}, "bound_subject": "system:serviceaccount:ns:kv-user",
+			"user_claim": "sub", "token_policies": []string{"kv-user"}, "token_ttl": "5m",
 		}},
 	}
 }
@@ -126,7 +128,7 @@ func TestRenderedConfigSelfInitializesSingleServer(t *testing.T) {
 	wantKind(t, "operator role takes a snapshot", op.Snapshot(ctx, io.Discard), openbao.ErrPermissionDenied)
 
 	// The user's requests ran after the operator's, with their data intact.
-	readTricky(ctx, t, c, n)
+	readTricky(ctx, t, c, n, trickyText)
 
 	// No token was printed: self-initialization used a root token inside the server only.
 	if m := tokenPattern.FindString(n.Log()); m != "" {
@@ -151,10 +153,14 @@ func TestRenderedConfigSelfInitializesSingleServer(t *testing.T) {
 		}
 	}
 	login(t, c, n, resources.DefaultUpgradeRole, c.UpgradeSubject(), baotest.UpgradeAudience)
-	readTricky(ctx, t, c, n)
+	readTricky(ctx, t, c, n, trickyText)
 
 	// Even with the stanzas loaded, OpenBao does not run them on initialized storage: the
-	// user's KV write would otherwise have made a second version of the value.
+	// user's KV write would otherwise have put back the value the user has changed since.
+	const changed = "changed by the user"
+	if _, err := kvUser(ctx, t, c, n).WriteWithContext(ctx, "secret/tricky", map[string]any{"text": changed}); err != nil {
+		t.Fatalf("change the value: %v", err)
+	}
 	n.Stop()
 	n.AlwaysLoadSelfInit = true
 	n.Start()
@@ -169,13 +175,12 @@ func TestRenderedConfigSelfInitializesSingleServer(t *testing.T) {
 	if h3.ClusterID != h.ClusterID {
 		t.Errorf("cluster ID changed: %s -> %s", h.ClusterID, h3.ClusterID)
 	}
-	if v := readTricky(ctx, t, c, n); v != 1 {
-		t.Errorf("the value written by self-initialization is at version %d, want 1", v)
-	}
+	readTricky(ctx, t, c, n, changed)
 }
 
-// readTricky reads the value written by self-initialization and returns its KV version.
-func readTricky(ctx context.Context, t *testing.T, c *baotest.Cluster, n *baotest.Node) int64 {
+// kvUser logs in with the user's role from self-initialization, which may read and
+// change the KV engine's values.
+func kvUser(ctx context.Context, t *testing.T, c *baotest.Cluster, n *baotest.Node) *api.Logical {
 	t.Helper()
 	cfg := api.DefaultConfig()
 	cfg.Address = n.Address()
@@ -187,27 +192,25 @@ func readTricky(ctx context.Context, t *testing.T, c *baotest.Cluster, n *baotes
 		t.Fatal(err)
 	}
 	secret, err := cl.Logical().WriteWithContext(ctx, "auth/jwt/login", map[string]any{
-		"role": "reader", "jwt": c.SignJWT("system:serviceaccount:ns:reader", "reader"),
+		"role": "kv-user", "jwt": c.SignJWT("system:serviceaccount:ns:kv-user", "kv-user"),
 	})
 	if err != nil {
-		t.Fatalf("login as the user's reader role: %v", err)
+		t.Fatalf("login as the user's kv-user role: %v", err)
 	}
 	cl.SetToken(secret.Auth.ClientToken)
-	kv, err := cl.Logical().ReadWithContext(ctx, "secret/data/tricky")
+	return cl.Logical()
+}
+
+// readTricky reads the value written by self-initialization and checks it is want.
+func readTricky(ctx context.Context, t *testing.T, c *baotest.Cluster, n *baotest.Node, want string) {
+	t.Helper()
+	kv, err := kvUser(ctx, t, c, n).ReadWithContext(ctx, "secret/tricky")
 	if err != nil || kv == nil {
 		t.Fatalf("read the value written by self-initialization: %v", err)
 	}
-	data, _ := kv.Data["data"].(map[string]any)
-	if got := data["text"]; got != trickyText {
-		t.Errorf("value written by self-initialization = %q, want %q", got, trickyText)
+	if got := kv.Data["text"]; got != want {
+		t.Errorf("value at secret/tricky = %q, want %q", got, want)
 	}
-	meta, _ := kv.Data["metadata"].(map[string]any)
-	version, _ := meta["version"].(json.Number)
-	v, err := version.Int64()
-	if err != nil {
-		t.Fatalf("KV metadata version %v: %v", meta["version"], err)
-	}
-	return v
 }
 
 func lastStart(log string) string {
