@@ -247,6 +247,10 @@ bench-upgrade: kube-assets openbao-bins build ## Benchmark upgrades (Rolling, Bl
 	$(GOBIN_DIR)/bench-upgrade --kube-assets $(KUBE_ASSETS) --openbao-dir $(OPENBAO_DIR) --manager $(GOBIN_DIR)/manager \
 	  --from $(firstword $(OPENBAO_VERSIONS)) --to $(OPENBAO_LATEST) --out $(CACHE)/bench $(BENCH_ARGS)
 
+.PHONY: bench-failover
+bench-failover: ## Benchmark losing the active server under load (process killed, pod force-deleted, network cut 30 s) on the local cluster (root)
+	$(MAKE) bench-upgrade BENCH_ARGS="--modes= --replicas 3 --failover kill,delete,netcut $(BENCH_ARGS)"
+
 ##@ OLM bundle and deployment
 
 # Operator SDK is built from the wrapper module tests/tools/operator-sdk, whose
