@@ -50,15 +50,15 @@ type sim struct {
 	// joined counts the servers created by a scale-up, by pod name.
 	generation map[string]int
 
-	stepDowns   []string
+	stepDowns []string
 	// removedLeaders are servers removed from Raft while they were the active node.
 	removedLeaders []string
 	// deletedMembers are pods stopped while their server was still a Raft peer.
 	deletedMembers []string
-	events      []string
-	crashes     int
-	quorumLost  []string
-	staleStarts []string
+	events         []string
+	crashes        int
+	quorumLost     []string
+	staleStarts    []string
 }
 
 func newSim(t *testing.T, replicas int, seed uint64) *sim {
