@@ -316,8 +316,9 @@ func (e simEnv) Event(_, reason, _ string) { e.s.events = append(e.s.events, rea
 
 // run plays the controller's passes (reconcileScaleDown) until the StatefulSet has the
 // spec's count and no scale-down is in flight. With crash, the operator is killed at random
-// points: after writing its intent and before the side effect, or before the end-of-pass
-// status write; the restarted operator knows only the persisted status.
+// points: before writing its intent, after writing it and before the side effect, after the
+// side effect, or before the end-of-pass status write; the restarted operator knows only the
+// persisted status.
 func (s *sim) run(t *testing.T, crash bool) {
 	ctx := context.Background()
 	persisted := s.cluster.Status.DeepCopy()
@@ -328,6 +329,8 @@ func (s *sim) run(t *testing.T, crash bool) {
 			s.removedLeaders = append(s.removedLeaders, a.Pod)
 		}
 		switch {
+		case step.Kind == Act && crash && s.rng.IntN(4) == 0:
+			s.crashes++ // before the intent was written: the pass' status is lost
 		case step.Kind == Act:
 			persisted = s.cluster.Status.DeepCopy() // intent before the side effect
 			if crash && s.rng.IntN(3) == 0 {
