@@ -34,6 +34,10 @@ const (
 	ConditionDegraded = "Degraded"
 	// ConditionPaused is True when spec.paused is true.
 	ConditionPaused = "Paused"
+	// ConditionScalingDown is True while servers are being removed after spec.replicas was
+	// lowered, and False with reason ScaleDownBlocked while a lower spec.replicas waits (an
+	// upgrade in flight, servers that are not healthy); the message says what it waits for.
+	ConditionScalingDown = "ScalingDown"
 )
 
 // Condition reasons. Messages carry the details and the next step for the user.
@@ -60,6 +64,12 @@ const (
 	ReasonDowngradeBlocked = "DowngradeBlocked"
 	ReasonUpgradeFailed    = "UpgradeFailed"
 	ReasonReconcileError   = "ReconcileError"
+
+	// ScalingDown.
+	ReasonScaleDownInProgress = "ScaleDownInProgress"
+	ReasonScaleDownBlocked    = "ScaleDownBlocked"
+	ReasonScaleDownCompleted  = "ScaleDownCompleted"
+	ReasonNoScaleDown         = "NoScaleDown"
 
 	// Paused.
 	ReasonPausedByUser = "PausedByUser"
