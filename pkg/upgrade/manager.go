@@ -62,7 +62,12 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 		log.FromContext(ctx).Info("Moved the upgrade status written by a previous release to status.upgrade.rolling")
 	}
 
+	retry := takeRetryRequest(c)
+
 	if u == nil {
+		if retry {
+			m.retryIgnored(ctx, s, env, "no upgrade is in progress")
+		}
 		if desiredImage == c.Status.CurrentImage && desiredVersion == c.Status.CurrentVersion {
 			m.idle(s)
 			return Result{}, nil
@@ -83,13 +88,21 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 	if desiredImage != u.ToImage {
 		r, done, why := m.retarget(s, env, desiredVersion, desiredImage)
 		if done {
+			if retry && u.Step == StepHalted {
+				m.retryIgnored(ctx, s, env, fmt.Sprintf("spec.version %s is not the halted upgrade's target %s and cannot be taken (see the Degraded condition)", desiredVersion, u.ToVersion))
+			}
 			return r, nil
 		}
 		notice = why
 	}
-	if u.Step == StepHalted {
-		// Halted: nothing moves until the user changes the target (see the README).
+	switch {
+	case u.Step == StepHalted && retry:
+		m.retry(ctx, s, env)
+	case u.Step == StepHalted:
+		// Halted: nothing moves until the user retries or changes the target (see the README).
 		return Result{}, nil
+	case retry:
+		m.retryIgnored(ctx, s, env, fmt.Sprintf("the upgrade to %s is not halted", u.ToVersion))
 	}
 
 	strategy, ok := m.Strategies[u.Strategy]
@@ -305,6 +318,41 @@ func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bo
 	return Result{RequeueAfter: requeueActed}, true, ""
 }
 
+// takeRetryRequest records spec.upgrade.retryToken as seen and says whether it is a new,
+// non-empty value: a request to retry a halted upgrade. Each value acts once; clearing the
+// field requests nothing.
+func takeRetryRequest(c *openbaov1alpha1.OpenBaoCluster) bool {
+	token := c.Spec.Upgrade.RetryToken
+	if token == c.Status.ObservedRetryToken {
+		return false
+	}
+	c.Status.ObservedRetryToken = token
+	return token != ""
+}
+
+// retry clears the halt of the upgrade in flight on the same target: the strategy plans
+// the failed step again in this pass, with a fresh deadline and attempts. Its own progress
+// (same revision) is kept, so servers already done are not touched again.
+func (m *Manager) retry(ctx context.Context, s *State, env Env) {
+	c := s.Cluster
+	u := c.Status.Upgrade
+	msg := fmt.Sprintf("Retrying the halted upgrade to %s (spec.upgrade.retryToken %q); it had stopped with: %s", u.ToVersion, c.Spec.Upgrade.RetryToken, u.LastError)
+	log.FromContext(ctx).Info("Retrying a halted upgrade", "toVersion", u.ToVersion, "retryToken", c.Spec.Upgrade.RetryToken)
+	u.Step, u.LastError, u.Attempts = StepStarted, "", 0
+	u.StepStartTime, u.StepDeadline = nil, nil
+	u.Message = msg
+	clearDegraded(c, openbaov1alpha1.ReasonUpgradeFailed)
+	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeRunning, msg)
+	env.Event(corev1.EventTypeNormal, "UpgradeRetried", msg)
+}
+
+// retryIgnored tells the user that a new spec.upgrade.retryToken had nothing to retry.
+func (m *Manager) retryIgnored(ctx context.Context, s *State, env Env, why string) {
+	msg := fmt.Sprintf("spec.upgrade.retryToken %q changed, but %s: nothing to retry. The value is recorded and changes nothing.", s.Cluster.Spec.Upgrade.RetryToken, why)
+	log.FromContext(ctx).Info("Retry request ignored", "reason", why)
+	env.Event(corev1.EventTypeNormal, "UpgradeRetryIgnored", msg)
+}
+
 // abort records that the strategy undoes the upgrade: a halted upgrade runs again, with
 // fresh deadlines, and Plan drives the way back in this same pass.
 func (m *Manager) abort(s *State, env Env) {
@@ -387,7 +435,7 @@ func (m *Manager) halt(s *State, env Env, reason string) {
 	u := c.Status.Upgrade
 	u.Step = StepHalted
 	u.LastError = reason
-	msg := fmt.Sprintf("The upgrade to %s is halted: %s No further server is touched and nothing is rolled back. Fix the cause, then set spec.version (or spec.image) to a target that works, or back to %s; see \"Recovering from a halted upgrade\" in the README.", u.ToVersion, reason, u.FromVersion)
+	msg := fmt.Sprintf("The upgrade to %s is halted: %s No further server is touched and nothing is rolled back. Fix the cause, then set spec.upgrade.retryToken to a new value to retry the step, or set spec.version (or spec.image) to a target that works, or back to %s; see \"Failure and recovering from a halted upgrade\" in the README.", u.ToVersion, reason, u.FromVersion)
 	u.Message = msg
 	setCondition(c, openbaov1alpha1.ConditionDegraded, true, openbaov1alpha1.ReasonUpgradeFailed, msg)
 	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeHalted, msg)
