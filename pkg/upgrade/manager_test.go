@@ -226,3 +226,21 @@ func TestRetryTokenWithoutAHaltChangesNothing(t *testing.T) {
 	assert.Equal(t, "now", c.Status.ObservedRetryToken, "recorded, so that a later halt is not retried by it")
 	assert.Equal(t, []string{"UpgradeRetryIgnored"}, env.events)
 }
+
+// A new target set while an upgrade runs is announced as what will happen to it.
+func TestANewTargetWhileRunningSaysWhatHappensToIt(t *testing.T) {
+	for _, tc := range []struct{ version, want string }{
+		{"2.7.3", "The upgrade to 2.7.2 finishes first; spec.version 2.7.3 is applied after it."},
+		{"2.6.5", "The upgrade to 2.7.2 finishes first; spec.version 2.6.5 is lower than 2.7.2, so it is then refused as a downgrade."},
+	} {
+		c := cluster(tc.version)
+		c.Status.Upgrade = &openbaov1alpha1.UpgradeStatus{
+			FromVersion: "2.6.2", FromImage: "quay.io/openbao/openbao:2.6.2", ToVersion: "2.7.2", ToImage: "quay.io/openbao/openbao:2.7.2",
+			Strategy: waitingStrategyName, Step: "Waiting", Revision: "r1",
+		}
+		_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, &recordingEnv{}, noPersist)
+		require.NoError(t, err)
+		assert.Contains(t, c.Status.Upgrade.Message, tc.want)
+		assert.Equal(t, "2.7.2", c.Status.Upgrade.ToVersion)
+	}
+}
