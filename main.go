@@ -104,11 +104,13 @@ func runManager(args []string) int {
 		setupLog.Error(err, "Cannot create the manager")
 		return 1
 	}
+	recorder, stopRecorder := controllers.NewEventRecorder(kube, mgr.GetScheme())
+	defer stopRecorder()
 	realClock := clock.RealClock{}
 	reconciler := &controllers.OpenBaoClusterReconciler{
 		Client:   mgr.GetClient(),
 		Scheme:   mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("openbao-operator"),
+		Recorder: recorder,
 		Clock:    realClock,
 		Issuer:   &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: realClock},
 		Observer: &upgrade.Observer{TokenFile: *tokenFile},

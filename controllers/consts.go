@@ -8,6 +8,9 @@ import "time"
 const (
 	// requeueSteady re-reads a healthy cluster's OpenBao state.
 	requeueSteady = 30 * time.Second
+	// leaderPollInterval is how often the server the status names as the leader is asked
+	// whether it still is, between full observations (see leaderWatch).
+	leaderPollInterval = 2 * time.Second
 	// requeueConverging re-reads a cluster that is forming or recovering.
 	requeueConverging = 5 * time.Second
 	// requeueAfterError backs off after an error the next attempt may not repeat.

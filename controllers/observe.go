@@ -40,6 +40,7 @@ func (r *OpenBaoClusterReconciler) observe(ctx context.Context, s *scope) (ctrl.
 	s.observed = &observed
 	s.observedOK = true
 	c.Status.Leader = observed.Leader
+	r.leaders.watch(c, s.pods, s.tlsCAPEM)
 	c.Status.Members = members(s.pods, observed)
 	for _, m := range c.Status.Members {
 		if m.Initialized && !m.Sealed {

@@ -61,6 +61,10 @@ type OpenBaoClusterReconciler struct {
 	Upgrades *upgrade.Manager
 	Options  Options
 
+	// leaders watches each cluster's active server between full observations (nil when the
+	// reconciler runs without a manager, as in tests).
+	leaders *leaderWatch
+
 	// statusWrites remembers the status this controller last wrote per cluster (see
 	// behindOwnWrite).
 	statusWrites statusWrites
@@ -74,10 +78,13 @@ type OpenBaoClusterReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *OpenBaoClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.leaders = newLeaderWatch(leaderPollInterval)
+	if err := mgr.Add(r.leaders); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&openbaov1alpha1.OpenBaoCluster{}).
 		Owns(&appsv1.StatefulSet{}).
@@ -90,6 +97,8 @@ func (r *OpenBaoClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Pod readiness changes the cluster's status; pods are owned by the StatefulSet, so
 		// they are mapped to their cluster by label.
 		Watches(&corev1.Pod{}, podToCluster(), builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
+		// A leadership change changes no Kubernetes object: the leader watch announces it.
+		WatchesRawSource(r.leaders.source()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
 		Named("openbaocluster").
 		Complete(r)
@@ -99,11 +108,15 @@ func (r *OpenBaoClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	cluster := &openbaov1alpha1.OpenBaoCluster{}
 	if err := r.Get(ctx, req.NamespacedName, cluster); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.leaders.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	logger := log.FromContext(ctx).WithValues("openBaoCluster", klog.KObj(cluster))
 	ctx = log.IntoContext(ctx, logger)
 	if !cluster.DeletionTimestamp.IsZero() {
+		r.leaders.forget(req.NamespacedName)
 		// Owner references let the garbage collector remove what the cluster owns.
 		return ctrl.Result{}, nil
 	}
@@ -128,6 +141,7 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		// Paused: change nothing, not even owned objects; only report. An upgrade in flight
 		// keeps its state; its step deadline stops running.
 		s.paused = true
+		r.leaders.forget(req.NamespacedName)
 		upgrade.Paused(cluster, r.Clock.Now())
 		return ctrl.Result{}, nil
 	}

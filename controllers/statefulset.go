@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
@@ -66,6 +67,13 @@ func (r *OpenBaoClusterReconciler) reconcileStatefulSet(ctx context.Context, s *
 		}
 		// Selector, service name and volume claim templates are immutable.
 	}); err != nil {
+		if apierrors.IsConflict(err) {
+			// The cache had not yet seen the StatefulSet's latest change (typically the
+			// upgrade's own partition patch, just before a template change such as going
+			// back): look again once it has, rather than report an error.
+			log.FromContext(ctx).V(1).Info("The StatefulSet changed since it was read; looking again", "statefulSet", name)
+			return ctrl.Result{RequeueAfter: requeueStaleCache}, nil
+		}
 		return ctrl.Result{}, fmt.Errorf("statefulset: %w", err)
 	}
 	if err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {

@@ -62,7 +62,12 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 		log.FromContext(ctx).Info("Moved the upgrade status written by a previous release to status.upgrade.rolling")
 	}
 
+	retry := takeRetryRequest(c)
+
 	if u == nil {
+		if retry {
+			m.retryIgnored(ctx, s, env, "no upgrade is in progress")
+		}
 		if desiredImage == c.Status.CurrentImage && desiredVersion == c.Status.CurrentVersion {
 			m.idle(s)
 			return Result{}, nil
@@ -81,15 +86,23 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 	// notice says why a changed target is not applied yet; it prefixes the step's message.
 	notice := ""
 	if desiredImage != u.ToImage {
-		r, done, why := m.retarget(s, env, desiredVersion, desiredImage)
+		r, done, why := m.retarget(ctx, s, env, desiredVersion, desiredImage)
 		if done {
+			if retry && u.Step == StepHalted {
+				m.retryIgnored(ctx, s, env, fmt.Sprintf("spec.version %s is not the halted upgrade's target %s and cannot be taken (see the Degraded condition)", desiredVersion, u.ToVersion))
+			}
 			return r, nil
 		}
 		notice = why
 	}
-	if u.Step == StepHalted {
-		// Halted: nothing moves until the user changes the target (see the README).
+	switch {
+	case u.Step == StepHalted && retry:
+		m.retry(ctx, s, env)
+	case u.Step == StepHalted:
+		// Halted: nothing moves until the user retries or changes the target (see the README).
 		return Result{}, nil
+	case retry:
+		m.retryIgnored(ctx, s, env, fmt.Sprintf("the upgrade to %s is not halted", u.ToVersion))
 	}
 
 	strategy, ok := m.Strategies[u.Strategy]
@@ -257,15 +270,16 @@ func (m *Manager) validateTarget(c *openbaov1alpha1.OpenBaoCluster, from, to str
 
 // retarget handles a spec target that differs from the upgrade in flight. A strategy that
 // can undo its upgrade (Aborter) aborts when the target is set back to where the upgrade
-// started. Otherwise a halted upgrade takes the new target (a fixed image, or the version it
-// started from) and a running one finishes first. It returns done=true when the pass should
-// end, and otherwise a notice for the user when the new target waits.
-func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bool, string) {
+// started. Otherwise setting the target back goes back when that is safe for the data (see
+// goingBackUnsafe), running or halted; a halted upgrade also takes any other valid target
+// (a fixed image), and a running one finishes first. It returns done=true when the pass
+// should end, and otherwise a notice for the user when the new target waits.
+func (m *Manager) retarget(ctx context.Context, s *State, env Env, version, image string) (Result, bool, string) {
 	c := s.Cluster
 	u := c.Status.Upgrade
+	back := version == u.FromVersion && image == u.FromImage
 	if strategy, ok := m.Strategies[u.Strategy]; ok {
 		if aborter, ok := strategy.(Aborter); ok {
-			back := version == u.FromVersion && image == u.FromImage
 			switch {
 			case aborter.Aborting(s):
 				if !back {
@@ -279,21 +293,45 @@ func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bo
 					return Result{}, false, ""
 				}
 				if u.Step != StepHalted {
-					return Result{}, false, fmt.Sprintf("The upgrade to %s can no longer be undone (%s); it finishes first, then spec.version %s is applied.", u.ToVersion, why, version)
+					return Result{}, false, fmt.Sprintf("The upgrade to %s can no longer be undone (%s); it finishes first, and spec.version %s is then refused as a downgrade: to return to %s, restore the pre-upgrade snapshot on a cluster of that release.", u.ToVersion, why, version, version)
 				}
 			}
 		}
 	}
-	if u.Step != StepHalted {
-		return Result{}, false, fmt.Sprintf("The upgrade to %s finishes first; spec.version %s is applied after it.", u.ToVersion, version)
-	}
-	if version != u.FromVersion || image != u.FromImage {
-		if msg := m.validateTarget(c, u.FromVersion, version); msg != "" {
+	if back {
+		unsafe, known := m.goingBackUnsafe(ctx, s, env)
+		switch {
+		case !known:
+			u.Message = fmt.Sprintf("spec.version is %s again: no server moves until the operator has read the cluster's version history from the active node, which tells whether %s has served as the active node (%s).", version, u.ToVersion, unsafe)
+			return Result{RequeueAfter: requeueWaiting}, true, ""
+		case unsafe != "" && u.Step == StepHalted:
+			msg := fmt.Sprintf("spec.version %s cannot be taken back: %s. Set spec.version to %s (or another target that works), or restore the pre-upgrade snapshot on a cluster of %s.", version, unsafe, u.ToVersion, version)
 			setCondition(c, openbaov1alpha1.ConditionDegraded, true, openbaov1alpha1.ReasonUpgradeFailed, u.LastError+" "+msg)
 			return Result{}, true, ""
+		case unsafe != "":
+			return Result{}, false, fmt.Sprintf("spec.version %s is not taken: %s. The upgrade to %s finishes, and %s is then refused as a downgrade; to return to %s, restore the pre-upgrade snapshot on a cluster of that release.", version, unsafe, u.ToVersion, version, version)
 		}
+		msg := fmt.Sprintf("Going back to %s: no server on %s has been the active node, so every server holds only data that %s wrote; the servers already on %s are moved back one at a time.", version, u.ToVersion, version, u.ToVersion)
+		return m.takeTarget(s, env, version, image, "UpgradeGoingBack", msg), true, ""
 	}
-	msg := fmt.Sprintf("The halted upgrade to %s now targets %s.", u.ToVersion, version)
+	if u.Step != StepHalted {
+		if why := m.validateTarget(c, u.ToVersion, version); why != "" {
+			return Result{}, false, fmt.Sprintf("The upgrade to %s finishes first; spec.version %s is lower than %s, so it is then refused as a downgrade.", u.ToVersion, version, u.ToVersion)
+		}
+		return Result{}, false, fmt.Sprintf("The upgrade to %s finishes first; spec.version %s is applied after it.", u.ToVersion, version)
+	}
+	if msg := m.validateTarget(c, u.FromVersion, version); msg != "" {
+		setCondition(c, openbaov1alpha1.ConditionDegraded, true, openbaov1alpha1.ReasonUpgradeFailed, u.LastError+" "+msg)
+		return Result{}, true, ""
+	}
+	return m.takeTarget(s, env, version, image, "UpgradeRetargeted", fmt.Sprintf("The halted upgrade to %s now targets %s.", u.ToVersion, version)), true, ""
+}
+
+// takeTarget makes the upgrade in flight target version and image from where it stands: a
+// new revision, so the strategy starts its own bookkeeping afresh from the live objects.
+func (m *Manager) takeTarget(s *State, env Env, version, image, reason, msg string) Result {
+	c := s.Cluster
+	u := c.Status.Upgrade
 	u.ToVersion, u.ToImage = version, image
 	u.Revision = revision(string(c.UID), u.FromImage, image)
 	u.Step, u.LastError, u.Attempts = StepStarted, "", 0
@@ -301,8 +339,84 @@ func (m *Manager) retarget(s *State, env Env, version, image string) (Result, bo
 	u.Message = msg
 	clearDegraded(c, openbaov1alpha1.ReasonUpgradeFailed)
 	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeRunning, msg)
-	env.Event(corev1.EventTypeNormal, "UpgradeRetargeted", msg)
-	return Result{RequeueAfter: requeueActed}, true, ""
+	env.Event(corev1.EventTypeNormal, reason, msg)
+	return Result{RequeueAfter: requeueActed}
+}
+
+// goingBackUnsafe says why setting the target back to the version the upgrade started
+// from would put the cluster's data at risk, or "". OpenBao upgrades its stored data when a
+// server of a new release becomes the active node (measured: 2.6.2 does not start on data
+// that 2.7.2 wrote), and its upgrade guide forbids moving leadership from a newer release to
+// an older one. A server of the target release that only ever followed has replicated what
+// the old release wrote. So going back to an older release is refused once a server of the
+// target has been the active node in this upgrade: observed now, or listed in
+// sys/version-history, which OpenBao writes when a server of a release that has not run
+// before completes becoming active. Going back to the same or a newer release (undoing a
+// downgrade or an image change) moves leadership, if at all, towards the newer release and
+// is always taken. known is false when the history could not be read; the reason is then
+// in unsafe.
+func (m *Manager) goingBackUnsafe(ctx context.Context, s *State, env Env) (unsafe string, known bool) {
+	u := s.Upgrade()
+	from, err1 := semver.ParseTolerant(u.FromVersion)
+	to, err2 := semver.ParseTolerant(u.ToVersion)
+	if err1 != nil || err2 != nil || !to.GT(from) {
+		return "", true
+	}
+	if s.Leader != "" && SameVersion(s.Servers[s.Leader].Version, u.ToVersion) {
+		return fmt.Sprintf("%s, on %s, is the active node and may have written data that %s cannot read, and leadership must never move from %s back to %s", s.Leader, u.ToVersion, u.FromVersion, u.ToVersion, u.FromVersion), true
+	}
+	if s.Leader == "" {
+		return "no server is the active node", false
+	}
+	cl, err := env.OpenBao(ctx, s.Leader)
+	if err != nil {
+		return fmt.Sprintf("log in to %s: %v", s.Leader, err), false
+	}
+	history, err := cl.VersionHistory(ctx)
+	if err != nil {
+		return fmt.Sprintf("read the version history from %s: %v", s.Leader, err), false
+	}
+	for _, h := range history {
+		if SameVersion(h.Version, u.ToVersion) && (u.StartTime == nil || !h.InstalledAt.Before(u.StartTime.Time)) {
+			return fmt.Sprintf("a server on %s became the active node at %s (sys/version-history) and may have written data that %s cannot read", u.ToVersion, h.InstalledAt.UTC().Format(time.RFC3339), u.FromVersion), true
+		}
+	}
+	return "", true
+}
+
+// takeRetryRequest records spec.upgrade.retryToken as seen and says whether it is a new,
+// non-empty value: a request to retry a halted upgrade. Each value acts once; clearing the
+// field requests nothing.
+func takeRetryRequest(c *openbaov1alpha1.OpenBaoCluster) bool {
+	token := c.Spec.Upgrade.RetryToken
+	if token == c.Status.ObservedRetryToken {
+		return false
+	}
+	c.Status.ObservedRetryToken = token
+	return token != ""
+}
+
+// retry clears the halt of the upgrade in flight on the same target: the strategy plans
+// the failed step again in this pass, with a fresh deadline and attempts. Its own progress
+// (same revision) is kept, so servers already done are not touched again.
+func (m *Manager) retry(ctx context.Context, s *State, env Env) {
+	c := s.Cluster
+	u := c.Status.Upgrade
+	msg := fmt.Sprintf("Retrying the halted upgrade to %s (spec.upgrade.retryToken %q); it had stopped with: %s", u.ToVersion, c.Spec.Upgrade.RetryToken, u.LastError)
+	log.FromContext(ctx).Info("Retrying a halted upgrade", "toVersion", u.ToVersion, "retryToken", c.Spec.Upgrade.RetryToken)
+	u.Step, u.LastError, u.Attempts = StepStarted, "", 0
+	u.StepStartTime, u.StepDeadline = nil, nil
+	u.Message = msg
+	clearDegraded(c, openbaov1alpha1.ReasonUpgradeFailed)
+	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeRunning, msg)
+	env.Event(corev1.EventTypeNormal, "UpgradeRetried", msg)
+}
+
+// retryIgnored tells the user that a new spec.upgrade.retryToken had nothing to retry.
+func (m *Manager) retryIgnored(ctx context.Context, s *State, env Env, why string) {
+	msg := fmt.Sprintf("spec.upgrade.retryToken %q changed, but %s: nothing to retry. The value is recorded and changes nothing.", s.Cluster.Spec.Upgrade.RetryToken, why)
+	log.FromContext(ctx).Info("Retry request ignored", "reason", why)
+	env.Event(corev1.EventTypeNormal, "UpgradeRetryIgnored", msg)
 }
 
 // abort records that the strategy undoes the upgrade: a halted upgrade runs again, with
@@ -374,6 +488,9 @@ func (m *Manager) complete(s *State, env Env) {
 		took = fmt.Sprintf(" in %s", s.Now.Sub(u.StartTime.Time).Round(time.Second))
 	}
 	msg := fmt.Sprintf("Upgraded from %s to %s%s.", u.FromVersion, u.ToVersion, took)
+	if u.ToVersion == u.FromVersion && u.ToImage == u.FromImage {
+		msg = fmt.Sprintf("Back on %s%s: every server runs it again.", u.FromVersion, took)
+	}
 	c.Status.CurrentVersion, c.Status.CurrentImage = u.ToVersion, u.ToImage
 	c.Status.Upgrade = nil
 	setCondition(c, openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonUpgradeCompleted, msg)
@@ -387,7 +504,7 @@ func (m *Manager) halt(s *State, env Env, reason string) {
 	u := c.Status.Upgrade
 	u.Step = StepHalted
 	u.LastError = reason
-	msg := fmt.Sprintf("The upgrade to %s is halted: %s No further server is touched and nothing is rolled back. Fix the cause, then set spec.version (or spec.image) to a target that works, or back to %s; see \"Recovering from a halted upgrade\" in the README.", u.ToVersion, reason, u.FromVersion)
+	msg := fmt.Sprintf("The upgrade to %s is halted: %s No further server is touched and nothing is rolled back. Fix the cause, then set spec.upgrade.retryToken to a new value to retry the step, or set spec.version (or spec.image) to a target that works, or back to %s; see \"Failure and recovering from a halted upgrade\" in the README.", u.ToVersion, reason, u.FromVersion)
 	u.Message = msg
 	setCondition(c, openbaov1alpha1.ConditionDegraded, true, openbaov1alpha1.ReasonUpgradeFailed, msg)
 	setCondition(c, openbaov1alpha1.ConditionUpgrading, true, openbaov1alpha1.ReasonUpgradeHalted, msg)

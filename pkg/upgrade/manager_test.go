@@ -159,3 +159,88 @@ func TestUpgradeStatusOfThePreviousReleaseIsConverted(t *testing.T) {
 	assert.Nil(t, u.PodsDone)
 	assert.False(t, u.ConvertDeprecatedFields(), "converted once")
 }
+
+func halted() *openbaov1alpha1.OpenBaoCluster {
+	c := cluster("2.7.2")
+	c.Status.Upgrade = &openbaov1alpha1.UpgradeStatus{
+		FromVersion: "2.6.2", FromImage: "quay.io/openbao/openbao:2.6.2", ToVersion: "2.7.2", ToImage: "quay.io/openbao/openbao:2.7.2",
+		Strategy: waitingStrategyName, Step: StepHalted, LastError: "bao-2 did not become healthy", Revision: "r1",
+		Rolling: &openbaov1alpha1.RollingStatus{Revision: "r1", PodsDone: []string{"bao-2"}},
+	}
+	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: openbaov1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: openbaov1alpha1.ReasonUpgradeFailed})
+	return c
+}
+
+func TestRetryTokenRetriesAHaltedUpgradeOnce(t *testing.T) {
+	c := halted()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	env := &recordingEnv{}
+
+	_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: now}, env, noPersist)
+	require.NoError(t, err)
+	assert.Equal(t, StepHalted, c.Status.Upgrade.Step, "no token: stays halted")
+	assert.Empty(t, env.events)
+
+	c.Spec.Upgrade.RetryToken = "1"
+	_, err = testManager().Reconcile(context.Background(), &State{Cluster: c, Now: now}, env, noPersist)
+	require.NoError(t, err)
+	u := c.Status.Upgrade
+	assert.Equal(t, "Waiting", u.Step, "the strategy plans again in the same pass")
+	assert.Equal(t, "r1", u.Revision, "same target, same revision: the strategy's progress is kept")
+	assert.Equal(t, []string{"bao-2"}, u.Rolling.PodsDone)
+	assert.Empty(t, u.LastError)
+	require.NotNil(t, u.StepDeadline)
+	assert.Equal(t, now.Add(DefaultStepTimeout), u.StepDeadline.Time, "a fresh deadline")
+	assert.Equal(t, "1", c.Status.ObservedRetryToken)
+	assert.True(t, meta.IsStatusConditionFalse(c.Status.Conditions, openbaov1alpha1.ConditionDegraded))
+	assert.Equal(t, openbaov1alpha1.ReasonUpgradeRunning, meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading).Reason)
+	assert.Equal(t, []string{"UpgradeRetried"}, env.events)
+
+	// It halts again: the same token does not retry a second time.
+	testManager().halt(&State{Cluster: c, Now: now}, env, "still unhealthy.")
+	env.events = nil
+	_, err = testManager().Reconcile(context.Background(), &State{Cluster: c, Now: now}, env, noPersist)
+	require.NoError(t, err)
+	assert.Equal(t, StepHalted, c.Status.Upgrade.Step)
+	assert.Empty(t, env.events)
+
+	// Cleared: nothing. A value used before, set again after clearing, is a new request.
+	c.Spec.Upgrade.RetryToken = ""
+	_, err = testManager().Reconcile(context.Background(), &State{Cluster: c, Now: now}, env, noPersist)
+	require.NoError(t, err)
+	assert.Equal(t, StepHalted, c.Status.Upgrade.Step)
+	c.Spec.Upgrade.RetryToken = "1"
+	_, err = testManager().Reconcile(context.Background(), &State{Cluster: c, Now: now}, env, noPersist)
+	require.NoError(t, err)
+	assert.Equal(t, "Waiting", c.Status.Upgrade.Step)
+	assert.Equal(t, []string{"UpgradeRetried"}, env.events)
+}
+
+func TestRetryTokenWithoutAHaltChangesNothing(t *testing.T) {
+	c := cluster("2.6.2")
+	c.Spec.Upgrade.RetryToken = "now"
+	env := &recordingEnv{}
+	_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, env, noPersist)
+	require.NoError(t, err)
+	assert.Nil(t, c.Status.Upgrade)
+	assert.Equal(t, "now", c.Status.ObservedRetryToken, "recorded, so that a later halt is not retried by it")
+	assert.Equal(t, []string{"UpgradeRetryIgnored"}, env.events)
+}
+
+// A new target set while an upgrade runs is announced as what will happen to it.
+func TestANewTargetWhileRunningSaysWhatHappensToIt(t *testing.T) {
+	for _, tc := range []struct{ version, want string }{
+		{"2.7.3", "The upgrade to 2.7.2 finishes first; spec.version 2.7.3 is applied after it."},
+		{"2.6.5", "The upgrade to 2.7.2 finishes first; spec.version 2.6.5 is lower than 2.7.2, so it is then refused as a downgrade."},
+	} {
+		c := cluster(tc.version)
+		c.Status.Upgrade = &openbaov1alpha1.UpgradeStatus{
+			FromVersion: "2.6.2", FromImage: "quay.io/openbao/openbao:2.6.2", ToVersion: "2.7.2", ToImage: "quay.io/openbao/openbao:2.7.2",
+			Strategy: waitingStrategyName, Step: "Waiting", Revision: "r1",
+		}
+		_, err := testManager().Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, &recordingEnv{}, noPersist)
+		require.NoError(t, err)
+		assert.Contains(t, c.Status.Upgrade.Message, tc.want)
+		assert.Equal(t, "2.7.2", c.Status.Upgrade.ToVersion)
+	}
+}

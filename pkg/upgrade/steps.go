@@ -121,6 +121,13 @@ func Snapshot(s *State, before string) (step Step, done bool) {
 				}),
 			},
 		}, false
+	case JobFailed(job) && u.Step == StepStarted:
+		// The upgrade was retried (or given a new target) after the snapshot failed: run it again.
+		return Step{
+			Kind: StepAct, Name: StepSnapshot, NewStep: true,
+			Message: fmt.Sprintf("Deleting the failed snapshot Job %s to try again.", name),
+			Action:  DeleteJob{Name: name},
+		}, false
 	case JobFailed(job):
 		return Step{Kind: StepHalt, Name: StepSnapshot,
 			Message: fmt.Sprintf("The pre-upgrade snapshot Job %s failed (see `kubectl logs -n %s job/%s`), so the upgrade is blocked before %s.", name, c.Namespace, name, before)}, false

@@ -230,6 +230,7 @@ func checkUpgradeIdentity(t *testing.T, c *openbaov1alpha1.OpenBaoCluster) {
 		serviceAccountToken(t, c.Namespace, upgradeSA, resources.UpgradeAudience)); err != nil {
 		t.Fatalf("login of %s to the upgrade role through %s: %v", upgradeSA, standby.Name, err)
 	}
+	asked := time.Now()
 	if err := cl.StepDown(ctx); err != nil {
 		t.Fatalf("step-down with the upgrade role: %v", err)
 	}
@@ -243,10 +244,14 @@ func checkUpgradeIdentity(t *testing.T, c *openbaov1alpha1.OpenBaoCluster) {
 		return false, fmt.Sprintf("active: %v", active)
 	})
 	t.Logf("leadership moved from %s to %s", oldLeader.Name, newLeader)
+	moved := time.Since(asked)
+	// No pod changes on a step-down: the operator's leader watch notices it.
 	eventually(t, waitShort, "status.leader to follow to "+newLeader, func() (bool, string) {
 		got := getCluster(t, c.Namespace, c.Name)
 		return got.Status.Leader == newLeader, "status.leader " + got.Status.Leader
 	})
+	t.Logf("after the step-down: %s active in %s, status.leader followed in %s",
+		newLeader, moved.Round(10*time.Millisecond), time.Since(asked).Round(10*time.Millisecond))
 }
 
 // checkPodReplaced deletes a server pod: the StatefulSet controller creates

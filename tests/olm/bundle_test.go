@@ -731,7 +731,8 @@ func TestInstallSettings(t *testing.T) {
 		{"", "secrets", "create"},
 		{"", "pods", "delete"},
 		{"batch", "jobs", "create"},
-		{"events.k8s.io", "events", "create"},
+		{"", "events", "create"},
+		{"", "events", "patch"},
 	} {
 		if !hasRule(strategy.Permissions, r.group, r.resource, r.verb) {
 			t.Errorf("the CSV's namespaced permissions lack %s %s/%s", r.verb, r.group, r.resource)

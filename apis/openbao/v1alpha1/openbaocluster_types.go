@@ -194,6 +194,16 @@ type UpgradeSpec struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Blue/Green"
 	BlueGreen *BlueGreenSpec `json:"blueGreen,omitempty"`
+
+	// RetryToken retries a halted upgrade on the same target: set it to any value it has not
+	// had before (a date, a counter) once the cause of the halt is fixed. The operator clears
+	// the halt and runs the failed step again with a fresh deadline, once per new value
+	// (status.observedRetryToken records the value it acted on). A new value while no upgrade
+	// is halted is recorded and changes nothing.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Retry token (retry a halted upgrade)",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	RetryToken string `json:"retryToken,omitempty"`
 }
 
 // BlueGreenSpec configures the BlueGreen strategy.
@@ -341,6 +351,11 @@ type OpenBaoClusterStatus struct {
 	// +listMapKey=type
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Conditions",xDescriptors={"urn:alm:descriptor:io.kubernetes.conditions"}
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ObservedRetryToken is the last spec.upgrade.retryToken the operator has seen: a
+	// spec value that differs from it is a new request to retry a halted upgrade.
+	// +optional
+	ObservedRetryToken string `json:"observedRetryToken,omitempty"`
 
 	// Upgrade is the progress of the upgrade in flight; empty when none is.
 	// +optional

@@ -32,10 +32,12 @@ import (
 // Step names recorded in status.upgrade.step.
 const (
 	StepWaitTemplate        = "WaitTemplate"
+	StepWaitPartition       = "WaitPartition"
 	StepStepDown            = upgrade.StepStepDown
 	StepWaitLeadershipMoved = upgrade.StepWaitLeadershipMoved
 	StepUpdatePod           = "UpdatePod"
 	StepWaitPodHealthy      = "WaitPodHealthy"
+	StepWaitDoneHealthy     = "WaitDoneHealthy"
 	StepCleanup             = "Cleanup"
 	StepReplaceStuckPod     = "ReplaceStuckPod"
 )
@@ -79,11 +81,19 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 	if image := upgrade.TemplateImage(sts); image != u.ToImage {
 		return upgrade.Wait(StepWaitTemplate, "", fmt.Sprintf("Waiting for the StatefulSet template to carry %s (it has %s).", u.ToImage, image)), nil
 	}
+	partition := currentPartition(sts)
 	if sts.Status.ObservedGeneration < sts.Generation || sts.Status.UpdateRevision == "" {
+		if st.Partition != nil && *st.Partition == partition {
+			// The last change this upgrade made is the partition: the template was observed
+			// before the first partition change.
+			step := upgrade.Wait(StepWaitPartition, resources.PodName(sts.Name, int(partition)),
+				fmt.Sprintf("Waiting for the StatefulSet controller to observe partition %d, which releases %s.", partition, resources.PodName(sts.Name, int(partition))))
+			step.PollAfter = upgrade.QuickPoll
+			return step, nil
+		}
 		return upgrade.Wait(StepWaitTemplate, "", "Waiting for the StatefulSet controller to observe the new template."), nil
 	}
 
-	partition := currentPartition(sts)
 	replicas := s.Replicas()
 	if step, ok := placeLeadership(s, partition, replicas); ok {
 		return step, nil
@@ -101,6 +111,11 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 					}, nil
 				}
 				step := upgrade.Wait(StepWaitPodHealthy, pod, why)
+				if slices.Contains(st.PodsDone, pod) {
+					// Already done: what is awaited is its health again, before the next
+					// server moves, not its replacement.
+					step = upgrade.Wait(StepWaitDoneHealthy, pod, why)
+				}
 				step.PollAfter = upgrade.QuickPoll
 				return step, nil
 			}
@@ -110,8 +125,9 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 			}
 			continue
 		}
-		// ord is the next server to move.
-		if replicas > 1 && s.Leader == pod {
+		// ord is the next server to move. A server already on the update revision (going
+		// back to the version it runs) is not restarted by the partition: it keeps leading.
+		if replicas > 1 && s.Leader == pod && !onUpdateRevision(s, pod) {
 			return upgrade.StepDownStep(s, upgrade.StepDown{
 				Pod: pod, Ordinal: int(ord),
 				Reason:    fmt.Sprintf("%s is the active node and moves next", pod),
@@ -189,6 +205,8 @@ func notUpdated(s *upgrade.State, pod string) string {
 	switch {
 	case !s.Raft.Voters[pod]:
 		return fmt.Sprintf("Waiting for %s to be a Raft voter again.", pod)
+	case !s.Raft.Healthy[pod] && slices.Contains(status(u).PodsDone, pod):
+		return fmt.Sprintf("%s is done (on %s); autopilot on the active node %s does not call it healthy at the moment, as happens for a few seconds after leadership moves. No other server moves until it does.", pod, u.ToVersion, s.Leader)
 	case !s.Raft.Healthy[pod]:
 		return fmt.Sprintf("Waiting for autopilot to report %s healthy.", pod)
 	}
@@ -197,6 +215,13 @@ func notUpdated(s *upgrade.State, pod string) string {
 		return ""
 	}
 	return caughtUp(s, pod, s.Servers[pod])
+}
+
+// onUpdateRevision says whether pod already runs the StatefulSet's update revision, so that
+// lowering the partition past it does not restart it.
+func onUpdateRevision(s *upgrade.State, pod string) bool {
+	p, ok := s.Pods[pod]
+	return ok && p.DeletionTimestamp == nil && p.Labels[appsv1.ControllerRevisionHashLabelKey] == s.StatefulSet.Status.UpdateRevision
 }
 
 // caughtUp compares the pod's applied index with the leader's committed index recorded when

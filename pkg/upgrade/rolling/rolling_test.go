@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -64,6 +65,9 @@ type sim struct {
 	crashes         int
 	persists        int
 	events          []string
+	// history is what sys/version-history answers: a release is listed once a server of it
+	// has become the active node.
+	history []openbao.VersionEntry
 	// trace, when set, records the steps and events for a golden file.
 	trace *steptrace.Recorder
 }
@@ -98,6 +102,7 @@ func newSim(t *testing.T, replicas int, seed uint64) *sim {
 		pod.Status = status
 		require.NoError(t, s.client.Status().Update(context.Background(), pod))
 	}
+	s.history = []openbao.VersionEntry{{Version: oldVersion, InstalledAt: s.now.Add(-time.Hour)}}
 	// Leadership starts on a random server.
 	s.setLeader(resources.PodName("bao", s.rng.IntN(replicas)))
 	return s
@@ -111,6 +116,26 @@ func (s *sim) setLeader(name string) {
 		srv.Active = n == name
 	}
 	s.leader = name
+	if s.history != nil && !slices.ContainsFunc(s.history, func(h openbao.VersionEntry) bool { return h.Version == s.servers[name].Version }) {
+		s.history = append(s.history, openbao.VersionEntry{Version: s.servers[name].Version, InstalledAt: s.now})
+	}
+}
+
+// revisionOf names the StatefulSet revision of a template image; the same template has the
+// same revision, as a StatefulSet's ControllerRevisions do.
+func revisionOf(image string) string {
+	if image == oldImage {
+		return "rev-old"
+	}
+	return "rev-" + image
+}
+
+// versionOf is the release an image runs.
+func versionOf(image string) string {
+	if image == oldImage {
+		return oldVersion
+	}
+	return newVersion
 }
 
 // tick advances the simulated controllers and servers by one step.
@@ -130,7 +155,7 @@ func (s *sim) tick(ctx context.Context) {
 		sts.Generation++
 		require.NoError(s.t, s.client.Update(ctx, sts))
 		sts.Status.ObservedGeneration = sts.Generation
-		sts.Status.UpdateRevision = "rev-" + u.ToImage
+		sts.Status.UpdateRevision = revisionOf(u.ToImage)
 		require.NoError(s.t, s.client.Status().Update(ctx, sts))
 		return
 	}
@@ -169,7 +194,7 @@ func (s *sim) tick(ctx context.Context) {
 		require.NoError(s.t, s.client.Status().Update(ctx, pod))
 		srv := s.servers[name]
 		srv.Reachable = ready
-		srv.Version = newVersion
+		srv.Version = versionOf(upgrade.TemplateImage(sts))
 		srv.Active = false
 		srv.AppliedIndex = s.commit - 50 // catches up on a later tick
 		break
@@ -303,8 +328,22 @@ func (s *sim) state(ctx context.Context) *upgrade.State {
 type simEnv struct{ s *sim }
 
 func (e simEnv) Client() client.Client { return e.s.client }
-func (e simEnv) OpenBao(context.Context, string) (openbao.Client, error) {
-	return nil, fmt.Errorf("the Rolling strategy does not call OpenBao directly")
+func (e simEnv) OpenBao(_ context.Context, pod string) (openbao.Client, error) {
+	if pod != e.s.leader {
+		return nil, fmt.Errorf("only the active node is asked, not %s", pod)
+	}
+	return historyClient{history: e.s.history}, nil
+}
+
+// historyClient answers sys/version-history, the one call the upgrade manager makes (when
+// the target is set back); the Rolling strategy calls OpenBao only through its Jobs.
+type historyClient struct {
+	openbao.Client
+	history []openbao.VersionEntry
+}
+
+func (c historyClient) VersionHistory(context.Context) ([]openbao.VersionEntry, error) {
+	return append([]openbao.VersionEntry(nil), c.history...), nil
 }
 func (e simEnv) Event(_, reason, _ string) { e.s.events = append(e.s.events, reason) }
 
@@ -697,4 +736,155 @@ func TestNoServerMovesWhileTheEarlyStepDownHasNoSuccessorYet(t *testing.T) {
 // newManager runs this package's strategy and no other.
 func newManager() *upgrade.Manager {
 	return &upgrade.Manager{Strategies: upgrade.Strategies{openbaov1alpha1.RollingUpgrade: Strategy{}}}
+}
+
+// runUntil drives the manager and the simulated cluster until done says so.
+func (s *sim) runUntil(t *testing.T, what string, done func() bool) {
+	t.Helper()
+	ctx := context.Background()
+	m := newManager()
+	for range 200 {
+		_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, func(context.Context) error { return nil })
+		require.NoError(t, err)
+		if done() {
+			return
+		}
+		s.tick(ctx)
+	}
+	t.Fatalf("never reached: %s (%+v)", what, s.cluster.Status.Upgrade)
+}
+
+// Setting the version back while no server on the new version has led: every server holds
+// only data the old version wrote, so the replaced servers are moved back, one at a time,
+// and the servers never replaced are not restarted (the old leader keeps leading).
+func TestRollingGoesBackWhileTheNewVersionNeverLed(t *testing.T) {
+	for _, replicas := range []int{3, 5} {
+		for _, crash := range []bool{false, true} {
+			t.Run(fmt.Sprintf("replicas=%d/crash=%v", replicas, crash), func(t *testing.T) {
+				s := newSim(t, replicas, 1)
+				s.setLeader("bao-0")
+				s.runUntil(t, "one server done", func() bool {
+					u := s.cluster.Status.Upgrade
+					return u != nil && u.Rolling != nil && len(u.Rolling.PodsDone) == 1
+				})
+				require.Equal(t, []string{resources.PodName("bao", replicas-1)}, s.updateOrder)
+
+				s.cluster.Spec.Version = oldVersion
+				s.run(t, crash)
+				c := s.cluster
+				require.Nil(t, c.Status.Upgrade, "the way back finished")
+				assert.Equal(t, oldVersion, c.Status.CurrentVersion)
+				assert.Equal(t, oldImage, c.Status.CurrentImage)
+				assert.Contains(t, s.events, "UpgradeGoingBack")
+				up := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading)
+				assert.Equal(t, "Back on "+oldVersion, up.Message[:len("Back on "+oldVersion)])
+				top := resources.PodName("bao", replicas-1)
+				assert.Equal(t, []string{top, top}, s.updateOrder, "only the replaced server moves, back")
+				assert.Empty(t, s.stepDowns, "the old leader runs the version gone back to: never stepped down")
+				assert.Equal(t, "bao-0", s.leader)
+				for name, srv := range s.servers {
+					assert.Equal(t, oldVersion, srv.Version, name)
+				}
+				for i := range replicas {
+					pod := &corev1.Pod{}
+					require.NoError(t, s.client.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: resources.PodName("bao", i)}, pod))
+					assert.Equal(t, oldImage, upgrade.PodImage(pod))
+				}
+			})
+		}
+	}
+}
+
+// Once a server on the new version has been the active node, it may have written data the
+// old version cannot read, and leadership would have to move from new to old: the version
+// set back is not taken, the status says so, the upgrade finishes, and the old version is
+// then refused as a downgrade, as the message announced.
+func TestRollingDoesNotGoBackOnceTheNewVersionLed(t *testing.T) {
+	s := newSim(t, 3, 1)
+	s.setLeader("bao-0")
+	s.runUntil(t, "a server on the new version leads", func() bool {
+		return s.leader != "" && s.servers[s.leader].Version == newVersion
+	})
+	s.cluster.Spec.Version = oldVersion
+	ctx := context.Background()
+	m := newManager()
+	_, err := m.Reconcile(ctx, s.state(ctx), simEnv{s}, func(context.Context) error { return nil })
+	require.NoError(t, err)
+	u := s.cluster.Status.Upgrade
+	require.NotNil(t, u)
+	assert.Equal(t, newVersion, u.ToVersion, "the target stays")
+	assert.Contains(t, u.Message, "spec.version "+oldVersion+" is not taken")
+	assert.Contains(t, u.Message, "refused as a downgrade")
+	assert.Contains(t, u.Message, "restore the pre-upgrade snapshot")
+	assert.NotContains(t, u.Message, "is applied after it")
+
+	s.tick(ctx)
+	s.run(t, false)
+	require.Nil(t, s.cluster.Status.Upgrade)
+	assert.Equal(t, newVersion, s.cluster.Status.CurrentVersion)
+	_, err = m.Reconcile(ctx, s.state(ctx), simEnv{s}, func(context.Context) error { return nil })
+	require.NoError(t, err)
+	degraded := meta.FindStatusCondition(s.cluster.Status.Conditions, openbaov1alpha1.ConditionDegraded)
+	require.NotNil(t, degraded)
+	assert.Equal(t, openbaov1alpha1.ReasonDowngradeBlocked, degraded.Reason)
+	for _, lc := range s.leaderChanges {
+		assert.NotRegexp(t, `\(`+newVersion+`\)->.*\(`+oldVersion+`\)`, lc)
+	}
+}
+
+// The history tells what polling cannot: a server on the new version that led between two
+// observations and no longer does.
+func TestRollingDoesNotGoBackWhenTheHistoryListsTheNewVersion(t *testing.T) {
+	s := newSim(t, 3, 1)
+	s.setLeader("bao-0")
+	s.runUntil(t, "one server done", func() bool {
+		u := s.cluster.Status.Upgrade
+		return u != nil && u.Rolling != nil && len(u.Rolling.PodsDone) == 1
+	})
+	s.history = append(s.history, openbao.VersionEntry{Version: newVersion, InstalledAt: s.now})
+	s.cluster.Spec.Version = oldVersion
+	ctx := context.Background()
+	_, err := newManager().Reconcile(ctx, s.state(ctx), simEnv{s}, func(context.Context) error { return nil })
+	require.NoError(t, err)
+	u := s.cluster.Status.Upgrade
+	assert.Equal(t, newVersion, u.ToVersion)
+	assert.Contains(t, u.Message, "became the active node at")
+}
+
+// Step messages name what is awaited: after a partition change, the partition; after the
+// leader's step-down, a server already done is not "waited for" as if it were being replaced.
+func TestRollingStepMessagesNameWhatIsAwaited(t *testing.T) {
+	s := newSim(t, 3, 1)
+	s.setLeader("bao-0")
+	ctx := context.Background()
+	s.runUntil(t, "bao-1 released", func() bool {
+		u := s.cluster.Status.Upgrade
+		return u != nil && u.Step == StepUpdatePod && u.CurrentPod == "bao-1"
+	})
+	sts := &appsv1.StatefulSet{}
+	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
+	require.Equal(t, int32(1), currentPartition(sts))
+	// The StatefulSet controller has not observed the partition change yet.
+	sts.Status.ObservedGeneration = sts.Generation - 1
+	require.NoError(t, s.client.Status().Update(ctx, sts))
+	step, err := Strategy{}.Plan(ctx, s.state(ctx))
+	require.NoError(t, err)
+	assert.Equal(t, StepWaitPartition, step.Name)
+	assert.Equal(t, "Waiting for the StatefulSet controller to observe partition 1, which releases bao-1.", step.Message)
+
+	sts.Status.ObservedGeneration = sts.Generation
+	require.NoError(t, s.client.Status().Update(ctx, sts))
+	s.runUntil(t, "bao-0 stepped down", func() bool {
+		return s.leader != "bao-0"
+	})
+	// Right after leadership moved, the new active node's autopilot does not call bao-2
+	// healthy yet.
+	st := s.state(ctx)
+	st.Raft.Healthy["bao-2"] = false
+	step, err = Strategy{}.Plan(ctx, st)
+	require.NoError(t, err)
+	assert.Equal(t, StepWaitDoneHealthy, step.Name)
+	assert.NotContains(t, step.Message, "Waiting for autopilot to report bao-2 healthy")
+	assert.Contains(t, step.Message, "bao-2 is done")
+	assert.Contains(t, step.Message, "No other server moves until it does")
 }
