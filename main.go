@@ -59,6 +59,8 @@ func runManager(args []string) int {
 		leaderElect     = fs.Bool("leader-elect", false, "Elect a leader so that only one replica of the operator acts.")
 		imageRepository = fs.String("openbao-image-repository", resources.DefaultImageRepository, "Image repository of OpenBao used when spec.image is empty.")
 		tokenFile       = fs.String("openbao-token-file", "/var/run/secrets/openbao.org/operator/token", "Projected service-account token (audience "+resources.OperatorAudience+") the operator logs in to OpenBao with; read-only OpenBao state needs no token.")
+		workers         = fs.Int("max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Number of OpenBao clusters reconciled at once.")
+		requestTimeout  = fs.Duration("openbao-request-timeout", upgrade.DefaultRequestTimeout, "Bound of each call to an OpenBao server; the servers of a cluster are asked in parallel.")
 		podIDs          = fs.String("pod-ids", controllers.PodIDsAuto, "Who chooses the user and group IDs of OpenBao pods and upgrade Jobs: "+
 			controllers.PodIDsAuto+" (the platform on OpenShift, detected by its "+controllers.OpenShiftSecurityGroup+" API group; the operator elsewhere), "+
 			controllers.PodIDsPlatform+" or "+controllers.PodIDsOperator+".")
@@ -108,22 +110,24 @@ func runManager(args []string) int {
 	defer stopRecorder()
 	realClock := clock.RealClock{}
 	reconciler := &controllers.OpenBaoClusterReconciler{
-		Client:   mgr.GetClient(),
-		Scheme:   mgr.GetScheme(),
-		Recorder: recorder,
-		Clock:    realClock,
-		Issuer:   &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: realClock},
-		Observer: &upgrade.Observer{TokenFile: *tokenFile},
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    mgr.GetScheme(),
+		Recorder:  recorder,
+		Clock:     realClock,
+		Issuer:    &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: realClock},
+		Observer:  &upgrade.Observer{TokenFile: *tokenFile, RequestTimeout: *requestTimeout},
 		Upgrades: &upgrade.Manager{ImageRepository: *imageRepository, Strategies: upgrade.Strategies{
 			openbaov1alpha1.RollingUpgrade:   rolling.Strategy{},
 			openbaov1alpha1.BlueGreenUpgrade: bluegreen.Strategy{},
 		}},
 		Options: controllers.Options{
-			ImageRepository:        *imageRepository,
-			OperatorNamespace:      os.Getenv("POD_NAMESPACE"),
-			OperatorServiceAccount: os.Getenv("SERVICE_ACCOUNT_NAME"),
-			OperatorImage:          os.Getenv("OPERATOR_IMAGE"),
-			Platform:               platform,
+			ImageRepository:         *imageRepository,
+			OperatorNamespace:       os.Getenv("POD_NAMESPACE"),
+			OperatorServiceAccount:  os.Getenv("SERVICE_ACCOUNT_NAME"),
+			OperatorImage:           os.Getenv("OPERATOR_IMAGE"),
+			Platform:                platform,
+			MaxConcurrentReconciles: *workers,
 		},
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {

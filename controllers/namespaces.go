@@ -3,7 +3,15 @@ package controllers
 import (
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
 
 // WatchNamespaceEnv names the environment variable with the namespaces the operator watches:
@@ -23,14 +31,46 @@ func WatchedNamespaces(value string) []string {
 	return out
 }
 
-// CacheOptions restricts the manager's cache, and so every watch and every read of the
-// reconciler, to the given namespaces; with none it covers the whole cluster. An
-// OpenBaoCluster outside them is never seen, so never touched.
-func CacheOptions(namespaces []string) cache.Options {
-	if len(namespaces) == 0 {
-		return cache.Options{}
+// ManagedKinds are the kinds of object the operator creates for its clusters, every one
+// labelled app.kubernetes.io/managed-by=openbao-operator (resources.Labels): the server and
+// upgrade Job pods inherit the label from their templates, the data volumes from the
+// StatefulSet's claim templates.
+func ManagedKinds() []client.Object {
+	return []client.Object{
+		&corev1.Secret{},
+		&corev1.ConfigMap{},
+		&corev1.Pod{},
+		&corev1.Service{},
+		&corev1.ServiceAccount{},
+		&corev1.PersistentVolumeClaim{},
+		&appsv1.StatefulSet{},
+		&batchv1.Job{},
+		&policyv1.PodDisruptionBudget{},
 	}
-	opts := cache.Options{DefaultNamespaces: map[string]cache.Config{}}
+}
+
+// ManagedSelector selects what the operator created.
+func ManagedSelector() labels.Selector {
+	return labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
+}
+
+// CacheOptions restricts the manager's cache, and so every watch and every read of the
+// reconciler, to the given namespaces (with none, to the whole cluster), and, of the kinds
+// the operator creates (ManagedKinds), to the objects that carry its label. The memory the
+// operator needs so grows with the clusters it manages and not with the Secrets,
+// ConfigMaps and Pods of everyone else, which it never receives. An OpenBaoCluster
+// outside the namespaces is never seen, so never touched. What the operator must read
+// without having created it (a user's spec.tls.existingSecret) is read by name, past the
+// cache (OpenBaoClusterReconciler.APIReader).
+func CacheOptions(namespaces []string) cache.Options {
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
+	for _, obj := range ManagedKinds() {
+		opts.ByObject[obj] = cache.ByObject{Label: ManagedSelector()}
+	}
+	if len(namespaces) == 0 {
+		return opts
+	}
+	opts.DefaultNamespaces = map[string]cache.Config{}
 	for _, ns := range namespaces {
 		opts.DefaultNamespaces[ns] = cache.Config{}
 	}

@@ -47,19 +47,31 @@ type Options struct {
 	// Platform says whether the pods the operator creates choose their user and group IDs
 	// (see DetectPlatform).
 	Platform resources.Platform
+	// MaxConcurrentReconciles is the number of clusters reconciled at once;
+	// DefaultMaxConcurrentReconciles when zero.
+	MaxConcurrentReconciles int
 }
+
+// DefaultMaxConcurrentReconciles: a pass waits mostly on OpenBao and the API server, not on
+// the CPU, so clusters are served by more workers than there are cores; one cluster whose
+// servers do not answer holds one worker for at most one observation's timeouts.
+const DefaultMaxConcurrentReconciles = 10
 
 // OpenBaoClusterReconciler creates an OpenBao cluster's objects and keeps them converged,
 // and reports what the cluster's servers say about themselves.
 type OpenBaoClusterReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
-	Issuer   IssuerSource
-	Observer Observer
-	Upgrades *upgrade.Manager
-	Options  Options
+	// APIReader reads from the API server, past the cache, which holds only the objects
+	// the operator labelled (CacheOptions): a user's Secret, read by name. The Client when
+	// nil.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Issuer    IssuerSource
+	Observer  Observer
+	Upgrades  *upgrade.Manager
+	Options   Options
 
 	// leaders watches each cluster's active server between full observations (nil when the
 	// reconciler runs without a manager, as in tests).
@@ -99,9 +111,16 @@ func (r *OpenBaoClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Pod{}, podToCluster(), builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		// A leadership change changes no Kubernetes object: the leader watch announces it.
 		WatchesRawSource(r.leaders.source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.maxConcurrentReconciles()}).
 		Named("openbaocluster").
 		Complete(r)
+}
+
+func (r *OpenBaoClusterReconciler) maxConcurrentReconciles() int {
+	if r.Options.MaxConcurrentReconciles > 0 {
+		return r.Options.MaxConcurrentReconciles
+	}
+	return DefaultMaxConcurrentReconciles
 }
 
 // Reconcile converges one OpenBaoCluster.
@@ -208,7 +227,13 @@ func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj cli
 	err := r.Get(ctx, client.ObjectKeyFromObject(obj), existing)
 	if apierrors.IsNotFound(err) {
 		log.FromContext(ctx).Info("Creating object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())
-		return r.Create(ctx, obj)
+		err = r.Create(ctx, obj)
+		if !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		// It exists without the operator's labels (they were removed), so the cache does
+		// not hold it: read it by name; the update below puts the labels back.
+		err = r.apiReader().Get(ctx, client.ObjectKeyFromObject(obj), existing)
 	}
 	if err != nil {
 		return err
@@ -224,6 +249,14 @@ func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj cli
 	}
 	log.FromContext(ctx).Info("Updating object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())
 	return r.Update(ctx, existing)
+}
+
+// apiReader reads past the cache.
+func (r *OpenBaoClusterReconciler) apiReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
 }
 
 // mergeMetadata sets the desired labels and annotations on existing, keeping those that

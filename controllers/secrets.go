@@ -26,6 +26,11 @@ func (r *OpenBaoClusterReconciler) reconcileSealKey(ctx context.Context, s *scop
 	name := resources.NamesFor(s.cluster).SealSecret
 	existing := &corev1.Secret{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: s.cluster.Namespace, Name: name}, existing)
+	if apierrors.IsNotFound(err) {
+		// Not in the cache, which holds only labelled Secrets: it may exist with its labels
+		// removed. Never create a second key over the first.
+		err = r.relabel(ctx, s, client.ObjectKey{Namespace: s.cluster.Namespace, Name: name}, existing)
+	}
 	if err == nil {
 		if len(existing.Data[resources.SealKeyFile]) != 32 {
 			s.invalidSpec = fmt.Sprintf("Secret %s must hold a 32-byte key under %q; the operator never replaces it. Restore the original key.", name, resources.SealKeyFile)
@@ -62,8 +67,10 @@ func (r *OpenBaoClusterReconciler) reconcileSealKey(ctx context.Context, s *scop
 func (r *OpenBaoClusterReconciler) reconcileTLS(ctx context.Context, s *scope) (ctrl.Result, error) {
 	c := s.cluster
 	if c.Spec.TLS != nil && c.Spec.TLS.ExistingSecret != "" {
+		// The user's Secret does not carry the operator's labels, so it is not in the cache:
+		// it is read by name from the API server.
 		secret := &corev1.Secret{}
-		if err := r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: c.Spec.TLS.ExistingSecret}, secret); err != nil {
+		if err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: c.Spec.TLS.ExistingSecret}, secret); err != nil {
 			if apierrors.IsNotFound(err) {
 				s.invalidSpec = fmt.Sprintf("spec.tls.existingSecret %q does not exist in namespace %s. Create it with tls.crt, tls.key and ca.crt.", c.Spec.TLS.ExistingSecret, c.Namespace)
 				return ctrl.Result{RequeueAfter: requeueAfterError}, nil
@@ -126,6 +133,9 @@ func (r *OpenBaoClusterReconciler) ensureCA(ctx context.Context, s *scope, name 
 	c := s.cluster
 	existing := &corev1.Secret{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: name}, existing)
+	if apierrors.IsNotFound(err) {
+		err = r.relabel(ctx, s, client.ObjectKey{Namespace: c.Namespace, Name: name}, existing)
+	}
 	if err == nil {
 		kp := pki.KeyPair{CertPEM: existing.Data[corev1.TLSCertKey], KeyPEM: existing.Data[corev1.TLSPrivateKeyKey]}
 		if _, perr := pki.ParseCertificate(kp.CertPEM); perr != nil {
@@ -153,6 +163,26 @@ func (r *OpenBaoClusterReconciler) ensureCA(ctx context.Context, s *scope, name 
 		return pki.KeyPair{}, fmt.Errorf("create CA: %w", err)
 	}
 	return kp, nil
+}
+
+// relabel reads, past the cache, a Secret of the cluster that the cache does not hold and,
+// if it is the cluster's own but has lost the operator's labels, puts them back so that the
+// cache holds it from then on. NotFound when it does not exist.
+func (r *OpenBaoClusterReconciler) relabel(ctx context.Context, s *scope, key client.ObjectKey, secret *corev1.Secret) error {
+	if err := r.apiReader().Get(ctx, key, secret); err != nil {
+		return err
+	}
+	want := resources.Labels(s.cluster, resources.ComponentServer)
+	if secret.Labels[resources.LabelManagedBy] == want[resources.LabelManagedBy] && secret.Labels[resources.LabelCluster] == want[resources.LabelCluster] {
+		return nil
+	}
+	before := secret.DeepCopy()
+	secret.Labels = mergeMaps(secret.Labels, want)
+	log.FromContext(ctx).Info("Restoring the operator's labels", "secret", key.Name)
+	if err := r.Patch(ctx, secret, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("label secret %s: %w", key.Name, err)
+	}
+	return nil
 }
 
 func ptrTo[T any](v T) *T { return &v }

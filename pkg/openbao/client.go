@@ -64,6 +64,12 @@ type Client interface {
 	// LoginJWT logs in to the JWT auth method at mount with role and jwt and keeps the token
 	// for the next calls. Neither the JWT nor the token is ever logged or put into errors.
 	LoginJWT(ctx context.Context, mount, role, jwt string) error
+	// Session is the token the client sends and, for a token from LoginJWT, when it
+	// expires; zero when the client has no token.
+	Session() Session
+	// UseSession makes the client send a token obtained earlier by a client of the same
+	// OpenBao cluster (tokens are valid on every server of it), instead of logging in again.
+	UseSession(s Session)
 	// RaftConfiguration lists the Raft peers, sorted by node ID.
 	RaftConfiguration(ctx context.Context) ([]RaftServer, error)
 	// AutopilotState reads autopilot's view of the cluster.
@@ -82,6 +88,24 @@ type Client interface {
 	// Snapshot writes a Raft snapshot to w and checks that it is complete.
 	Snapshot(ctx context.Context, w io.Writer) error
 }
+
+// Session is a token and when it expires (zero when the server did not say).
+type Session struct {
+	Token   string
+	Expires time.Time
+}
+
+// String never shows the token, so that a Session printed or logged by mistake leaks
+// nothing.
+func (s Session) String() string {
+	if s.Token == "" {
+		return "openbao.Session{none}"
+	}
+	return "openbao.Session{token redacted, expires " + s.Expires.UTC().Format(time.RFC3339) + "}"
+}
+
+// GoString is String, for %#v.
+func (s Session) GoString() string { return s.String() }
 
 // Config says how to reach one server.
 type Config struct {
@@ -222,6 +246,8 @@ type client struct {
 	api     *api.Client
 	address string
 	timeout time.Duration
+	// expires is when the token from the last login expires.
+	expires time.Time
 }
 
 // New creates a Client for one server. It reads no environment variable: the address, the
@@ -350,7 +376,20 @@ func (c *client) LoginJWT(ctx context.Context, mount, role, jwt string) error {
 		return &Error{Op: "jwt login as role " + role, Kind: ErrUnexpectedResponse, Messages: []string{"no token in the answer"}}
 	}
 	c.api.SetToken(secret.Auth.ClientToken)
+	c.expires = time.Time{}
+	if secret.Auth.LeaseDuration > 0 {
+		c.expires = time.Now().Add(time.Duration(secret.Auth.LeaseDuration) * time.Second)
+	}
 	return nil
+}
+
+func (c *client) Session() Session {
+	return Session{Token: c.api.Token(), Expires: c.expires}
+}
+
+func (c *client) UseSession(s Session) {
+	c.api.SetToken(s.Token)
+	c.expires = s.Expires
 }
 
 // loginError reports a refused login (400 or 403 from the auth method: wrong audience,

@@ -6,8 +6,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
@@ -28,11 +33,61 @@ type Observation struct {
 // the pod's DNS name, as the operator runs inside the cluster. Health, version and Raft
 // indexes need no token; Raft membership and autopilot's verdict are read from the active
 // node with the operator's own JWT role (never a root token).
+//
+// The servers of a cluster are asked in parallel and each call is bounded by
+// RequestTimeout, so a pass over a cluster whose servers do not answer takes one timeout,
+// not one per server; the controller's workers stay free for the other clusters.
+//
+// The operator holds one OpenBao session per cluster: the token of its JWT login is kept in
+// memory, keyed by the OpenBaoCluster's UID, and reused by every pass and every call of the
+// upgrade strategies until two thirds of its lifetime have passed, or until a server
+// rejects it; then the operator logs in again. Each login is a Raft write on the user's
+// cluster, so it should not happen on every pass.
 type Observer struct {
 	// NewClient creates OpenBao clients; openbao.New when nil.
 	NewClient openbao.NewFunc
 	// TokenFile is the operator's projected service-account token for OpenBao.
 	TokenFile string
+	// RequestTimeout bounds each call to a server; DefaultRequestTimeout when zero.
+	RequestTimeout time.Duration
+	// Clock tells when a session is due for a new login; the real clock when nil.
+	Clock clock.PassiveClock
+
+	sessions sync.Map // types.UID -> *session
+	logins   atomic.Int64
+}
+
+// DefaultRequestTimeout bounds each call of the operator to an OpenBao server: a server that
+// answers at all answers within milliseconds.
+const DefaultRequestTimeout = 5 * time.Second
+
+// observePhases is the number of calls an observation makes one after another: health,
+// the leader's index, the others' indexes, and with the active node the login and two reads.
+const observePhases = 6
+
+// staleSession is how long after its renewal time an unused session is dropped (its
+// cluster was deleted or no longer has servers).
+const staleSession = time.Hour
+
+// sessionWithoutExpiry is how long a token whose lifetime the server did not say is reused.
+const sessionWithoutExpiry = 5 * time.Minute
+
+// session is the operator's token for one cluster.
+type session struct {
+	mu      sync.Mutex
+	current openbao.Session
+	// renewAt is when the next pass logs in again.
+	renewAt time.Time
+}
+
+// Logins is the number of JWT logins the observer has made.
+func (o *Observer) Logins() int64 { return o.logins.Load() }
+
+func (o *Observer) now() time.Time {
+	if o.Clock == nil {
+		return time.Now()
+	}
+	return o.Clock.Now()
 }
 
 func (o *Observer) newClient(c *openbaov1alpha1.OpenBaoCluster, pod *corev1.Pod, caPEM []byte) (openbao.Client, error) {
@@ -44,39 +99,51 @@ func (o *Observer) newClient(c *openbaov1alpha1.OpenBaoCluster, pod *corev1.Pod,
 		Address:       openbao.PodAddress(pod.Status.PodIP, resources.APIPort),
 		CACertPEM:     caPEM,
 		TLSServerName: resources.PodDNSName(c, pod.Name),
+		Timeout:       o.requestTimeout(),
 	})
 }
 
-// Observe asks each pod.
+func (o *Observer) requestTimeout() time.Duration {
+	if o.RequestTimeout <= 0 {
+		return DefaultRequestTimeout
+	}
+	return o.RequestTimeout
+}
+
+// Observe asks each pod, all at once. The whole observation is bounded by a few request
+// timeouts (health, indexes, login, Raft state), whatever the servers do.
 func (o *Observer) Observe(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, pods []corev1.Pod, caPEM []byte) Observation {
+	ctx, cancel := context.WithTimeout(ctx, observePhases*o.requestTimeout())
+	defer cancel()
 	out := Observation{Servers: map[string]ServerState{}, Errors: map[string]string{}}
 	clients := map[string]openbao.Client{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for i := range pods {
 		pod := &pods[i]
 		if pod.Status.PodIP == "" || pod.DeletionTimestamp != nil {
+			mu.Lock()
 			out.Servers[pod.Name] = ServerState{}
 			out.Errors[pod.Name] = "The pod has no IP address or is terminating."
+			mu.Unlock()
 			continue
 		}
-		cl, err := o.newClient(c, pod, caPEM)
-		if err != nil {
-			out.Servers[pod.Name] = ServerState{}
-			out.Errors[pod.Name] = err.Error()
-			continue
-		}
-		health, err := cl.Health(ctx)
-		if err != nil {
-			out.Servers[pod.Name] = ServerState{}
-			out.Errors[pod.Name] = memberError(err)
-			continue
-		}
-		clients[pod.Name] = cl
-		srv := ServerState{Reachable: true, Initialized: health.Initialized, Sealed: health.Sealed, Active: health.Active(), Version: health.Version}
-		if srv.Active {
-			out.Leader = pod.Name
-		}
-		out.Servers[pod.Name] = srv
+		wg.Go(func() {
+			cl, srv, errMsg := o.health(ctx, c, pod, caPEM)
+			mu.Lock()
+			defer mu.Unlock()
+			out.Servers[pod.Name] = srv
+			if errMsg != "" {
+				out.Errors[pod.Name] = errMsg
+				return
+			}
+			clients[pod.Name] = cl
+			if srv.Active {
+				out.Leader = pod.Name
+			}
+		})
 	}
+	wg.Wait()
 
 	// The leader's committed index first: a server whose applied index is read later and
 	// reaches it has caught up.
@@ -86,17 +153,24 @@ func (o *Observer) Observe(ctx context.Context, c *openbaov1alpha1.OpenBaoCluste
 		}
 	}
 	for name, cl := range clients {
-		srv := out.Servers[name]
-		if !srv.Serving() {
+		if !out.Servers[name].Serving() {
 			continue
 		}
-		if ls, err := cl.Leader(ctx); err == nil {
+		wg.Go(func() {
+			ls, err := cl.Leader(ctx)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			srv := out.Servers[name]
 			srv.AppliedIndex = ls.RaftAppliedIndex
 			out.Servers[name] = srv
-		}
+		})
 	}
+	wg.Wait()
 	if out.Leader != "" && out.Raft != nil {
-		if err := o.observeRaft(ctx, clients[out.Leader], out.Raft); err != nil {
+		if err := o.observeRaft(ctx, c, clients[out.Leader], out.Raft); err != nil {
 			log.FromContext(ctx).V(1).Info("Raft membership not read; reporting health only", "reason", err.Error())
 			out.Raft = nil
 		}
@@ -104,8 +178,73 @@ func (o *Observer) Observe(ctx context.Context, c *openbaov1alpha1.OpenBaoCluste
 	return out
 }
 
-// Login logs a client in with the operator's JWT role.
-func (o *Observer) Login(ctx context.Context, cl openbao.Client) error {
+// health asks one pod for its health; errMsg says why it could not be asked.
+func (o *Observer) health(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, pod *corev1.Pod, caPEM []byte) (cl openbao.Client, srv ServerState, errMsg string) {
+	cl, err := o.newClient(c, pod, caPEM)
+	if err != nil {
+		return nil, ServerState{}, err.Error()
+	}
+	health, err := cl.Health(ctx)
+	if err != nil {
+		return nil, ServerState{}, memberError(err)
+	}
+	return cl, ServerState{Reachable: true, Initialized: health.Initialized, Sealed: health.Sealed, Active: health.Active(), Version: health.Version}, ""
+}
+
+// Login gives a client the cluster's session, logging in with the operator's JWT role when
+// there is none or it is due for renewal. It says whether the client got a reused token,
+// which a server may still reject (revoked, or expired early).
+func (o *Observer) Login(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, cl openbao.Client) (reused bool, err error) {
+	v, _ := o.sessions.LoadOrStore(c.UID, &session{})
+	sess := v.(*session)
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	now := o.now()
+	if sess.current.Token != "" && now.Before(sess.renewAt) {
+		cl.UseSession(sess.current)
+		return true, nil
+	}
+	if err := o.loginJWT(ctx, cl); err != nil {
+		return false, err
+	}
+	o.dropStaleSessions(now, c.UID)
+	sess.current = cl.Session()
+	sess.renewAt = now.Add(sessionWithoutExpiry)
+	if !sess.current.Expires.IsZero() {
+		sess.renewAt = now.Add(sess.current.Expires.Sub(now) * 2 / 3)
+	}
+	return false, nil
+}
+
+// dropStaleSessions forgets the sessions of clusters no pass has used for a long time.
+func (o *Observer) dropStaleSessions(now time.Time, keep types.UID) {
+	o.sessions.Range(func(k, v any) bool {
+		sess := v.(*session)
+		if k.(types.UID) != keep && sess.mu.TryLock() {
+			if !sess.renewAt.IsZero() && now.Sub(sess.renewAt) > staleSession {
+				o.sessions.Delete(k)
+			}
+			sess.mu.Unlock()
+		}
+		return true
+	})
+}
+
+// relogin drops the cluster's session after a server rejected its token and logs in again.
+func (o *Observer) relogin(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, cl openbao.Client, rejected openbao.Session) error {
+	v, _ := o.sessions.LoadOrStore(c.UID, &session{})
+	sess := v.(*session)
+	sess.mu.Lock()
+	if sess.current.Token == rejected.Token {
+		sess.current, sess.renewAt = openbao.Session{}, time.Time{}
+	}
+	sess.mu.Unlock()
+	_, err := o.Login(ctx, c, cl)
+	return err
+}
+
+// loginJWT logs a client in with the operator's JWT role.
+func (o *Observer) loginJWT(ctx context.Context, cl openbao.Client) error {
 	if o.TokenFile == "" {
 		return errors.New("the operator has no OpenBao token file configured")
 	}
@@ -113,26 +252,29 @@ func (o *Observer) Login(ctx context.Context, cl openbao.Client) error {
 	if err != nil {
 		return fmt.Errorf("read the operator's token: %w", err)
 	}
+	o.logins.Add(1)
 	return cl.LoginJWT(ctx, resources.JWTAuthMount, resources.OperatorRole, strings.TrimSpace(string(jwt)))
 }
 
-// Client returns a client for a pod, logged in with the operator's JWT role.
+// Client returns a client for a pod with the cluster's session (see Login). A call that the
+// server rejects for the token's sake logs in again once and is repeated.
 func (o *Observer) Client(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, pod *corev1.Pod, caPEM []byte) (openbao.Client, error) {
 	cl, err := o.newClient(c, pod, caPEM)
 	if err != nil {
 		return nil, err
 	}
-	if err := o.Login(ctx, cl); err != nil {
+	if _, err := o.Login(ctx, c, cl); err != nil {
 		return nil, err
 	}
-	return cl, nil
+	return &sessionClient{Client: cl, o: o, cluster: c}, nil
 }
 
-func (o *Observer) observeRaft(ctx context.Context, active openbao.Client, raft *RaftState) error {
-	if err := o.Login(ctx, active); err != nil {
+func (o *Observer) observeRaft(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, active openbao.Client, raft *RaftState) error {
+	if _, err := o.Login(ctx, c, active); err != nil {
 		return err
 	}
-	servers, err := active.RaftConfiguration(ctx)
+	cl := &sessionClient{Client: active, o: o, cluster: c}
+	servers, err := cl.RaftConfiguration(ctx)
 	if err != nil {
 		return err
 	}
@@ -144,7 +286,7 @@ func (o *Observer) observeRaft(ctx context.Context, active openbao.Client, raft 
 			raft.NonVoters[srv.NodeID] = true
 		}
 	}
-	state, err := active.AutopilotState(ctx)
+	state, err := cl.AutopilotState(ctx)
 	if err != nil {
 		return err
 	}
@@ -153,6 +295,59 @@ func (o *Observer) observeRaft(ctx context.Context, active openbao.Client, raft 
 		raft.Healthy[srv.ID] = srv.Healthy
 	}
 	return nil
+}
+
+// sessionClient repeats, once, a call whose token the server rejected, after a new login.
+type sessionClient struct {
+	openbao.Client
+	o       *Observer
+	cluster *openbaov1alpha1.OpenBaoCluster
+}
+
+// retry runs call and, when the server rejected the token, logs in again and runs it once
+// more.
+func (s *sessionClient) retry(ctx context.Context, call func() error) error {
+	used := s.Session()
+	err := call()
+	if !errors.Is(err, openbao.ErrPermissionDenied) {
+		return err
+	}
+	if lerr := s.o.relogin(ctx, s.cluster, s.Client, used); lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	return call()
+}
+
+func (s *sessionClient) RaftConfiguration(ctx context.Context) (out []openbao.RaftServer, err error) {
+	err = s.retry(ctx, func() error { out, err = s.Client.RaftConfiguration(ctx); return err })
+	return out, err
+}
+
+func (s *sessionClient) AutopilotState(ctx context.Context) (out *openbao.AutopilotState, err error) {
+	err = s.retry(ctx, func() error { out, err = s.Client.AutopilotState(ctx); return err })
+	return out, err
+}
+
+func (s *sessionClient) HAStatus(ctx context.Context) (out []openbao.HANode, err error) {
+	err = s.retry(ctx, func() error { out, err = s.Client.HAStatus(ctx); return err })
+	return out, err
+}
+
+func (s *sessionClient) VersionHistory(ctx context.Context) (out []openbao.VersionEntry, err error) {
+	err = s.retry(ctx, func() error { out, err = s.Client.VersionHistory(ctx); return err })
+	return out, err
+}
+
+func (s *sessionClient) StepDown(ctx context.Context) error {
+	return s.retry(ctx, func() error { return s.Client.StepDown(ctx) })
+}
+
+func (s *sessionClient) Promote(ctx context.Context, nodeID string) error {
+	return s.retry(ctx, func() error { return s.Client.Promote(ctx, nodeID) })
+}
+
+func (s *sessionClient) RemovePeer(ctx context.Context, nodeID string) error {
+	return s.retry(ctx, func() error { return s.Client.RemovePeer(ctx, nodeID) })
 }
 
 // memberError is a short, stable description of why a server could not be asked, so that

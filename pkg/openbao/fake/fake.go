@@ -398,6 +398,22 @@ func (cl *client) LoginJWT(ctx context.Context, mount, role, jwt string) error {
 	return nil
 }
 
+// Session is a token that stands for the fake's login; it has no expiry.
+func (cl *client) Session() openbao.Session {
+	cl.c.mu.Lock()
+	defer cl.c.mu.Unlock()
+	if !cl.loggedIn {
+		return openbao.Session{}
+	}
+	return openbao.Session{Token: "fake-token"}
+}
+
+func (cl *client) UseSession(s openbao.Session) {
+	cl.c.mu.Lock()
+	defer cl.c.mu.Unlock()
+	cl.loggedIn = s.Token != ""
+}
+
 func (cl *client) RaftConfiguration(ctx context.Context) ([]openbao.RaftServer, error) {
 	c := cl.c
 	c.mu.Lock()
