@@ -143,6 +143,7 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.reconcilePodDisruptionBudget,
 		r.reconcileStatefulSet,
 		r.observe,
+		r.reconcileServiceAccountKeys,
 		r.reconcileUpgrade,
 	}
 	var upgradeResult ctrl.Result

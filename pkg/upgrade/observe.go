@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -33,6 +34,10 @@ type Observer struct {
 	NewClient openbao.NewFunc
 	// TokenFile is the operator's projected service-account token for OpenBao.
 	TokenFile string
+
+	// lastAccepted is the last token OpenBao accepted (see Login).
+	mu           sync.Mutex
+	lastAccepted string
 }
 
 func (o *Observer) newClient(c *openbaov1alpha1.OpenBaoCluster, pod *corev1.Pod, caPEM []byte) (openbao.Client, error) {
@@ -109,11 +114,28 @@ func (o *Observer) Login(ctx context.Context, cl openbao.Client) error {
 	if o.TokenFile == "" {
 		return errors.New("the operator has no OpenBao token file configured")
 	}
-	jwt, err := os.ReadFile(o.TokenFile)
+	raw, err := os.ReadFile(o.TokenFile)
 	if err != nil {
 		return fmt.Errorf("read the operator's token: %w", err)
 	}
-	return cl.LoginJWT(ctx, resources.JWTAuthMount, resources.OperatorRole, strings.TrimSpace(string(jwt)))
+	jwt := strings.TrimSpace(string(raw))
+	err = cl.LoginJWT(ctx, resources.JWTAuthMount, resources.OperatorRole, jwt)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err == nil {
+		o.lastAccepted = jwt
+		return nil
+	}
+	// Right after the API server starts signing with a new key, the kubelet may refresh the
+	// token file with a token OpenBao cannot verify yet: the operator is the one that gives
+	// OpenBao the new key, and needs a login to do so. The previous token, signed by the old
+	// key, stays valid until it expires (OpenBao checks that), so it is tried once more.
+	if errors.Is(err, openbao.ErrLoginRefused) && o.lastAccepted != "" && o.lastAccepted != jwt {
+		if prevErr := cl.LoginJWT(ctx, resources.JWTAuthMount, resources.OperatorRole, o.lastAccepted); prevErr == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // Client returns a client for a pod, logged in with the operator's JWT role.
