@@ -139,3 +139,82 @@ func TestOperatorFollowsSigningKeyRotationOnRealServer(t *testing.T) {
 		t.Errorf("login with the new key after dropping the old one: %v", err)
 	}
 }
+
+// TestOlderClusterGetsTheKeysPolicyByHand plays a cluster created by a release whose operator
+// role had no JWT keys policy: the operator's write is refused as permission denied (the
+// operator reports KeysPolicyMissing), and the README's manual step, run with an
+// administrative token, lets the next write through without changing the role otherwise.
+func TestOlderClusterGetsTheKeysPolicyByHand(t *testing.T) {
+	t.Parallel()
+	const adminSubject = "system:serviceaccount:ns:admin"
+	c := baotest.NewCluster(t, baotest.Options{Nodes: 1, SelfInit: []resources.InitRequest{
+		// What an earlier release left: the operator's role with its first policy only, and
+		// no keys policy.
+		{Name: "older_operator_role", Path: "auth/jwt/role/" + resources.OperatorRole, Data: map[string]any{"role_type": "jwt", "token_policies": []string{resources.OperatorRole}}},
+		{Name: "older_no_keys_policy", Path: "sys/policies/acl/" + resources.OperatorJWTKeysPolicy, Operation: "delete"},
+		{Name: "admin_policy", Path: "sys/policies/acl/admin", Data: map[string]any{"policy": `path "*" { capabilities = ["create", "read", "update", "delete", "list", "sudo"] }`}},
+		{Name: "admin_role", Path: "auth/jwt/role/admin", Data: map[string]any{
+			"role_type": "jwt", "bound_audiences": []string{"admin"}, "bound_subject": adminSubject,
+			"user_claim": "sub", "token_policies": []string{"admin"}, "token_ttl": "5m",
+		}},
+	}})
+	c.Start()
+	n := c.Nodes[0]
+	n.WaitServing(2 * time.Minute)
+	c.WaitActive(time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	newKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := openbao.JWTAuthConfig{BoundIssuer: baotest.Issuer, JWTValidationPubKeys: []string{c.JWTPublicKeyPEM(), publicKeyPEM(t, newKey)}}
+	op := login(t, c, n, resources.OperatorRole, baotest.OperatorSubject, baotest.OperatorAudience)
+	if err := op.SetJWTAuthConfig(ctx, resources.JWTAuthMount, both); !errors.Is(err, openbao.ErrPermissionDenied) {
+		t.Fatalf("an older cluster's operator role writes the keys: %v, want permission denied", err)
+	}
+
+	// The README's manual step.
+	policy, err := resources.JWTKeysPolicy(baotest.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = n.Address()
+	cfg.MaxRetries = 0
+	if err := cfg.ConfigureTLS(&api.TLSConfig{CACertBytes: c.CACertPEM(), TLSServerName: n.DNSName}); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := admin.Logical().WriteWithContext(ctx, "auth/jwt/login", map[string]any{"role": "admin", "jwt": c.SignJWT(adminSubject, "admin")})
+	if err != nil {
+		t.Fatalf("admin login: %v", err)
+	}
+	admin.SetToken(secret.Auth.ClientToken)
+	if err := admin.Sys().PutPolicyWithContext(ctx, resources.OperatorJWTKeysPolicy, policy); err != nil {
+		t.Fatalf("bao policy write: %v", err)
+	}
+	if _, err := admin.Logical().WriteWithContext(ctx, "auth/jwt/role/"+resources.OperatorRole, map[string]any{
+		"role_type": "jwt", "token_policies": resources.OperatorRole + "," + resources.OperatorJWTKeysPolicy,
+	}); err != nil {
+		t.Fatalf("bao write of the operator role's policies: %v", err)
+	}
+
+	// The role kept its binding (a role write changes only the fields given, but role_type
+	// must be repeated: left out, OpenBao takes it for an OIDC role), and its new
+	// token may write the keys.
+	op = login(t, c, n, resources.OperatorRole, baotest.OperatorSubject, baotest.OperatorAudience)
+	if err := op.SetJWTAuthConfig(ctx, resources.JWTAuthMount, both); err != nil {
+		t.Fatalf("after the manual step the operator writes the keys: %v", err)
+	}
+	if err := n.Client().LoginJWT(ctx, resources.JWTAuthMount, resources.OperatorRole, c.SignJWT("system:serviceaccount:ns:someone-else", baotest.OperatorAudience)); !errors.Is(err, openbao.ErrLoginRefused) {
+		t.Errorf("the operator role after the manual step accepts another subject: %v", err)
+	}
+	if _, err := op.HAStatus(ctx); err != nil {
+		t.Errorf("the operator role kept its first policy: %v", err)
+	}
+}
