@@ -80,7 +80,9 @@ func TestServiceAccountKeyRotation(t *testing.T) {
 	// a failed login would clear them on the next observation (every 30 s).
 	time.Sleep(45 * time.Second)
 	c = getCluster(t, ns, "bao")
-	checkFormed(t, c, 3)
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, openbaov1alpha1.ConditionAvailable) || c.Status.Leader == "" || len(c.Status.Members) != 3 {
+		t.Errorf("after the old key was retired: %s", describeCluster(ns, c))
+	}
 	for _, m := range c.Status.Members {
 		if !m.Voter || !m.Healthy || m.Error != "" {
 			t.Errorf("after the old key was retired the operator reports %+v: it cannot read Raft state", m)
