@@ -182,7 +182,7 @@ test: check-generated test-unit test-envtest test-openbao test-bundle test-score
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure packages (no servers)
-	$(GO_TEST) ./apis/... ./pkg/pki/... ./pkg/upgrade/... ./controllers/...
+	$(GO_TEST) ./apis/... ./pkg/pki/... ./pkg/upgrade/... ./pkg/scaledown/... ./controllers/...
 
 .PHONY: test-envtest
 test-envtest: kube-assets ## The API and the provisioning controller against a real kube-apiserver and etcd
@@ -246,6 +246,10 @@ bench-upgrade: kube-assets openbao-bins build ## Benchmark upgrades (Rolling, Bl
 	go build -o $(GOBIN_DIR)/bench-upgrade ./tests/bench/cmd/bench-upgrade
 	$(GOBIN_DIR)/bench-upgrade --kube-assets $(KUBE_ASSETS) --openbao-dir $(OPENBAO_DIR) --manager $(GOBIN_DIR)/manager \
 	  --from $(firstword $(OPENBAO_VERSIONS)) --to $(OPENBAO_LATEST) --out $(CACHE)/bench $(BENCH_ARGS)
+
+.PHONY: bench-failover
+bench-failover: ## Benchmark losing the active server under load (process killed, pod force-deleted, network cut 30 s) on the local cluster (root)
+	$(MAKE) bench-upgrade BENCH_ARGS="--modes= --replicas 3 --failover kill,delete,netcut $(BENCH_ARGS)"
 
 ##@ OLM bundle and deployment
 

@@ -144,6 +144,7 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.reconcileStatefulSet,
 		r.observe,
 		r.reconcileServiceAccountKeys,
+		r.reconcileScaleDown,
 		r.reconcileUpgrade,
 	}
 	var upgradeResult ctrl.Result

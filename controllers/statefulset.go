@@ -26,8 +26,6 @@ const annotationTemplateHash = "openbao.org/template-hash"
 func (r *OpenBaoClusterReconciler) reconcileStatefulSet(ctx context.Context, s *scope) (ctrl.Result, error) {
 	c := s.cluster
 	name := resources.NamesFor(c).StatefulSet
-	replicas := c.Spec.ReplicaCount()
-	partition := replicas
 
 	existing := &appsv1.StatefulSet{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: name}, existing)
@@ -37,6 +35,9 @@ func (r *OpenBaoClusterReconciler) reconcileStatefulSet(ctx context.Context, s *
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("read statefulset: %w", err)
 	}
+	// Servers are removed by the scale-down alone (see statefulSetReplicas).
+	replicas := statefulSetReplicas(c, existing)
+	partition := replicas
 	if existing != nil && c.Status.Upgrade != nil {
 		// The upgrade in flight owns the partition.
 		if ru := existing.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {

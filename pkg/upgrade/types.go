@@ -85,8 +85,16 @@ type State struct {
 // Upgrade is the upgrade in flight (never nil inside a strategy).
 func (s *State) Upgrade() *openbaov1alpha1.UpgradeStatus { return s.Cluster.Status.Upgrade }
 
-// Replicas is the cluster's desired number of servers.
-func (s *State) Replicas() int32 { return s.Cluster.Spec.ReplicaCount() }
+// Replicas is the cluster's number of servers: spec.replicas, or the active StatefulSet's
+// larger count while a lower spec.replicas waits for the upgrade to finish (servers are
+// removed only afterwards, so the upgrade carries them all).
+func (s *State) Replicas() int32 {
+	n := s.Cluster.Spec.ReplicaCount()
+	if s.StatefulSet != nil && s.StatefulSet.Spec.Replicas != nil && *s.StatefulSet.Spec.Replicas > n {
+		return *s.StatefulSet.Spec.Replicas
+	}
+	return n
+}
 
 // StepKind says what a Step does.
 type StepKind string

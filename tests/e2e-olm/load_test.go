@@ -85,8 +85,8 @@ func (l *load) stop(t *testing.T) loadclient.Report {
 	t.Helper()
 	l.client.Stop()
 	r := l.client.Report()
-	t.Logf("load on %s over %s: %d requests, %d writes acknowledged, %d failed requests, longest write gap %s; first errors: %v",
-		l.app.cluster, r.Duration.Round(time.Second), r.Requests, r.Acknowledged, r.FailedRequests, r.LongestWriteGap.Round(time.Millisecond), r.FirstErrors)
+	t.Logf("load on %s over %s: %d requests, %d writes acknowledged, %d failed requests, %d stale reads, longest write gap %s; first errors: %v",
+		l.app.cluster, r.Duration.Round(time.Second), r.Requests, r.Acknowledged, r.FailedRequests, r.StaleReads, r.LongestWriteGap.Round(time.Millisecond), r.FirstErrors)
 	if r.Acknowledged == 0 {
 		t.Fatalf("the load client got no write acknowledged by %s", l.app.cluster)
 	}

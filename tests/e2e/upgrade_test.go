@@ -172,8 +172,8 @@ func checkNoWriteLost(t *testing.T, c *openbaov1alpha1.OpenBaoCluster, load *loa
 	t.Helper()
 	load.Stop()
 	r := load.Report()
-	t.Logf("load: %d requests, %d writes acknowledged, %d failed requests, longest write gap %s; first errors: %v",
-		r.Requests, r.Acknowledged, r.FailedRequests, r.LongestWriteGap.Round(time.Millisecond), r.FirstErrors)
+	t.Logf("load: %d requests, %d writes acknowledged, %d failed requests, %d stale reads, longest write gap %s; first errors: %v",
+		r.Requests, r.Acknowledged, r.FailedRequests, r.StaleReads, r.LongestWriteGap.Round(time.Millisecond), r.FirstErrors)
 	if r.Acknowledged == 0 {
 		t.Fatalf("the load client got no write acknowledged")
 	}

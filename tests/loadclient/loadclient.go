@@ -62,6 +62,8 @@ type Client struct {
 	token     string
 	endpoints []string
 	resolved  time.Time
+	// staleReads counts reads that first returned an older value than acknowledged.
+	staleReads int
 }
 
 // Start begins writing until Stop.
@@ -150,10 +152,28 @@ func (c *Client) readOne(ctx context.Context) {
 		if err != nil {
 			return err
 		}
-		if got := valueOf(s); got != want {
-			return fmt.Errorf("read %s: got %q, want %q", key, got, want)
+		if valueOf(s) == want {
+			return nil
 		}
-		return nil
+		// OpenBao's standbys serve reads from their own copy of the Raft log, which may
+		// lag the active node a little (eventual consistency): a stale read is counted,
+		// and the same server is asked again until it has applied the write.
+		c.mu.Lock()
+		c.staleReads++
+		c.mu.Unlock()
+		for {
+			select {
+			case <-rctx.Done():
+				return fmt.Errorf("read %s: got %q, want %q, still after %s", key, valueOf(s), want, c.cfg.RequestTimeout)
+			case <-time.After(100 * time.Millisecond):
+			}
+			if s, err = cl.Logical().ReadWithContext(rctx, key); err != nil {
+				return err
+			}
+			if valueOf(s) == want {
+				return nil
+			}
+		}
 	})
 }
 
@@ -293,6 +313,9 @@ type Report struct {
 	Writes         int
 	FailedRequests int
 	Acknowledged   int
+	// StaleReads are reads that first saw an older value than the acknowledged one (a
+	// standby that had not yet applied the write) and then the acknowledged one.
+	StaleReads int
 	// LongestWriteGap is the longest time between two successful writes.
 	LongestWriteGap time.Duration
 	Duration        time.Duration
@@ -304,7 +327,7 @@ type Report struct {
 func (c *Client) Report() Report {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := Report{Requests: len(c.requests), Acknowledged: len(c.acked)}
+	r := Report{Requests: len(c.requests), Acknowledged: len(c.acked), StaleReads: c.staleReads}
 	var lastOK time.Time
 	var first time.Time
 	for _, q := range c.requests {
@@ -351,23 +374,37 @@ func (c *Client) Token() string {
 }
 
 // Verify reads every acknowledged write through cl and returns the keys that are missing
-// or hold another value.
+// or hold another value. A server that is a standby may lag the active node a little, so a
+// key is reported only if it is still missing after a few seconds.
 func (c *Client) Verify(ctx context.Context, cl *api.Client) ([]string, error) {
 	c.mu.Lock()
-	acked := make(map[string]string, len(c.acked))
+	pending := make(map[string]string, len(c.acked))
 	for k, v := range c.acked {
-		acked[k] = v
+		pending[k] = v
 	}
 	c.mu.Unlock()
-	var lost []string
-	for key, want := range acked {
-		s, err := cl.Logical().ReadWithContext(ctx, key)
-		if err != nil {
-			return lost, fmt.Errorf("read %s: %w", key, err)
+	for attempt := 0; ; attempt++ {
+		for key, want := range pending {
+			s, err := cl.Logical().ReadWithContext(ctx, key)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", key, err)
+			}
+			if valueOf(s) == want {
+				delete(pending, key)
+			}
 		}
-		if valueOf(s) != want {
-			lost = append(lost, key)
+		if len(pending) == 0 || attempt == 10 {
+			break
 		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	lost := make([]string, 0, len(pending))
+	for key := range pending {
+		lost = append(lost, key)
 	}
 	return lost, nil
 }

@@ -38,6 +38,10 @@ const (
 	// service-account keys the Kubernetes API server publishes, so the operator and its
 	// upgrade Jobs can log in after a rotation of the signing key.
 	ConditionServiceAccountKeysSynced = "ServiceAccountKeysSynced"
+	// ConditionScalingDown is True while servers are being removed after spec.replicas was
+	// lowered, and False with reason ScaleDownBlocked while a lower spec.replicas waits (an
+	// upgrade in flight, servers that are not healthy); the message says what it waits for.
+	ConditionScalingDown = "ScalingDown"
 )
 
 // Condition reasons. Messages carry the details and the next step for the user.
@@ -64,6 +68,12 @@ const (
 	ReasonDowngradeBlocked = "DowngradeBlocked"
 	ReasonUpgradeFailed    = "UpgradeFailed"
 	ReasonReconcileError   = "ReconcileError"
+
+	// ScalingDown.
+	ReasonScaleDownInProgress = "ScaleDownInProgress"
+	ReasonScaleDownBlocked    = "ScaleDownBlocked"
+	ReasonScaleDownCompleted  = "ScaleDownCompleted"
+	ReasonNoScaleDown         = "NoScaleDown"
 
 	// Paused.
 	ReasonPausedByUser = "PausedByUser"

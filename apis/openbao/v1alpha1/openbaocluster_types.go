@@ -28,13 +28,14 @@ type OpenBaoClusterSpec struct {
 	Image string `json:"image,omitempty"`
 
 	// Replicas is the number of OpenBao servers, all Raft voters. It must be odd so that a
-	// majority survives the loss of (replicas-1)/2 servers.
+	// majority survives the loss of (replicas-1)/2 servers. Lowering it removes the servers
+	// with the highest ordinals one at a time: leadership moves away first, the server leaves
+	// the Raft configuration, then its pod and its data volume are deleted (see the README).
 	// +optional
 	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=9
 	// +kubebuilder:validation:XValidation:rule="self % 2 == 1",message="replicas must be odd (1, 3, 5, 7 or 9) so that Raft keeps a majority"
-	// +kubebuilder:validation:XValidation:rule="self >= oldSelf",message="replicas cannot be lowered: removing servers needs their Raft peers removed first (see the README)"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Replicas",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:podCount"}
 	Replicas *int32 `json:"replicas,omitempty"`
 
@@ -341,7 +342,8 @@ type OpenBaoClusterStatus struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Service-account keys trusted by OpenBao"
 	ServiceAccountKeys []string `json:"serviceAccountKeys,omitempty"`
 
-	// Conditions are Available, Upgrading, Degraded, Paused and ServiceAccountKeysSynced.
+	// Conditions are Available, Upgrading, Degraded, Paused, ServiceAccountKeysSynced and
+	// (once replicas were lowered) ScalingDown.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -352,6 +354,38 @@ type OpenBaoClusterStatus struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Upgrade progress"
 	Upgrade *UpgradeStatus `json:"upgrade,omitempty"`
+
+	// ScaleDown is the progress of the scale-down in flight; empty when none is.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Scale-down progress"
+	ScaleDown *ScaleDownStatus `json:"scaleDown,omitempty"`
+}
+
+// ScaleDownStatus holds everything needed to resume a scale-down after an operator restart.
+// Whether a server is still a Raft peer is read from OpenBao on every pass; what the
+// operator decided (the StatefulSet's replica count, the server being removed) is kept here.
+type ScaleDownStatus struct {
+	// FromReplicas is the number of servers when the scale-down started.
+	FromReplicas int32 `json:"fromReplicas"`
+	// ToReplicas is the number of servers the scale-down works towards (spec.replicas).
+	ToReplicas int32 `json:"toReplicas"`
+	// Replicas is the replica count the operator gives the StatefulSet now. It is lowered by
+	// one only after the highest server left the Raft configuration.
+	Replicas int32 `json:"replicas"`
+	// Pod is the server being removed.
+	// +optional
+	Pod string `json:"pod,omitempty"`
+	// Step is the current step: StepDown, WaitLeadershipMoved, RemovePeer, LowerReplicas,
+	// WaitPodGone, DeleteVolume, WaitVolumeGone, Cleanup, or Wait.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Scale-down step",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	Step string `json:"step,omitempty"`
+	// Message describes the current step for people.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// StartTime is when the scale-down started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
 }
 
 // MemberStatus is what one server pod reported.

@@ -1,8 +1,9 @@
 // Package fake simulates the servers of one OpenBao cluster behind openbao.Client, for
 // unit tests of upgrade strategies. It keeps the state that strategies observe (who is
 // active, sealed, a voter, which version runs, how far each server has applied the log) and
-// changes it the way OpenBao does: StepDown moves leadership to another healthy voter,
-// Promote of a voter fails with a 500, RemovePeer of an unknown ID succeeds. It records every
+// changes it the way OpenBao does: StepDown moves leadership to another healthy voter (and
+// leaves the cluster without a leader for a while when that voter runs an older version than
+// a majority of the voters), Promote of a voter fails with a 500, RemovePeer of an unknown ID succeeds. It records every
 // call; errors can be injected per method and server.
 package fake
 
@@ -15,6 +16,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/blang/semver/v4"
 
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 )
@@ -67,6 +70,14 @@ type Cluster struct {
 	// StepDownMovesLeadership, true by default, can be cleared to simulate a step-down that
 	// answers 204 and leaves the same server active.
 	StepDownMovesLeadership bool
+	// LeaderlessCalls is how many calls see no leader after an election the standing
+	// candidate could not win (2 by default).
+	LeaderlessCalls int
+	// electing is set while no candidate has won: leaderlessFor counts the calls down, lost
+	// is the leader that was lost.
+	electing      bool
+	leaderlessFor int
+	lost          string
 }
 
 var _ openbao.NewFunc = (&Cluster{}).NewClient
@@ -74,7 +85,7 @@ var _ openbao.NewFunc = (&Cluster{}).NewClient
 // NewCluster returns an empty cluster whose autopilot says healthy.
 func NewCluster() *Cluster {
 	healthy := true
-	return &Cluster{nodes: map[string]*Node{}, autopilotHealthy: &healthy, StepDownMovesLeadership: true, commitIndex: 100}
+	return &Cluster{nodes: map[string]*Node{}, autopilotHealthy: &healthy, StepDownMovesLeadership: true, LeaderlessCalls: 2, commitIndex: 100}
 }
 
 // AddNode adds a server (a copy of n) and returns the cluster for chaining. The first
@@ -203,20 +214,82 @@ func (c *Cluster) NewClient(cfg openbao.Config) (openbao.Client, error) {
 	return &client{c: c, address: cfg.Address}, nil
 }
 
-// electLocked makes the first healthy voter (by ID) other than except the leader.
+// electLocked elects a new leader after except (the leader) stepped down or left, as Raft
+// does. The first healthy voter by ID stands; a voter grants its vote only to a candidate
+// on its own version or a newer one (measured on real OpenBao: servers on the new version
+// reject the election of a server on the old one), and a candidate needs a majority of the
+// voters. When the candidate that stands cannot win, the cluster is left without a leader
+// for the next LeaderlessCalls calls; then a server that can win is elected.
 func (c *Cluster) electLocked(except string) {
+	candidates := c.candidatesLocked(except)
+	if len(candidates) == 0 {
+		return
+	}
+	if c.canWinLocked(candidates[0]) {
+		c.leader = candidates[0].ID
+		return
+	}
+	c.leader, c.electing, c.leaderlessFor, c.lost = "", true, c.LeaderlessCalls, except
+	c.electWinnerLocked()
+}
+
+// electWinnerLocked counts down a leaderless period and then elects the first candidate
+// that can win.
+func (c *Cluster) electWinnerLocked() {
+	if c.leader != "" || !c.electing {
+		return
+	}
+	if c.leaderlessFor > 0 {
+		c.leaderlessFor--
+		return
+	}
+	for _, n := range c.candidatesLocked(c.lost) {
+		if c.canWinLocked(n) {
+			c.leader, c.electing = n.ID, false
+			return
+		}
+	}
+}
+
+// candidatesLocked are the healthy voters other than except, by ID.
+func (c *Cluster) candidatesLocked(except string) []*Node {
 	ids := make([]string, 0, len(c.nodes))
 	for id := range c.nodes {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	var out []*Node
 	for _, id := range ids {
 		n := c.nodes[id]
 		if id != except && n.Member && n.Voter && n.Healthy && n.Initialized && !n.Sealed && !n.Down {
-			c.leader = id
-			return
+			out = append(out, n)
 		}
 	}
+	return out
+}
+
+// canWinLocked says whether a majority of the voters would vote for candidate.
+func (c *Cluster) canWinLocked(candidate *Node) bool {
+	voters, votes := 0, 0
+	for _, n := range c.nodes {
+		if !n.Member || !n.Voter {
+			continue
+		}
+		voters++
+		up := n.Healthy && n.Initialized && !n.Sealed && !n.Down
+		if n == candidate || up && !olderVersion(candidate.Version, n.Version) {
+			votes++
+		}
+	}
+	return votes > voters/2
+}
+
+// olderVersion says whether version a is older than b; versions that do not parse are
+// taken as equal.
+func olderVersion(a, b string) bool {
+	va, errA := semver.Parse(a)
+	vb, errB := semver.Parse(b)
+	return errA == nil && errB == nil && va.LT(vb)
 }
 
 type client struct {
@@ -231,6 +304,7 @@ func (cl *client) Address() string { return cl.address }
 func (cl *client) begin(method string, args ...string) (*Node, error) {
 	c := cl.c
 	c.calls = append(c.calls, Call{Address: cl.address, Method: method, Args: args})
+	c.electWinnerLocked()
 	for i, inj := range c.inject {
 		if inj.method == method && (inj.address == "" || inj.address == cl.address) && inj.times > 0 {
 			inj.times--

@@ -56,6 +56,50 @@ func TestStepDownMovesLeadershipToAnotherHealthyVoter(t *testing.T) {
 	}
 }
 
+// TestStepDownToAnOldServerFailsWhenTheNewVersionHoldsAMajority: as measured on real
+// OpenBao, servers on the new version reject the election of one on the old version; the
+// cluster has no leader for a while, then a server that can win is elected.
+func TestStepDownToAnOldServerFailsWhenTheNewVersionHoldsAMajority(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewHealthyCluster("bao", 5, "2.6.2")
+	c.SetLeader("bao-1")
+	for _, id := range []string{"bao-2", "bao-3", "bao-4"} {
+		c.Update(id, func(n *fake.Node) { n.Version = "2.7.2" })
+	}
+	cl := clientOf(t, c, "bao-2")
+	if err := cl.StepDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// bao-0 stands first and runs 2.6.2: three of five voters refuse it.
+	if got := c.Leader(); got != "" {
+		t.Fatalf("leader right after the step-down = %q, want none", got)
+	}
+	var leaders []string
+	for range c.LeaderlessCalls + 1 {
+		if _, err := cl.Health(ctx); err != nil {
+			t.Fatal(err)
+		}
+		leaders = append(leaders, c.Leader())
+	}
+	if got := c.Leader(); got != "bao-2" {
+		t.Errorf("leaders seen by the calls after the step-down: %q, want bao-2 in the end (the first new-version voter)", leaders)
+	}
+	if leaders[0] != "" {
+		t.Errorf("the first call after the step-down saw leader %q, want none", leaders[0])
+	}
+
+	// With the old version holding the majority, the old server wins at once.
+	c2 := fake.NewHealthyCluster("bao", 5, "2.6.2")
+	c2.SetLeader("bao-1")
+	c2.Update("bao-4", func(n *fake.Node) { n.Version = "2.7.2" })
+	if err := clientOf(t, c2, "bao-2").StepDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c2.Leader(); got != "bao-0" {
+		t.Errorf("leader after the step-down with one new server = %q, want bao-0", got)
+	}
+}
+
 func TestMembershipChangesBehaveLikeOpenBao(t *testing.T) {
 	ctx := context.Background()
 	c := fake.NewHealthyCluster("bao", 3, "2.6.2")

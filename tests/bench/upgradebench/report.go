@@ -26,10 +26,12 @@ type Result struct {
 	LoadAvgStart string `json:"loadAvgStart"`
 	LoadAvgEnd   string `json:"loadAvgEnd"`
 	// LeaderNotLast: leadership was moved away from ordinal 0 before each upgrade.
-	LeaderNotLast bool     `json:"leaderMovedFromOrdinal0"`
-	Runs          []*Run   `json:"runs"`
-	Summary       []string `json:"summary"`
-	Targets       []Target `json:"targets"`
+	LeaderNotLast bool   `json:"leaderMovedFromOrdinal0"`
+	Runs          []*Run `json:"runs"`
+	// Failovers are the failover runs: the active server of a cluster under load lost.
+	Failovers []*FailoverRun `json:"failovers,omitempty"`
+	Summary   []string       `json:"summary"`
+	Targets   []Target       `json:"targets"`
 }
 
 // Machine describes where the figures were measured.
@@ -131,7 +133,25 @@ func (res *Result) Evaluate() {
 			add("no API writes in steady state", false, "steady state not measured")
 		}
 	}
+	res.evaluateFailovers()
 	res.Summary = parts
+}
+
+// evaluateFailovers checks the failover targets: at most 3 s without a successful write and
+// no acknowledged write lost.
+func (res *Result) evaluateFailovers() {
+	for _, r := range res.Failovers {
+		add := func(what string, met bool, seen string) {
+			res.Targets = append(res.Targets, Target{Run: failoverName(r), What: what, Met: met, Seen: seen})
+		}
+		if r.Error != "" {
+			add("run completed", false, r.Error)
+			continue
+		}
+		add("0 acknowledged writes lost", r.Load.Lost == 0 && r.Load.VerifyError == "",
+			fmt.Sprintf("%d of %d lost%s", r.Load.Lost, r.Load.Acknowledged, suffix(r.Load.VerifyError)))
+		add("longest write gap <= 3 s", r.Load.LongestWriteGapSecs <= 3, fmt.Sprintf("%.3f s", r.Load.LongestWriteGapSecs))
+	}
 }
 
 func suffix(s string) string {
@@ -241,6 +261,8 @@ func (res *Result) WriteTable(w io.Writer) {
 		}
 	}
 
+	res.writeFailovers(w)
+
 	fmt.Fprintln(w, "\nTargets:")
 	for _, t := range res.Targets {
 		mark := "MET   "
@@ -256,4 +278,34 @@ func orNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// writeFailovers prints the failover runs and what the operator reported during each.
+func (res *Result) writeFailovers(w io.Writer) {
+	if len(res.Failovers) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nFailover of the active server on %s under the same load (request timeout %s)\n\n", res.To, failoverRequestTimeout)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\tvictim\tnew active\tnew active s\tstatus.leader s\twrite gap s\tfailed req\tacked\tlost\trecovered s\t")
+	for _, r := range res.Failovers {
+		if r.Error != "" && r.NewActiveSeconds == nil {
+			fmt.Fprintf(tw, "%s\tFAILED: %s\t\t\t\t\t\t\t\t\t\n", failoverName(r), r.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%d\t%d\t%d\t%s\t\n", failoverName(r), r.Victim, r.NewActive,
+			secs3(r.NewActiveSeconds), secs3(r.OperatorLeaderSeconds), r.Load.LongestWriteGapSecs, r.Load.FailedRequests,
+			r.Load.Acknowledged, r.Load.Lost, secs(r.RecoveredSeconds))
+	}
+	_ = tw.Flush()
+	for _, r := range res.Failovers {
+		fmt.Fprintf(w, "  %s: operator reported %s\n", failoverName(r), orNone(r.OperatorSaw))
+	}
+}
+
+func secs3(f *float64) string {
+	if f == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", *f)
 }

@@ -83,7 +83,10 @@ type Config struct {
 	// (ordinal 0 bootstraps it). The naive roll then replaces the leader before the other
 	// servers run the new version.
 	LeaderNotLast bool
-	Progress      io.Writer
+	// Bridge is the local cluster's pod network bridge; pods' network namespaces and
+	// host-side veths are named after it (failover runs cut and kill through them).
+	Bridge   string
+	Progress io.Writer
 }
 
 // Run is one benchmark run.

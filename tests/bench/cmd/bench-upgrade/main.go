@@ -57,6 +57,7 @@ func run() error {
 		bridge      = flag.String("bridge", "obbench0", "bridge of the benchmark's pod network")
 		cidr        = flag.String("cidr", "10.81.0.0/24", "the benchmark's pod network; must exist nowhere else")
 		upTimeout   = flag.Duration("up-timeout", 10*time.Minute, "deadline for the local cluster to come up")
+		failoverF   = flag.String("failover", "", "failover runs after the upgrades, comma-separated faults of the active server: kill, delete, netcut (each on a cluster of every --replicas count, on --to)")
 		leaderMoved = flag.Bool("leader-moved", false, "before each upgrade, move leadership away from ordinal 0 (the server a StatefulSet replaces last)")
 		maxDuration = flag.Duration("timeout", 3*time.Hour, "deadline for the whole benchmark")
 	)
@@ -77,10 +78,22 @@ func run() error {
 	for m := range strings.SplitSeq(*modesF, ",") {
 		m = strings.TrimSpace(m)
 		switch m {
+		case "":
 		case upgradebench.ModeRolling, upgradebench.ModeBlueGreen, upgradebench.ModeNaive:
 			modes = append(modes, m)
 		default:
 			return fmt.Errorf("--modes: unknown mode %q", m)
+		}
+	}
+	var faults []string
+	for f := range strings.SplitSeq(*failoverF, ",") {
+		f = strings.TrimSpace(f)
+		switch f {
+		case "":
+		case upgradebench.FaultKill, upgradebench.FaultDelete, upgradebench.FaultNetCut:
+			faults = append(faults, f)
+		default:
+			return fmt.Errorf("--failover: unknown fault %q", f)
 		}
 	}
 	for _, v := range []string{*from, *to} {
@@ -154,7 +167,7 @@ func run() error {
 		Kube: env.Clientset(), Client: k8s, Manager: managerAbs,
 		AuditLog: auditLog, OperatorUser: operatorUser, OperatorNamespace: cluster.OperatorNamespace,
 		From: *from, To: *to, Rate: *rate, Settle: *settle, Steady: *steady,
-		BlueGreenVerification: *bgVerify, LeaderNotLast: *leaderMoved, Progress: os.Stdout,
+		BlueGreenVerification: *bgVerify, LeaderNotLast: *leaderMoved, Bridge: *bridge, Progress: os.Stdout,
 	})
 	defer b.Close()
 
@@ -176,6 +189,11 @@ func run() error {
 				return fmt.Errorf("the local cluster broke: %w", err)
 			}
 			res.Runs = append(res.Runs, b.Run(ctx, m, n))
+		}
+	}
+	for _, n := range replicas {
+		if len(faults) > 0 && ctx.Err() == nil {
+			res.Failovers = append(res.Failovers, b.Failover(ctx, faults, n)...)
 		}
 	}
 	fmt.Println("waiting for the steady-state windows to end")
