@@ -28,6 +28,9 @@ const (
 	serverCertValidity = 365 * 24 * time.Hour
 	renewBefore        = 30 * 24 * time.Hour
 
-	// issuerCacheTTL is how long the service-account issuer's keys are reused.
-	issuerCacheTTL = 10 * time.Minute
+	// issuerCacheTTL is how long the service-account issuer's keys are reused. It bounds how
+	// long a rotation of the API server's signing key goes unnoticed (plus up to
+	// requeueSteady): well within the time a rotated-out key is still accepted, which spans
+	// the life of the tokens it signed (an hour for the operator's own).
+	issuerCacheTTL = time.Minute
 )

@@ -176,6 +176,7 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.reconcilePodDisruptionBudget,
 		r.reconcileStatefulSet,
 		r.observe,
+		r.reconcileServiceAccountKeys,
 		r.reconcileScaleDown,
 		r.reconcileUpgrade,
 	}

@@ -40,6 +40,9 @@ type scope struct {
 	// configParams are the active StatefulSet's configuration parameters of this pass.
 	configParams *resources.ConfigParams
 
+	// keys is what this pass did about the service-account keys OpenBao trusts.
+	keys *keysOutcome
+
 	// events wait for the status write.
 	events []pendingEvent
 }
@@ -116,6 +119,8 @@ func (r *OpenBaoClusterReconciler) patchStatus(ctx context.Context, s *scope, re
 		setCondition(openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonNoUpgrade, "No upgrade is in progress.")
 	}
 
+	setServiceAccountKeysCondition(c, s.keys)
+
 	c.Status.Phase = phaseOf(c)
 	if reconcileErr == nil && !s.paused {
 		c.Status.ObservedGeneration = gen
@@ -129,7 +134,11 @@ func (r *OpenBaoClusterReconciler) patchStatus(ctx context.Context, s *scope, re
 	}
 	if r.Recorder != nil {
 		for _, e := range s.events {
-			r.Recorder.Eventf(c, nil, e.eventType, e.reason, "Upgrade", "%s", e.message)
+			action := e.action
+			if action == "" {
+				action = "Upgrade"
+			}
+			r.Recorder.Eventf(c, nil, e.eventType, e.reason, action, "%s", e.message)
 		}
 	}
 	return nil

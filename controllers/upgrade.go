@@ -126,4 +126,5 @@ func (e *upgradeEnv) Event(eventType, reason, message string) {
 	e.s.events = append(e.s.events, pendingEvent{eventType: eventType, reason: reason, message: message})
 }
 
-type pendingEvent struct{ eventType, reason, message string }
+// pendingEvent is an event waiting for the status write; action defaults to "Upgrade".
+type pendingEvent struct{ eventType, reason, action, message string }

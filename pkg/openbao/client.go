@@ -87,6 +87,17 @@ type Client interface {
 	RemovePeer(ctx context.Context, nodeID string) error
 	// Snapshot writes a Raft snapshot to w and checks that it is complete.
 	Snapshot(ctx context.Context, w io.Writer) error
+	// SetJWTAuthConfig replaces the JWT auth method's configuration with the issuer and the
+	// validation keys of cfg. A write replaces the whole configuration: the issuer must be
+	// sent again, or OpenBao would stop checking it.
+	SetJWTAuthConfig(ctx context.Context, mount string, cfg JWTAuthConfig) error
+}
+
+// JWTAuthConfig is the part of a JWT auth method's configuration the operator manages: the
+// issuer tokens must come from and the PEM public keys that verify their signatures.
+type JWTAuthConfig struct {
+	BoundIssuer          string
+	JWTValidationPubKeys []string
 }
 
 // Session is a token and when it expires (zero when the server did not say).
@@ -560,6 +571,21 @@ func (c *client) raftMembership(ctx context.Context, verb, nodeID string) error 
 	defer cancel()
 	if _, err := c.api.Logical().WriteWithContext(ctx, "sys/storage/raft/"+verb, map[string]any{"server_id": nodeID}); err != nil {
 		return classify("raft "+verb+" "+nodeID, err)
+	}
+	return nil
+}
+
+func (c *client) SetJWTAuthConfig(ctx context.Context, mount string, cfg JWTAuthConfig) error {
+	if mount == "" || cfg.BoundIssuer == "" || len(cfg.JWTValidationPubKeys) == 0 {
+		return errors.New("write jwt auth config: mount, issuer and at least one key are required")
+	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	if _, err := c.api.Logical().WriteWithContext(ctx, "auth/"+mount+"/config", map[string]any{
+		"bound_issuer":           cfg.BoundIssuer,
+		"jwt_validation_pubkeys": cfg.JWTValidationPubKeys,
+	}); err != nil {
+		return classify("write auth/"+mount+"/config", err)
 	}
 	return nil
 }

@@ -43,6 +43,9 @@ const (
 	DefaultUpgradeRole = "openbao-upgrade"
 	// OperatorRole is the JWT role (and policy) of the operator itself.
 	OperatorRole = "openbao-operator"
+	// OperatorJWTKeysPolicy is the operator role's second policy: it may replace the JWT
+	// auth method's validation keys, and nothing else (JWTKeysPolicy).
+	OperatorJWTKeysPolicy = "openbao-operator-jwt-keys"
 	// DefaultJWTTokenTTL bounds the tokens both roles hand out: an upgrade step or a
 	// reconcile needs minutes, not hours.
 	DefaultJWTTokenTTL = "10m"
@@ -193,6 +196,37 @@ path "sys/storage/raft/remove-peer" {
 }
 `
 
+// JWTKeysPolicy is the policy that lets the operator follow a rotation of the Kubernetes
+// service-account signing keys: it may replace auth/jwt/config, but only with bound_issuer
+// set to issuer and jwt_validation_pubkeys; no other parameter is allowed.
+//
+// A write of auth/jwt/config replaces the whole configuration: a parameter left out is reset
+// (an empty bound_issuer would let tokens of any issuer in). So both parameters are required,
+// and the issuer is pinned to the value the cluster was created with: a token of this policy
+// can change which keys are trusted, not whose tokens they are. There is no read capability:
+// OpenBao applies required_parameters to reads too (a read carries no parameters and is
+// refused, measured with 2.7.2), so the operator records what it wrote in the status instead.
+func JWTKeysPolicy(issuer string) (string, error) {
+	if issuer == "" {
+		return "", errors.New("JWT keys policy: the issuer is required")
+	}
+	var b hclWriter
+	b.line("# Follow a rotation of the Kubernetes service-account signing keys: replace the trusted")
+	b.line("# keys, never the issuer, nothing else of the JWT auth method.")
+	b.open("path", "auth/"+JWTAuthMount+"/config")
+	b.attr("capabilities", []string{"update"})
+	b.attr("required_parameters", []string{"bound_issuer", "jwt_validation_pubkeys"})
+	b.open("allowed_parameters")
+	b.attr("bound_issuer", []string{issuer})
+	b.attr("jwt_validation_pubkeys", []string{})
+	b.close()
+	b.close()
+	if b.err != nil {
+		return "", b.err
+	}
+	return b.String(), nil
+}
+
 // RenderConfig renders the configuration every server of the cluster loads. It has no
 // self-initialization stanzas (see RenderSelfInitConfig) and nothing pod-specific: each pod
 // sets BAO_API_ADDR, BAO_CLUSTER_ADDR and BAO_RAFT_NODE_ID.
@@ -273,6 +307,10 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 	}
 	j := p.JWT
 	upgradeSubject := "system:serviceaccount:" + p.Namespace + ":" + j.UpgradeServiceAccount
+	keysPolicy, err := JWTKeysPolicy(j.Issuer)
+	if err != nil {
+		return "", err
+	}
 
 	var b hclWriter
 	b.line("# Self-initialization of %s/%s, rendered by the OpenBao operator. OpenBao runs it once,", p.Namespace, p.ClusterName)
@@ -292,14 +330,17 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 	b.request("upgrade_policy", "update", "sys/policies/acl/"+j.UpgradeRole, map[string]any{
 		"policy": UpgradePolicy,
 	}, false)
-	b.request("upgrade_role", "update", "auth/"+JWTAuthMount+"/role/"+j.UpgradeRole, jwtRole(j.UpgradeAudience, upgradeSubject, j.UpgradeRole, j.TokenTTL), false)
+	b.request("upgrade_role", "update", "auth/"+JWTAuthMount+"/role/"+j.UpgradeRole, jwtRole(j.UpgradeAudience, upgradeSubject, j.TokenTTL, j.UpgradeRole), false)
 	b.close()
 	b.blank()
 	b.open("initialize", "operator_role")
 	b.request("operator_policy", "update", "sys/policies/acl/"+OperatorRole, map[string]any{
 		"policy": OperatorPolicy,
 	}, false)
-	b.request("operator_role", "update", "auth/"+JWTAuthMount+"/role/"+OperatorRole, jwtRole(j.OperatorAudience, j.OperatorSubject, OperatorRole, j.TokenTTL), false)
+	b.request("operator_jwt_keys_policy", "update", "sys/policies/acl/"+OperatorJWTKeysPolicy, map[string]any{
+		"policy": keysPolicy,
+	}, false)
+	b.request("operator_role", "update", "auth/"+JWTAuthMount+"/role/"+OperatorRole, jwtRole(j.OperatorAudience, j.OperatorSubject, j.TokenTTL, OperatorRole, OperatorJWTKeysPolicy), false)
 	b.close()
 	if len(p.SelfInit) > 0 {
 		b.blank()
@@ -346,13 +387,13 @@ func DefaultJoinTargets(p ConfigParams) []JoinTarget {
 	return out
 }
 
-func jwtRole(audience, subject, policy, ttl string) map[string]any {
+func jwtRole(audience, subject, ttl string, policies ...string) map[string]any {
 	return map[string]any{
 		"role_type":       "jwt",
 		"bound_audiences": []string{audience},
 		"bound_subject":   subject,
 		"user_claim":      "sub",
-		"token_policies":  []string{policy},
+		"token_policies":  policies,
 		"token_ttl":       ttl,
 		"token_max_ttl":   ttl,
 	}

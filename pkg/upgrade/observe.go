@@ -55,6 +55,10 @@ type Observer struct {
 
 	sessions sync.Map // types.UID -> *session
 	logins   atomic.Int64
+
+	// lastAccepted is the last token OpenBao accepted (see loginJWT).
+	mu           sync.Mutex
+	lastAccepted string
 }
 
 // DefaultRequestTimeout bounds each call of the operator to an OpenBao server: a server that
@@ -248,12 +252,30 @@ func (o *Observer) loginJWT(ctx context.Context, cl openbao.Client) error {
 	if o.TokenFile == "" {
 		return errors.New("the operator has no OpenBao token file configured")
 	}
-	jwt, err := os.ReadFile(o.TokenFile)
+	raw, err := os.ReadFile(o.TokenFile)
 	if err != nil {
 		return fmt.Errorf("read the operator's token: %w", err)
 	}
+	jwt := strings.TrimSpace(string(raw))
 	o.logins.Add(1)
-	return cl.LoginJWT(ctx, resources.JWTAuthMount, resources.OperatorRole, strings.TrimSpace(string(jwt)))
+	err = cl.LoginJWT(ctx, resources.JWTAuthMount, resources.OperatorRole, jwt)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err == nil {
+		o.lastAccepted = jwt
+		return nil
+	}
+	// Right after the API server starts signing with a new key, the kubelet may refresh the
+	// token file with a token OpenBao cannot verify yet: the operator is the one that gives
+	// OpenBao the new key, and needs a login to do so. The previous token, signed by the old
+	// key, stays valid until it expires (OpenBao checks that), so it is tried once more.
+	if errors.Is(err, openbao.ErrLoginRefused) && o.lastAccepted != "" && o.lastAccepted != jwt {
+		o.logins.Add(1)
+		if prevErr := cl.LoginJWT(ctx, resources.JWTAuthMount, resources.OperatorRole, o.lastAccepted); prevErr == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // Client returns a client for a pod with the cluster's session (see Login). A call that the

@@ -34,6 +34,10 @@ const (
 	ConditionDegraded = "Degraded"
 	// ConditionPaused is True when spec.paused is true.
 	ConditionPaused = "Paused"
+	// ConditionServiceAccountKeysSynced is True when OpenBao's JWT auth trusts the
+	// service-account keys the Kubernetes API server publishes, so the operator and its
+	// upgrade Jobs can log in after a rotation of the signing key.
+	ConditionServiceAccountKeysSynced = "ServiceAccountKeysSynced"
 	// ConditionScalingDown is True while servers are being removed after spec.replicas was
 	// lowered, and False with reason ScaleDownBlocked while a lower spec.replicas waits (an
 	// upgrade in flight, servers that are not healthy); the message says what it waits for.
@@ -74,4 +78,14 @@ const (
 	// Paused.
 	ReasonPausedByUser = "PausedByUser"
 	ReasonNotPaused    = "NotPaused"
+
+	// ServiceAccountKeysSynced.
+	ReasonKeysSynced = "KeysSynced"
+	// ReasonKeysUpdateFailed: OpenBao could not be given the API server's keys this time
+	// (no server reachable, login or write failed); the operator retries.
+	ReasonKeysUpdateFailed = "KeysUpdateFailed"
+	// ReasonKeysPolicyMissing: OpenBao refused the operator the update of its JWT auth keys,
+	// as in clusters created before the operator's policy allowed it; a person must add the
+	// policy (see the README).
+	ReasonKeysPolicyMissing = "KeysPolicyMissing"
 )

@@ -344,8 +344,16 @@ type OpenBaoClusterStatus struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Members"
 	Members []MemberStatus `json:"members,omitempty"`
 
-	// Conditions are Available, Upgrading, Degraded, Paused and (once replicas were lowered)
-	// ScalingDown.
+	// ServiceAccountKeys are the fingerprints (sha256 of the public key's DER encoding) of
+	// the Kubernetes service-account keys that OpenBao's JWT auth was last given by the
+	// operator, sorted; they follow the keys the API server publishes.
+	// +optional
+	// +listType=atomic
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Service-account keys trusted by OpenBao"
+	ServiceAccountKeys []string `json:"serviceAccountKeys,omitempty"`
+
+	// Conditions are Available, Upgrading, Degraded, Paused, ServiceAccountKeysSynced and
+	// (once replicas were lowered) ScalingDown.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

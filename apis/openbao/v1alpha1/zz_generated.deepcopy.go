@@ -174,6 +174,11 @@ func (in *OpenBaoClusterStatus) DeepCopyInto(out *OpenBaoClusterStatus) {
 		*out = make([]MemberStatus, len(*in))
 		copy(*out, *in)
 	}
+	if in.ServiceAccountKeys != nil {
+		in, out := &in.ServiceAccountKeys, &out.ServiceAccountKeys
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -65,6 +66,7 @@ type Cluster struct {
 	calls            []Call
 	inject           []*injected
 	refuseLogins     bool
+	jwtAuth          openbao.JWTAuthConfig
 	// StepDownMovesLeadership, true by default, can be cleared to simulate a step-down that
 	// answers 204 and leaves the same server active.
 	StepDownMovesLeadership bool
@@ -589,4 +591,34 @@ func (cl *client) Snapshot(ctx context.Context, w io.Writer) error {
 	}
 	_, err = io.WriteString(w, "fake raft snapshot\n")
 	return err
+}
+
+// SetJWTAuth sets the JWT auth method's configuration, as self-initialization would.
+func (c *Cluster) SetJWTAuth(cfg openbao.JWTAuthConfig) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.jwtAuth = cfg
+}
+
+// JWTAuth is the JWT auth method's configuration.
+func (c *Cluster) JWTAuth() openbao.JWTAuthConfig {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.jwtAuth
+}
+
+// SetJWTAuthConfig records the issuer and the number of keys (never the keys themselves).
+func (cl *client) SetJWTAuthConfig(ctx context.Context, mount string, cfg openbao.JWTAuthConfig) error {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("SetJWTAuthConfig", mount, cfg.BoundIssuer, strconv.Itoa(len(cfg.JWTValidationPubKeys)))
+	if err == nil {
+		err = cl.ready("SetJWTAuthConfig", n)
+	}
+	if err != nil {
+		return err
+	}
+	c.jwtAuth = openbao.JWTAuthConfig{BoundIssuer: cfg.BoundIssuer, JWTValidationPubKeys: append([]string(nil), cfg.JWTValidationPubKeys...)}
+	return nil
 }

@@ -98,6 +98,24 @@ path "sys/storage/raft/remove-peer" {
 EOT
     }
   }
+  request "operator_jwt_keys_policy" {
+    operation = "update"
+    path = "sys/policies/acl/openbao-operator-jwt-keys"
+    data = {
+      policy = <<EOT
+# Follow a rotation of the Kubernetes service-account signing keys: replace the trusted
+# keys, never the issuer, nothing else of the JWT auth method.
+path "auth/jwt/config" {
+  capabilities = ["update"]
+  required_parameters = ["bound_issuer", "jwt_validation_pubkeys"]
+  allowed_parameters {
+    bound_issuer = ["https://kubernetes.default.svc.cluster.local"]
+    jwt_validation_pubkeys = []
+  }
+}
+EOT
+    }
+  }
   request "operator_role" {
     operation = "update"
     path = "auth/jwt/role/openbao-operator"
@@ -106,7 +124,7 @@ EOT
       bound_subject = "system:serviceaccount:openbao-operator-system:openbao-operator-controller-manager"
       role_type = "jwt"
       token_max_ttl = "10m"
-      token_policies = ["openbao-operator"]
+      token_policies = ["openbao-operator", "openbao-operator-jwt-keys"]
       token_ttl = "10m"
       user_claim = "sub"
     }

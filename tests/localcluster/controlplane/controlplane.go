@@ -123,6 +123,15 @@ type ControlPlane struct {
 	spawner                            *spawner
 	etcd, apiServer, controllerManager *process
 
+	// apiArgs and kcmArgs are the components' flags, to restart them with.
+	apiArgs, kcmArgs []string
+	kcmHealth        string
+	// saKeyFile and saPubFile are the service-account signing key and the public keys the
+	// API server accepts; saSigningPub is the signing key's public half.
+	saKeyFile, saPubFile string
+	saSigningPub         []byte
+	restartMu            sync.Mutex
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -298,6 +307,7 @@ func (c *ControlPlane) start(ctx context.Context) error {
 	if err := os.WriteFile(saPub, saPublic, 0o644); err != nil {
 		return err
 	}
+	c.saKeyFile, c.saPubFile, c.saSigningPub = saKey, saPub, saPublic
 	if c.admin, err = ca.client(AdminUser, []string{"system:masters"}); err != nil {
 		return err
 	}
@@ -373,7 +383,8 @@ func (c *ControlPlane) start(ctx context.Context) error {
 		// the API server reaches an APIService's pods at their endpoints.
 		"--enable-aggregator-routing=true",
 	}
-	c.apiServer, err = startProcess(c.spawner, c.dir, "kube-apiserver", filepath.Join(o.AssetsDir, apiServerBinary), append(apiArgs, o.ExtraAPIServerFlags...))
+	c.apiArgs = append(apiArgs, o.ExtraAPIServerFlags...)
+	c.apiServer, err = startProcess(c.spawner, c.dir, "kube-apiserver", filepath.Join(o.AssetsDir, apiServerBinary), c.apiArgs)
 	if err != nil {
 		return err
 	}
@@ -408,12 +419,85 @@ func (c *ControlPlane) start(ctx context.Context) error {
 		"--service-cluster-ip-range=" + o.ServiceClusterIPRange,
 		"--profiling=false",
 	}
-	c.controllerManager, err = startProcess(c.spawner, c.dir, "kube-controller-manager", filepath.Join(o.AssetsDir, controllerManagerBinary), append(kcmArgs, o.ExtraControllerManagerFlags...))
+	c.kcmArgs = append(kcmArgs, o.ExtraControllerManagerFlags...)
+	c.controllerManager, err = startProcess(c.spawner, c.dir, "kube-controller-manager", filepath.Join(o.AssetsDir, controllerManagerBinary), c.kcmArgs)
 	if err != nil {
 		return err
 	}
-	kcmHealth := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(controllerManagerPort)) + "/healthz"
-	return waitHealthy(ctx, o.StartTimeout, c.controllerManager, adminClient, kcmHealth)
+	c.kcmHealth = "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(controllerManagerPort)) + "/healthz"
+	return waitHealthy(ctx, o.StartTimeout, c.controllerManager, adminClient, c.kcmHealth)
+}
+
+// restartGrace is how long a restart waits for a component to end after SIGTERM.
+const restartGrace = 10 * time.Second
+
+// RotateServiceAccountKey is the first half of a rotation of the service-account signing
+// key, as a cluster administrator does it: a new key signs from now on, and the public key of
+// the previous one stays in --service-account-key-file, so tokens it signed stay valid (and
+// the API server publishes both at /openid/v1/jwks). kube-apiserver and
+// kube-controller-manager are restarted with the same flags; the API is unavailable for the
+// restart (about 10-25 s). It returns the new key's public PEM.
+func (c *ControlPlane) RotateServiceAccountKey(ctx context.Context) ([]byte, error) {
+	c.restartMu.Lock()
+	defer c.restartMu.Unlock()
+	private, public, err := newServiceAccountKey()
+	if err != nil {
+		return nil, err
+	}
+	accepted, err := os.ReadFile(c.saPubFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(c.saKeyFile, private, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(c.saPubFile, append(accepted, public...), 0o644); err != nil {
+		return nil, err
+	}
+	c.saSigningPub = public
+	return public, c.restartAPI(ctx)
+}
+
+// RetireOldServiceAccountKeys is the second half: only the current signing key is accepted;
+// tokens signed by earlier keys are refused from the restart on.
+func (c *ControlPlane) RetireOldServiceAccountKeys(ctx context.Context) error {
+	c.restartMu.Lock()
+	defer c.restartMu.Unlock()
+	if err := os.WriteFile(c.saPubFile, c.saSigningPub, 0o644); err != nil {
+		return err
+	}
+	return c.restartAPI(ctx)
+}
+
+// restartAPI restarts kube-apiserver, then kube-controller-manager (whose service-account
+// credentials may have been signed by a retired key), each waited for until healthy.
+func (c *ControlPlane) restartAPI(ctx context.Context) error {
+	adminClient, err := c.httpClient()
+	if err != nil {
+		return err
+	}
+	// With clients watching, the API server did not end within 45 s of SIGTERM (measured on
+	// the local cluster with the operator running); its state is in etcd, so a restart
+	// kills it after restartGrace. Neither component needs the other to exit: both are
+	// stopped at once, as in Stop.
+	var kcmErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { kcmErr = c.controllerManager.stop(restartGrace) })
+	apiErr := c.apiServer.stop(restartGrace)
+	wg.Wait()
+	if err := errors.Join(kcmErr, apiErr); err != nil {
+		return err
+	}
+	if c.apiServer, err = startProcess(c.spawner, c.dir, "kube-apiserver", filepath.Join(c.opts.AssetsDir, apiServerBinary), c.apiArgs); err != nil {
+		return err
+	}
+	if err := waitHealthy(ctx, c.opts.StartTimeout, c.apiServer, adminClient, c.server+"/readyz"); err != nil {
+		return err
+	}
+	if c.controllerManager, err = startProcess(c.spawner, c.dir, "kube-controller-manager", filepath.Join(c.opts.AssetsDir, controllerManagerBinary), c.kcmArgs); err != nil {
+		return err
+	}
+	return waitHealthy(ctx, c.opts.StartTimeout, c.controllerManager, adminClient, c.kcmHealth)
 }
 
 // Kubeconfig returns the path of a kubeconfig for the cluster admin
@@ -473,6 +557,9 @@ func (c *ControlPlane) LogPath(component string) string {
 // end of its log; nil while all three run. Programs that keep a control plane
 // up for a long time can poll it.
 func (c *ControlPlane) Check() error {
+	// A restart (RotateServiceAccountKey) is not a failure: wait for it.
+	c.restartMu.Lock()
+	defer c.restartMu.Unlock()
 	var errs []error
 	for _, p := range []*process{c.etcd, c.apiServer, c.controllerManager} {
 		if p != nil && p.exited() {
