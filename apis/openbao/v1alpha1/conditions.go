@@ -34,6 +34,9 @@ const (
 	ConditionDegraded = "Degraded"
 	// ConditionPaused is True when spec.paused is true.
 	ConditionPaused = "Paused"
+	// ConditionBackupHealthy is False when the last backup failed or backups cannot run;
+	// it never makes the cluster Degraded. Absent while spec.backup is not set.
+	ConditionBackupHealthy = "BackupHealthy"
 )
 
 // Condition reasons. Messages carry the details and the next step for the user.
@@ -60,6 +63,12 @@ const (
 	ReasonDowngradeBlocked = "DowngradeBlocked"
 	ReasonUpgradeFailed    = "UpgradeFailed"
 	ReasonReconcileError   = "ReconcileError"
+
+	// BackupHealthy.
+	ReasonBackupSucceeded = "BackupSucceeded"
+	ReasonBackupFailed    = "BackupFailed"
+	ReasonBackupPending   = "BackupPending"
+	ReasonBackupInvalid   = "InvalidBackupSpec"
 
 	// Paused.
 	ReasonPausedByUser = "PausedByUser"

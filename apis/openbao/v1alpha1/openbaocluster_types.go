@@ -85,6 +85,11 @@ type OpenBaoClusterSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Self-initialization requests",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:advanced"}
 	SelfInit []SelfInitRequest `json:"selfInit,omitempty"`
+
+	// Backup takes Raft snapshots on a schedule or on request (see the README's "Backups").
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Backups"
+	Backup *BackupSpec `json:"backup,omitempty"`
 }
 
 // RaftSpec tunes OpenBao's integrated (Raft) storage.
@@ -333,7 +338,7 @@ type OpenBaoClusterStatus struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Members"
 	Members []MemberStatus `json:"members,omitempty"`
 
-	// Conditions are Available, Upgrading, Degraded and Paused.
+	// Conditions are Available, Upgrading, Degraded, Paused and (with spec.backup) BackupHealthy.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -344,6 +349,12 @@ type OpenBaoClusterStatus struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Upgrade progress"
 	Upgrade *UpgradeStatus `json:"upgrade,omitempty"`
+
+	// Backup is the state of the backups: the one running, the last successful and the
+	// last failed.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Backups"
+	Backup *BackupStatus `json:"backup,omitempty"`
 }
 
 // MemberStatus is what one server pod reported.
