@@ -181,10 +181,10 @@ openbao-bins: ## Fetch the bao binary of every version in OPENBAO_VERSIONS into 
 	@for v in $(OPENBAO_VERSIONS); do tests/tools/openbao/fetch.sh "$$v" "$(OPENBAO_DIR)"; done
 
 .PHONY: test-openbao
-test-openbao: openbao-bins ## Test pkg/openbao and the config renderer against real bao servers (incl. a 2.6 -> 2.7 rolling upgrade)
+test-openbao: openbao-bins seaweedfs ## Test pkg/openbao, the config renderer, the executor and the backup targets against real bao and S3 (SeaweedFS) servers
 	OPENBAO_BIN=$(OPENBAO_BIN) OPENBAO_UPGRADE_FROM=$(firstword $(OPENBAO_VERSIONS)) OPENBAO_UPGRADE_TO=$(OPENBAO_LATEST) \
 		go test ./pkg/openbao/... ./pkg/resources/ -count=1
-	OPENBAO_BIN=$(OPENBAO_BIN) go test ./pkg/executor/... -count=1 -timeout 15m
+	OPENBAO_BIN=$(OPENBAO_BIN) SEAWEEDFS_BIN=$(SEAWEEDFS) go test ./pkg/executor/... ./pkg/backup/... -count=1 -timeout 15m
 
 .PHONY: test-openbao-versions
 test-openbao-versions: openbao-bins ## Run the real-server tests once per version in OPENBAO_VERSIONS
@@ -203,7 +203,7 @@ test: check-generated test-unit test-envtest test-openbao test-bundle test-score
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure packages (no servers)
-	$(GO_TEST) ./apis/... ./pkg/pki/... ./pkg/backup/... ./pkg/upgrade/... ./controllers/...
+	$(GO_TEST) ./apis/... ./pkg/pki/... ./pkg/upgrade/... ./controllers/...
 
 .PHONY: test-envtest
 test-envtest: kube-assets ## The API and the provisioning controller against a real kube-apiserver and etcd
