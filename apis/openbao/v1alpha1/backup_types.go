@@ -74,8 +74,8 @@ type BackupTarget struct {
 
 // S3Target is a bucket of S3-compatible object storage. Objects are named
 // <prefix><namespace>/<cluster>/<cluster>-<UTC time>.snap.
-// +kubebuilder:validation:XValidation:rule="has(self.bucket) && self.bucket != ''",message="s3.bucket is required: the bucket the backups are written to"
-// +kubebuilder:validation:XValidation:rule="has(self.credentialsSecret) && self.credentialsSecret != ''",message="s3.credentialsSecret is required: a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the cluster's namespace"
+// +kubebuilder:validation:XValidation:rule="has(self.bucket) && size(self.bucket) > 0",message="s3.bucket is required: the bucket the backups are written to"
+// +kubebuilder:validation:XValidation:rule="has(self.credentialsSecret) && size(self.credentialsSecret) > 0",message="s3.credentialsSecret is required: a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the cluster's namespace"
 type S3Target struct {
 	// Endpoint is the URL of the S3 API, such as https://s3.eu-west-1.amazonaws.com or
 	// https://minio.storage.svc:9000.
