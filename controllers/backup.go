@@ -55,10 +55,11 @@ func (r *OpenBaoClusterReconciler) reconcileBackup(ctx context.Context, s *scope
 		r.setBackupCondition(ctx, s, metav1.ConditionFalse, openbaov1alpha1.ReasonBackupInvalid, problem)
 		return ctrl.Result{}
 	}
+	if cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionBackupHealthy); cond == nil || cond.Reason == openbaov1alpha1.ReasonBackupInvalid {
+		// No backup yet, or the schedule was fixed: nothing has failed since.
+		r.setBackupCondition(ctx, s, metav1.ConditionTrue, openbaov1alpha1.ReasonBackupPending, "No backup has run since spec.backup was set.")
+	}
 	if due.IsZero() {
-		if meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionBackupHealthy) == nil {
-			r.setBackupCondition(ctx, s, metav1.ConditionTrue, openbaov1alpha1.ReasonBackupPending, "No backup has run yet.")
-		}
 		return ctrl.Result{RequeueAfter: min(wait, requeueBackupIdle)}
 	}
 	if c.Status.Upgrade != nil {

@@ -130,3 +130,28 @@ func TestBadScheduleIsAConditionNotDegraded(t *testing.T) {
 func findCondition(c *openbaov1alpha1.OpenBaoCluster, t string) *metav1.Condition {
 	return meta.FindStatusCondition(c.Status.Conditions, t)
 }
+
+// TestFixedScheduleClearsTheCondition: once the schedule is fixed, BackupHealthy is True
+// again (nothing has failed).
+func TestFixedScheduleClearsTheCondition(t *testing.T) {
+	h := newHarness(t)
+	c := newCluster(h.namespace, "fixed-schedule")
+	c.Spec.Backup = &openbaov1alpha1.BackupSpec{Schedule: "0 25 * * *"}
+	require.NoError(t, h.client.Create(t.Context(), c))
+	h.converge(c.Name)
+	got := &openbaov1alpha1.OpenBaoCluster{}
+	require.NoError(t, h.get(c.Name, got))
+	require.Equal(t, openbaov1alpha1.ReasonBackupInvalid, findCondition(got, openbaov1alpha1.ConditionBackupHealthy).Reason)
+
+	got.Spec.Backup.Schedule = "0 5 * * *"
+	require.NoError(t, h.client.Update(t.Context(), got))
+	h.converge(c.Name)
+	require.NoError(t, h.get(c.Name, got))
+	cond := findCondition(got, openbaov1alpha1.ConditionBackupHealthy)
+	assert.Equal(t, metav1.ConditionTrue, cond.Status)
+	assert.Equal(t, openbaov1alpha1.ReasonBackupPending, cond.Reason)
+	require.NotNil(t, got.Status.Backup)
+	require.NotNil(t, got.Status.Backup.NextScheduleTime, "the next time of the schedule is shown")
+	assert.Equal(t, 5, got.Status.Backup.NextScheduleTime.UTC().Hour())
+	assert.Nil(t, got.Status.Backup.Running, "no backup starts on a cluster that is not Available")
+}
