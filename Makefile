@@ -19,6 +19,8 @@ CONTROLLER_GEN_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION  ?= v5.8.2
 OPERATOR_SDK_VERSION ?= v1.42.2
 OLM_VERSION        ?= v0.38.0
+# SeaweedFS publishes no module tags; the Go module proxy serves this pseudo-version (4.53).
+SEAWEEDFS_VERSION  ?= v0.0.0-20261109003541-7506e5f91cd6
 
 KUBE_ASSETS := $(CACHE)/kube/$(KUBE_VERSION)
 OPENBAO_DIR := $(CACHE)/openbao
@@ -105,6 +107,25 @@ $(ETCD_STAMP): $(ETCD_TOOLS_MOD)/go.mod $(ETCD_TOOLS_MOD)/go.sum
 	  echo "built in $$(( $$(date +%s) - start ))s"
 	@touch $@
 
+# SeaweedFS's `weed server -s3` is the S3-compatible object store the backup tests run
+# (a real server with TLS and access keys). Pinned by tests/tools/seaweedfs.
+SEAWEEDFS_TOOLS_MOD := $(CURDIR)/tests/tools/seaweedfs
+SEAWEEDFS_DIR       := $(CACHE)/seaweedfs/$(SEAWEEDFS_VERSION)
+SEAWEEDFS           := $(SEAWEEDFS_DIR)/weed
+
+.PHONY: seaweedfs
+seaweedfs: $(SEAWEEDFS) ## Build SeaweedFS's weed (S3 server of the backup tests) into .cache/seaweedfs (about 7 minutes)
+
+$(SEAWEEDFS): $(SEAWEEDFS_TOOLS_MOD)/go.mod $(SEAWEEDFS_TOOLS_MOD)/go.sum
+	@grep -q 'github.com/seaweedfs/seaweedfs $(SEAWEEDFS_VERSION)$$' $(SEAWEEDFS_TOOLS_MOD)/go.mod || { \
+	  echo "tests/tools/seaweedfs/go.mod does not pin github.com/seaweedfs/seaweedfs $(SEAWEEDFS_VERSION): run 'go get github.com/seaweedfs/seaweedfs/weed@$(SEAWEEDFS_VERSION)' there" >&2; exit 1; }
+	@mkdir -p $(SEAWEEDFS_DIR)
+	@tmp=$$(mktemp -d $(SEAWEEDFS_DIR)/.build-XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	  echo "building SeaweedFS weed $(SEAWEEDFS_VERSION) (about 7 minutes on 2 cores)"; start=$$(date +%s); \
+	  cd $(SEAWEEDFS_TOOLS_MOD) && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$$tmp/weed" github.com/seaweedfs/seaweedfs/weed; \
+	  mv -f "$$tmp/weed" $@; \
+	  echo "built in $$(( $$(date +%s) - start ))s"
+
 # Re-pin the wrapper modules after changing KUBE_VERSION or ETCD_VERSION:
 # k8s.io/kubernetes replaces its 31 staging modules with local paths, so the
 # wrapper replaces each with the published v0.<minor>.<patch> instead.
@@ -160,10 +181,10 @@ openbao-bins: ## Fetch the bao binary of every version in OPENBAO_VERSIONS into 
 	@for v in $(OPENBAO_VERSIONS); do tests/tools/openbao/fetch.sh "$$v" "$(OPENBAO_DIR)"; done
 
 .PHONY: test-openbao
-test-openbao: openbao-bins ## Test pkg/openbao and the config renderer against real bao servers (incl. a 2.6 -> 2.7 rolling upgrade)
+test-openbao: openbao-bins seaweedfs ## Test pkg/openbao, the config renderer, the executor and the backup targets against real bao and S3 (SeaweedFS) servers
 	OPENBAO_BIN=$(OPENBAO_BIN) OPENBAO_UPGRADE_FROM=$(firstword $(OPENBAO_VERSIONS)) OPENBAO_UPGRADE_TO=$(OPENBAO_LATEST) \
 		go test ./pkg/openbao/... ./pkg/resources/ -count=1
-	OPENBAO_BIN=$(OPENBAO_BIN) go test ./pkg/executor/... -count=1 -timeout 15m
+	OPENBAO_BIN=$(OPENBAO_BIN) SEAWEEDFS_BIN=$(SEAWEEDFS) go test ./pkg/executor/... ./pkg/backup/... -count=1 -timeout 15m
 
 .PHONY: test-openbao-versions
 test-openbao-versions: openbao-bins ## Run the real-server tests once per version in OPENBAO_VERSIONS

@@ -194,13 +194,17 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			return res, nil
 		}
 	}
-	if upgradeResult.RequeueAfter > 0 {
-		return upgradeResult, nil
+	res := ctrl.Result{RequeueAfter: requeueConverging}
+	switch {
+	case upgradeResult.RequeueAfter > 0:
+		res = upgradeResult
+	case s.available():
+		res = ctrl.Result{RequeueAfter: requeueSteady}
 	}
-	if s.available() {
-		return ctrl.Result{RequeueAfter: requeueSteady}, nil
+	if b := r.reconcileBackup(ctx, s); b.RequeueAfter > 0 && b.RequeueAfter < res.RequeueAfter {
+		res = b
 	}
-	return ctrl.Result{RequeueAfter: requeueConverging}, nil
+	return res, nil
 }
 
 // validateSpec rejects what the schema cannot judge. Such a spec can never work, so the

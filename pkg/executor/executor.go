@@ -7,6 +7,9 @@
 //   - step-down moves leadership away from one server and waits until another server is
 //     active. A server that is not active is left alone ("already moved").
 //   - snapshot saves a Raft snapshot to a file. An existing complete file is kept.
+//   - backup streams a Raft snapshot to the snapshot volume or to S3-compatible object
+//     storage, records its size and SHA-256, applies retention and reports the result as
+//     JSON in the container's termination message. A retried Job writes the same name again.
 //
 // The Job's service account has no Kubernetes permissions; everything the executor may do
 // is granted by the OpenBao policy of its JWT role. The token is never printed.
@@ -24,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openbao-operator/openbao-operator/pkg/backup"
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
@@ -33,9 +37,11 @@ import (
 const (
 	ActionStepDown = string(resources.ActionStepDown)
 	ActionSnapshot = string(resources.ActionSnapshot)
+	ActionBackup   = string(resources.ActionBackup)
 
 	DefaultStepDownTimeout = resources.StepDownTimeout
 	DefaultSnapshotTimeout = resources.SnapshotTimeout
+	DefaultBackupTimeout   = resources.BackupTimeout
 )
 
 // Exit codes.
@@ -59,6 +65,7 @@ type Options struct {
 	NodeID        string
 	Out           string
 	Timeout       time.Duration
+	Backup        BackupOptions
 }
 
 // runner carries what an action needs besides its options; tests replace newClient.
@@ -109,6 +116,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = r.stepDown(ctx)
 	case ActionSnapshot:
 		err = r.snapshot(ctx)
+	case ActionBackup:
+		err = r.backupRun(ctx)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "executor %s: %v\n", action, err)
@@ -122,6 +131,7 @@ const usage = `usage: manager executor <action> [flags]
 actions:
   step-down  move leadership away from the server at --address (node --node-id)
   snapshot   save a Raft snapshot of the cluster to --out
+  backup     stream a Raft snapshot to the snapshot volume (--dir) or to S3 (--s3-endpoint)
 
 run "manager executor <action> -h" for the flags of an action`
 
@@ -133,7 +143,11 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 	fs.StringVar(&o.CAFile, "ca-file", "", "CA certificate that signed the server's certificate (required)")
 	fs.StringVar(&o.TLSServerName, "tls-server-name", "", "Name to check the server's certificate against, when it differs from the host of --address")
 	fs.StringVar(&o.TokenFile, "token-file", "", "Projected service-account token to log in with; read again at each login attempt (required)")
-	fs.StringVar(&o.Role, "role", resources.DefaultUpgradeRole, "JWT auth role to log in as")
+	defaultRole := resources.DefaultUpgradeRole
+	if action == ActionBackup {
+		defaultRole = resources.DefaultBackupRole
+	}
+	fs.StringVar(&o.Role, "role", defaultRole, "JWT auth role to log in as")
 	fs.StringVar(&o.AuthMount, "auth-mount", resources.JWTAuthMount, "Mount path of the JWT auth method")
 	switch action {
 	case ActionStepDown:
@@ -142,8 +156,25 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 	case ActionSnapshot:
 		fs.StringVar(&o.Out, "out", "", "File to save the snapshot to; <out>.partial is written first (required)")
 		fs.DurationVar(&o.Timeout, "timeout", DefaultSnapshotTimeout, "Give up after this long, login included")
+	case ActionBackup:
+		b := &o.Backup
+		fs.StringVar(&b.Cluster, "cluster", "", "Name of the OpenBaoCluster; snapshots are named <cluster>-<time>.snap (required)")
+		fs.StringVar(&b.Name, "name", "", "Name of the snapshot to write, <cluster>-<YYYYMMDDTHHMMSSZ>.snap (required)")
+		fs.StringVar(&b.ResultFile, "result-file", "", "File to write the JSON result to, such as /dev/termination-log")
+		fs.StringVar(&b.Dir, "dir", "", "Directory of the snapshot volume to write to, when --s3-endpoint is not set")
+		fs.StringVar(&b.Claim, "claim", "", "PersistentVolumeClaim mounted at --dir's volume, for the reported location")
+		fs.StringVar(&b.S3Endpoint, "s3-endpoint", "", "URL of the S3 API; writes to object storage instead of --dir")
+		fs.StringVar(&b.S3Bucket, "s3-bucket", "", "Bucket")
+		fs.StringVar(&b.S3Prefix, "s3-prefix", "", "Prefix of the cluster's objects, <prefix><namespace>/<cluster>/")
+		fs.StringVar(&b.S3Region, "s3-region", "", "Region of the bucket (us-east-1 when empty)")
+		fs.BoolVar(&b.S3PathStyle, "s3-path-style", false, "Address the bucket as <endpoint>/<bucket>")
+		fs.StringVar(&b.S3CAFile, "s3-ca-file", "", "CA bundle of the endpoint's certificate")
+		fs.StringVar(&b.S3CredentialsDir, "s3-credentials-dir", "", "Directory with the files AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+		fs.IntVar(&b.KeepLast, "keep-last", 0, "Retention: keep the newest N backups (0: no such rule)")
+		fs.DurationVar(&b.MaxAge, "max-age", 0, "Retention: keep the backups younger than this (0: no such rule)")
+		fs.DurationVar(&o.Timeout, "timeout", DefaultBackupTimeout, "Give up after this long, login included")
 	default:
-		return o, fmt.Errorf("unknown action %q (want %s or %s)", action, ActionStepDown, ActionSnapshot)
+		return o, fmt.Errorf("unknown action %q (want %s, %s or %s)", action, ActionStepDown, ActionSnapshot, ActionBackup)
 	}
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -163,12 +194,37 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 	if action == ActionStepDown && o.NodeID == "" {
 		missing = append(missing, "--node-id")
 	}
+	if action == ActionBackup {
+		b := o.Backup
+		for name, v := range map[string]string{"--cluster": b.Cluster, "--name": b.Name} {
+			if v == "" {
+				missing = append(missing, name)
+			}
+		}
+		if b.S3Endpoint == "" && b.Dir == "" {
+			missing = append(missing, "--dir or --s3-endpoint")
+		}
+		if b.S3Endpoint != "" && b.S3Bucket == "" {
+			missing = append(missing, "--s3-bucket")
+		}
+		if b.S3Endpoint != "" && b.S3CredentialsDir == "" {
+			missing = append(missing, "--s3-credentials-dir")
+		}
+	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		return o, fmt.Errorf("missing %s", strings.Join(missing, ", "))
 	}
 	if o.Timeout <= 0 {
 		return o, fmt.Errorf("--timeout must be positive, not %s", o.Timeout)
+	}
+	if action == ActionBackup {
+		if _, ok := backup.ParseSnapshotName(o.Backup.Cluster, o.Backup.Name); !ok {
+			return o, fmt.Errorf("--name %q is not a snapshot name of cluster %q (<cluster>-<YYYYMMDDTHHMMSSZ>.snap)", o.Backup.Name, o.Backup.Cluster)
+		}
+		if o.Backup.KeepLast < 0 || o.Backup.MaxAge < 0 {
+			return o, errors.New("--keep-last and --max-age must not be negative")
+		}
 	}
 	u, err := url.Parse(o.Address)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {

@@ -121,6 +121,10 @@ type JWTInit struct {
 	// UpgradeServiceAccount defaults to <cluster>-upgrade-serviceaccount in Namespace.
 	UpgradeServiceAccount string
 
+	// BackupAudience is the audience of backup Jobs' tokens; defaults to BackupAudience.
+	// Backup Jobs run as UpgradeServiceAccount and log in to DefaultBackupRole.
+	BackupAudience string
+
 	// OperatorSubject is the operator's service account,
 	// system:serviceaccount:<namespace>:<name>.
 	OperatorSubject string
@@ -290,7 +294,8 @@ func RenderConfig(p ConfigParams) (string, error) {
 
 // RenderSelfInitConfig renders the `initialize` stanzas that set up a new cluster on its
 // first start, in this order: the JWT auth method trusting the Kubernetes issuer, the upgrade
-// executor's policy and role, the operator's policy and role, then the user's requests.
+// executor's policy and role, the backup Jobs' policy and role, the operator's policy and
+// role, then the user's requests.
 //
 // Only the first pod of a cluster that has never been initialized may load it: a node with
 // these stanzas and empty storage founds a cluster of its own instead of joining its peers.
@@ -331,6 +336,13 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 		"policy": UpgradePolicy,
 	}, false)
 	b.request("upgrade_role", "update", "auth/"+JWTAuthMount+"/role/"+j.UpgradeRole, jwtRole(j.UpgradeAudience, upgradeSubject, j.TokenTTL, j.UpgradeRole), false)
+	b.close()
+	b.blank()
+	b.open("initialize", "operator_backup_role")
+	b.request("backup_policy", "update", "sys/policies/acl/"+DefaultBackupRole, map[string]any{
+		"policy": BackupPolicy,
+	}, false)
+	b.request("backup_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultBackupRole, jwtRole(j.BackupAudience, upgradeSubject, DefaultBackupRole, j.TokenTTL), false)
 	b.close()
 	b.blank()
 	b.open("initialize", "operator_role")
@@ -414,6 +426,9 @@ func withConfigDefaults(p ConfigParams) ConfigParams {
 	}
 	if p.JWT.UpgradeServiceAccount == "" {
 		p.JWT.UpgradeServiceAccount = p.ClusterName + "-upgrade-serviceaccount"
+	}
+	if p.JWT.BackupAudience == "" {
+		p.JWT.BackupAudience = BackupAudience
 	}
 	if p.JWT.TokenTTL == "" {
 		p.JWT.TokenTTL = DefaultJWTTokenTTL

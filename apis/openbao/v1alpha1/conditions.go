@@ -42,6 +42,9 @@ const (
 	// lowered, and False with reason ScaleDownBlocked while a lower spec.replicas waits (an
 	// upgrade in flight, servers that are not healthy); the message says what it waits for.
 	ConditionScalingDown = "ScalingDown"
+	// ConditionBackupHealthy is False when the last backup failed or backups cannot run;
+	// it never makes the cluster Degraded. Absent while spec.backup is not set.
+	ConditionBackupHealthy = "BackupHealthy"
 )
 
 // Condition reasons. Messages carry the details and the next step for the user.
@@ -74,6 +77,11 @@ const (
 	ReasonScaleDownBlocked    = "ScaleDownBlocked"
 	ReasonScaleDownCompleted  = "ScaleDownCompleted"
 	ReasonNoScaleDown         = "NoScaleDown"
+	// BackupHealthy.
+	ReasonBackupSucceeded = "BackupSucceeded"
+	ReasonBackupFailed    = "BackupFailed"
+	ReasonBackupPending   = "BackupPending"
+	ReasonBackupInvalid   = "InvalidBackupSpec"
 
 	// Paused.
 	ReasonPausedByUser = "PausedByUser"

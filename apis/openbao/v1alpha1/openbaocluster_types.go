@@ -86,6 +86,11 @@ type OpenBaoClusterSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Self-initialization requests",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:advanced"}
 	SelfInit []SelfInitRequest `json:"selfInit,omitempty"`
+
+	// Backup takes Raft snapshots on a schedule or on request (see the README's "Backups").
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Backups"
+	Backup *BackupSpec `json:"backup,omitempty"`
 }
 
 // RaftSpec tunes OpenBao's integrated (Raft) storage.
@@ -352,8 +357,8 @@ type OpenBaoClusterStatus struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Service-account keys trusted by OpenBao"
 	ServiceAccountKeys []string `json:"serviceAccountKeys,omitempty"`
 
-	// Conditions are Available, Upgrading, Degraded, Paused, ServiceAccountKeysSynced and
-	// (once replicas were lowered) ScalingDown.
+	// Conditions are Available, Upgrading, Degraded, Paused, ServiceAccountKeysSynced,
+	// (once replicas were lowered) ScalingDown and (with spec.backup) BackupHealthy.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -369,6 +374,12 @@ type OpenBaoClusterStatus struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Upgrade progress"
 	Upgrade *UpgradeStatus `json:"upgrade,omitempty"`
+
+	// Backup is the state of the backups: the one running, the last successful and the
+	// last failed.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Backups"
+	Backup *BackupStatus `json:"backup,omitempty"`
 
 	// ScaleDown is the progress of the scale-down in flight; empty when none is.
 	// +optional

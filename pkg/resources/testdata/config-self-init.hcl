@@ -68,6 +68,34 @@ EOT
   }
 }
 
+initialize "operator_backup_role" {
+  request "backup_policy" {
+    operation = "update"
+    path = "sys/policies/acl/openbao-backup"
+    data = {
+      policy = <<EOT
+# Read a Raft snapshot; nothing else.
+path "sys/storage/raft/snapshot" {
+  capabilities = ["read"]
+}
+EOT
+    }
+  }
+  request "backup_role" {
+    operation = "update"
+    path = "auth/jwt/role/openbao-backup"
+    data = {
+      bound_audiences = ["openbao-backup"]
+      bound_subject = "system:serviceaccount:secrets:vault-a-upgrade-serviceaccount"
+      role_type = "jwt"
+      token_max_ttl = "10m"
+      token_policies = ["openbao-backup"]
+      token_ttl = "10m"
+      user_claim = "sub"
+    }
+  }
+}
+
 initialize "operator_role" {
   request "operator_policy" {
     operation = "update"

@@ -1,0 +1,198 @@
+package resources
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/backup"
+)
+
+// Backups run the executor's backup action in a Job that logs in with a JWT role that may
+// only read a snapshot.
+const (
+	ActionBackup ExecutorAction = "backup"
+	// BackupTimeout is a backup's default bound (spec.backup.timeout).
+	BackupTimeout = 30 * time.Minute
+
+	// DefaultBackupRole is the JWT role (and policy) of backup Jobs.
+	DefaultBackupRole = "openbao-backup"
+	// BackupAudience is the audience of backup Jobs' projected tokens. It differs from the
+	// upgrade role's, so that a backup Job's token cannot log in to the upgrade role.
+	BackupAudience = "openbao-backup"
+
+	// ComponentBackup labels backup Jobs (the upgrade's clean-up leaves them alone).
+	ComponentBackup = "backup-job"
+	// LabelBackupName is the snapshot a backup Job writes.
+	LabelBackupName = "openbao.org/backup"
+
+	backupCredentialsDir = "/var/run/secrets/openbao.org/s3"
+	backupCADir          = "/etc/openbao-backup/ca"
+	// backupJobTTL keeps a finished backup Job (and its logs) for a day.
+	backupJobTTL int32 = 24 * 3600
+)
+
+// BackupPolicy may only read a Raft snapshot.
+const BackupPolicy = `# Read a Raft snapshot; nothing else.
+path "sys/storage/raft/snapshot" {
+  capabilities = ["read"]
+}
+`
+
+// BackupJobName is the Job that writes the snapshot of time t: <cluster>-backup-<unix time>.
+func BackupJobName(c *openbaov1alpha1.OpenBaoCluster, t time.Time) string {
+	return c.Name + "-backup-" + strconv.FormatInt(t.Unix(), 10)
+}
+
+// BackupS3Prefix is where the cluster's backups live in the bucket.
+func BackupS3Prefix(c *openbaov1alpha1.OpenBaoCluster) string {
+	s3 := c.Spec.Backup.Target.S3
+	return backup.ObjectPrefix(s3.Prefix, c.Namespace, c.Name)
+}
+
+// BackupJobParams are the inputs of a backup Job.
+type BackupJobParams struct {
+	Name  string
+	Image string
+	// TargetPod is the active node.
+	TargetPod string
+	// Time names the snapshot (backup.SnapshotName).
+	Time     time.Time
+	Platform Platform
+}
+
+// BackupJob builds the Job that takes one backup of c as spec.backup says. It runs as the
+// upgrade service account (no RBAC) with a token only the backup role accepts; it mounts
+// the snapshot volume or the S3 credentials and CA bundle, nothing else.
+func BackupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams) *batchv1.Job {
+	spec := c.Spec.Backup
+	timeout := BackupTimeout
+	if spec.Timeout != nil && spec.Timeout.Duration > 0 {
+		timeout = spec.Timeout.Duration
+	}
+	name := backup.SnapshotName(c.Name, p.Time)
+	labels := Labels(c, ComponentBackup)
+	labels[LabelBackupName] = strings.TrimSuffix(name, backup.Suffix)
+	args := []string{
+		"executor", string(ActionBackup),
+		"--address", fmt.Sprintf("https://%s:%d", PodDNSName(c, p.TargetPod), APIPort),
+		"--ca-file", path.Join(TLSDir, "ca.crt"),
+		"--token-file", ExecutorTokenFile,
+		"--role", DefaultBackupRole,
+		"--auth-mount", JWTAuthMount,
+		"--timeout", timeout.String(),
+		"--cluster", c.Name,
+		"--name", name,
+		"--result-file", corev1.TerminationMessagePathDefault,
+	}
+	if n := spec.Retention.KeepLast; n != nil {
+		args = append(args, "--keep-last", strconv.Itoa(int(*n)))
+	}
+	if d := spec.Retention.MaxAge; d != nil {
+		args = append(args, "--max-age", d.Duration.String())
+	}
+	volumes := []corev1.Volume{
+		{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			DefaultMode: ptr.To[int32](0o440),
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: BackupAudience, ExpirationSeconds: ptr.To(executorTokenSeconds), Path: "token",
+			}}},
+		}}},
+		{Name: "ca", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: TLSSecretName(c), DefaultMode: ptr.To[int32](0o444),
+			Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+		}}},
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: "token", MountPath: ExecutorTokenDir, ReadOnly: true},
+		{Name: "ca", MountPath: TLSDir, ReadOnly: true},
+	}
+	if s3 := spec.Target.S3; s3 != nil {
+		args = append(args,
+			"--s3-endpoint", strings.TrimSuffix(s3.Endpoint, "/"),
+			"--s3-bucket", s3.Bucket,
+			"--s3-prefix", BackupS3Prefix(c),
+			"--s3-credentials-dir", backupCredentialsDir,
+		)
+		if s3.Region != "" {
+			args = append(args, "--s3-region", s3.Region)
+		}
+		if s3.PathStyle {
+			args = append(args, "--s3-path-style")
+		}
+		volumes = append(volumes, corev1.Volume{Name: "s3-credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: s3.CredentialsSecret, DefaultMode: ptr.To[int32](0o440),
+			Items: []corev1.KeyToPath{{Key: "AWS_ACCESS_KEY_ID", Path: "AWS_ACCESS_KEY_ID"}, {Key: "AWS_SECRET_ACCESS_KEY", Path: "AWS_SECRET_ACCESS_KEY"}},
+		}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "s3-credentials", MountPath: backupCredentialsDir, ReadOnly: true})
+		if b := s3.CABundle; b != nil {
+			key := b.Key
+			if key == "" {
+				key = "ca.crt"
+			}
+			items := []corev1.KeyToPath{{Key: key, Path: "ca.crt"}}
+			vs := corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: b.ConfigMapName}, DefaultMode: ptr.To[int32](0o444), Items: items,
+			}}
+			if b.SecretName != "" {
+				vs = corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: b.SecretName, DefaultMode: ptr.To[int32](0o444), Items: items}}
+			}
+			volumes = append(volumes, corev1.Volume{Name: "s3-ca", VolumeSource: vs})
+			mounts = append(mounts, corev1.VolumeMount{Name: "s3-ca", MountPath: backupCADir, ReadOnly: true})
+			args = append(args, "--s3-ca-file", path.Join(backupCADir, "ca.crt"))
+		}
+	} else {
+		args = append(args, "--dir", path.Join(SnapshotDir, backup.VolumeDir), "--claim", SnapshotClaimName(c))
+		volumes = append(volumes, corev1.Volume{Name: "snapshots", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: SnapshotClaimName(c)},
+		}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "snapshots", MountPath: SnapshotDir})
+	}
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: c.Namespace, Labels: labels},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To[int32](1),
+			ActiveDeadlineSeconds:   ptr.To(int64(timeout.Seconds()) * 2),
+			TTLSecondsAfterFinished: ptr.To(backupJobTTL),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					ServiceAccountName:           NamesFor(c).UpgradeServiceAccount,
+					AutomountServiceAccountToken: ptr.To(false),
+					RestartPolicy:                corev1.RestartPolicyNever,
+					EnableServiceLinks:           ptr.To(false),
+					SecurityContext:              podSecurityContext(p.Platform, executorUser, executorUser, executorUser),
+					Containers: []corev1.Container{{
+						Name:                     "executor",
+						Image:                    p.Image,
+						ImagePullPolicy:          corev1.PullIfNotPresent,
+						Command:                  []string{"/manager"},
+						Args:                     args,
+						VolumeMounts:             mounts,
+						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+						},
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							RunAsNonRoot:             ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+					}},
+					Volumes: volumes,
+				},
+			},
+		},
+	}
+}
