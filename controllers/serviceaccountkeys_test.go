@@ -44,12 +44,14 @@ type keysFixture struct {
 	bao     *fake.Cluster
 	cluster *openbaov1alpha1.OpenBaoCluster
 	pods    []corev1.Pod
+	// token is the operator's token file.
+	token string
 }
 
 func newKeysFixture(t *testing.T) *keysFixture {
 	token := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(token, []byte("operator-token"), 0o600))
-	f := &keysFixture{t: t, bao: fake.NewCluster()}
+	f := &keysFixture{t: t, bao: fake.NewCluster(), token: token}
 	f.cluster = &openbaov1alpha1.OpenBaoCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "bao", Generation: 1}}
 	f.cluster.Status.Initialized = true
 	f.cluster.Status.Leader = "bao-0"
@@ -155,6 +157,8 @@ func TestServiceAccountKeysFailuresAreReportedAndRetried(t *testing.T) {
 		f := newKeysFixture(t)
 		f.pass(oldKey)
 		f.bao.RefuseLogins(true)
+		// A restarted operator has no OpenBao session yet: it must log in, and is refused.
+		f.r.Observer = &upgrade.Observer{NewClient: f.bao.NewClient, TokenFile: f.token}
 		f.pass(oldKey, newKey)
 		cond := f.condition()
 		assert.Equal(t, openbaov1alpha1.ReasonKeysUpdateFailed, cond.Reason)
