@@ -121,20 +121,9 @@ func (r *OpenBaoClusterReconciler) scaleDownState(ctx context.Context, s *scope)
 		Platform:      r.Options.Platform,
 		Now:           r.Clock.Now(),
 	}
-	if state.ExecutorImage == "" {
-		state.ExecutorImage = r.Options.OperatorImage
-	}
-	for i := range s.pods {
-		state.Pods[s.pods[i].Name] = &s.pods[i]
-	}
-	for i := range jobs.Items {
-		state.Jobs[jobs.Items[i].Name] = &jobs.Items[i]
-	}
+	r.fillState(s, state, jobs.Items)
 	for i := range claims.Items {
 		state.Claims[claims.Items[i].Name] = &claims.Items[i]
-	}
-	if s.observed != nil {
-		state.Servers, state.Leader, state.Raft = s.observed.Servers, s.observed.Leader, s.observed.Raft
 	}
 	return state, nil
 }

@@ -43,18 +43,7 @@ func (r *OpenBaoClusterReconciler) reconcileUpgrade(ctx context.Context, s *scop
 			return ctrl.Result{}, err
 		}
 	}
-	if state.ExecutorImage == "" {
-		state.ExecutorImage = r.Options.OperatorImage
-	}
-	for i := range s.pods {
-		state.Pods[s.pods[i].Name] = &s.pods[i]
-	}
-	for i := range jobs.Items {
-		state.Jobs[jobs.Items[i].Name] = &jobs.Items[i]
-	}
-	if s.observed != nil {
-		state.Servers, state.Leader, state.Raft = s.observed.Servers, s.observed.Leader, s.observed.Raft
-	}
+	r.fillState(s, state, jobs.Items)
 	persist := func(ctx context.Context) error { return r.persistStatus(ctx, s) }
 	res, err := r.Upgrades.Reconcile(ctx, state, &upgradeEnv{r: r, s: s}, persist)
 	if err != nil {
@@ -128,3 +117,20 @@ func (e *upgradeEnv) Event(eventType, reason, message string) {
 
 // pendingEvent is an event waiting for the status write; action defaults to "Upgrade".
 type pendingEvent struct{ eventType, reason, action, message string }
+
+// fillState gives a strategy's or the scale-down's state what this pass saw: the pods, the
+// cluster's Jobs, the observed servers, and the executor image.
+func (r *OpenBaoClusterReconciler) fillState(s *scope, state *upgrade.State, jobs []batchv1.Job) {
+	if state.ExecutorImage == "" {
+		state.ExecutorImage = r.Options.OperatorImage
+	}
+	for i := range s.pods {
+		state.Pods[s.pods[i].Name] = &s.pods[i]
+	}
+	for i := range jobs {
+		state.Jobs[jobs[i].Name] = &jobs[i]
+	}
+	if s.observed != nil {
+		state.Servers, state.Leader, state.Raft = s.observed.Servers, s.observed.Leader, s.observed.Raft
+	}
+}

@@ -100,22 +100,7 @@ func BackupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams) *batchv1.Jo
 	if d := spec.Retention.MaxAge; d != nil {
 		args = append(args, "--max-age", d.Duration.String())
 	}
-	volumes := []corev1.Volume{
-		{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-			DefaultMode: ptr.To[int32](0o440),
-			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Audience: BackupAudience, ExpirationSeconds: ptr.To(executorTokenSeconds), Path: "token",
-			}}},
-		}}},
-		{Name: "ca", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: TLSSecretName(c), DefaultMode: ptr.To[int32](0o444),
-			Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
-		}}},
-	}
-	mounts := []corev1.VolumeMount{
-		{Name: "token", MountPath: ExecutorTokenDir, ReadOnly: true},
-		{Name: "ca", MountPath: TLSDir, ReadOnly: true},
-	}
+	volumes, mounts := executorVolumes(c, BackupAudience)
 	if s3 := spec.Target.S3; s3 != nil {
 		args = append(args,
 			"--s3-endpoint", strings.TrimSuffix(s3.Endpoint, "/"),

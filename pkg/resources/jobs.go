@@ -97,22 +97,7 @@ func ExecutorJob(c *openbaov1alpha1.OpenBaoCluster, p ExecutorJobParams) *batchv
 		"--auth-mount", JWTAuthMount,
 		"--timeout", p.Timeout.String(),
 	}
-	volumes := []corev1.Volume{
-		{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-			DefaultMode: ptr.To[int32](0o440),
-			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Audience: UpgradeAudience, ExpirationSeconds: ptr.To(executorTokenSeconds), Path: "token",
-			}}},
-		}}},
-		{Name: "ca", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: TLSSecretName(c), DefaultMode: ptr.To[int32](0o444),
-			Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
-		}}},
-	}
-	mounts := []corev1.VolumeMount{
-		{Name: "token", MountPath: ExecutorTokenDir, ReadOnly: true},
-		{Name: "ca", MountPath: TLSDir, ReadOnly: true},
-	}
+	volumes, mounts := executorVolumes(c, UpgradeAudience)
 	switch p.Action {
 	case ActionStepDown:
 		args = append(args, "--node-id", p.TargetPod)
@@ -159,4 +144,26 @@ func ExecutorJob(c *openbaov1alpha1.OpenBaoCluster, p ExecutorJobParams) *batchv
 			},
 		},
 	}
+}
+
+// executorVolumes are an executor Job's projected service-account token for audience and
+// the cluster's CA certificate, with their mounts.
+func executorVolumes(c *openbaov1alpha1.OpenBaoCluster, audience string) ([]corev1.Volume, []corev1.VolumeMount) {
+	volumes := []corev1.Volume{
+		{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			DefaultMode: ptr.To[int32](0o440),
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: audience, ExpirationSeconds: ptr.To(executorTokenSeconds), Path: "token",
+			}}},
+		}}},
+		{Name: "ca", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: TLSSecretName(c), DefaultMode: ptr.To[int32](0o444),
+			Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+		}}},
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: "token", MountPath: ExecutorTokenDir, ReadOnly: true},
+		{Name: "ca", MountPath: TLSDir, ReadOnly: true},
+	}
+	return volumes, mounts
 }
