@@ -156,10 +156,14 @@ func (o *Observer) Observe(ctx context.Context, c *openbaov1alpha1.OpenBaoCluste
 			out.Raft = &RaftState{LeaderCommittedIndex: ls.RaftCommittedIndex}
 		}
 	}
+	// Chosen before any of them runs: the goroutines write out.Servers.
+	serving := map[string]openbao.Client{}
 	for name, cl := range clients {
-		if !out.Servers[name].Serving() {
-			continue
+		if out.Servers[name].Serving() {
+			serving[name] = cl
 		}
+	}
+	for name, cl := range serving {
 		wg.Go(func() {
 			ls, err := cl.Leader(ctx)
 			if err != nil {
