@@ -342,7 +342,7 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 	b.request("backup_policy", "update", "sys/policies/acl/"+DefaultBackupRole, map[string]any{
 		"policy": BackupPolicy,
 	}, false)
-	b.request("backup_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultBackupRole, jwtRole(j.BackupAudience, upgradeSubject, DefaultBackupRole, j.TokenTTL), false)
+	b.request("backup_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultBackupRole, jwtRole(j.BackupAudience, upgradeSubject, j.TokenTTL, DefaultBackupRole), false)
 	b.close()
 	b.blank()
 	b.open("initialize", "operator_role")
