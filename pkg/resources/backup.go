@@ -9,7 +9,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -142,6 +141,9 @@ func BackupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams) *batchv1.Jo
 		}})
 		mounts = append(mounts, corev1.VolumeMount{Name: "snapshots", MountPath: SnapshotDir})
 	}
+	pod := executorPodSpec(NamesFor(c).UpgradeServiceAccount, p.Platform, p.Image, args, volumes, mounts, "64Mi")
+	// The result (location, size, SHA-256) is the container's termination message.
+	pod.Containers[0].TerminationMessagePolicy = corev1.TerminationMessageReadFile
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: c.Namespace, Labels: labels},
 		Spec: batchv1.JobSpec{
@@ -150,33 +152,7 @@ func BackupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams) *batchv1.Jo
 			TTLSecondsAfterFinished: ptr.To(backupJobTTL),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName:           NamesFor(c).UpgradeServiceAccount,
-					AutomountServiceAccountToken: ptr.To(false),
-					RestartPolicy:                corev1.RestartPolicyNever,
-					EnableServiceLinks:           ptr.To(false),
-					SecurityContext:              podSecurityContext(p.Platform, executorUser, executorUser, executorUser),
-					Containers: []corev1.Container{{
-						Name:                     "executor",
-						Image:                    p.Image,
-						ImagePullPolicy:          corev1.PullIfNotPresent,
-						Command:                  []string{"/manager"},
-						Args:                     args,
-						VolumeMounts:             mounts,
-						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-						},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							RunAsNonRoot:             ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-					}},
-					Volumes: volumes,
-				},
+				Spec:       pod,
 			},
 		},
 	}

@@ -115,32 +115,7 @@ func ExecutorJob(c *openbaov1alpha1.OpenBaoCluster, p ExecutorJobParams) *batchv
 			ActiveDeadlineSeconds: ptr.To(int64(p.Timeout.Seconds()) * 3),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName:           names.UpgradeServiceAccount,
-					AutomountServiceAccountToken: ptr.To(false),
-					RestartPolicy:                corev1.RestartPolicyNever,
-					EnableServiceLinks:           ptr.To(false),
-					SecurityContext:              podSecurityContext(p.Platform, executorUser, executorUser, executorUser),
-					Containers: []corev1.Container{{
-						Name:            "executor",
-						Image:           p.Image,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command:         []string{"/manager"},
-						Args:            args,
-						VolumeMounts:    mounts,
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-						},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							RunAsNonRoot:             ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-					}},
-					Volumes: volumes,
-				},
+				Spec:       executorPodSpec(names.UpgradeServiceAccount, p.Platform, p.Image, args, volumes, mounts, "32Mi"),
 			},
 		},
 	}
@@ -166,4 +141,37 @@ func executorVolumes(c *openbaov1alpha1.OpenBaoCluster, audience string) ([]core
 		{Name: "ca", MountPath: TLSDir, ReadOnly: true},
 	}
 	return volumes, mounts
+}
+
+// executorPodSpec is the pod of an executor Job: the operator's image running one action as
+// serviceAccount (which has no RBAC), non-root, read-only, no capabilities, with volumes and
+// mounts from executorVolumes and the action's own.
+func executorPodSpec(serviceAccount string, platform Platform, image string, args []string,
+	volumes []corev1.Volume, mounts []corev1.VolumeMount, memoryRequest string) corev1.PodSpec {
+	return corev1.PodSpec{
+		ServiceAccountName:           serviceAccount,
+		AutomountServiceAccountToken: ptr.To(false),
+		RestartPolicy:                corev1.RestartPolicyNever,
+		EnableServiceLinks:           ptr.To(false),
+		SecurityContext:              podSecurityContext(platform, executorUser, executorUser, executorUser),
+		Containers: []corev1.Container{{
+			Name:            "executor",
+			Image:           image,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Command:         []string{"/manager"},
+			Args:            args,
+			VolumeMounts:    mounts,
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse(memoryRequest)},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+			},
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false),
+				ReadOnlyRootFilesystem:   ptr.To(true),
+				RunAsNonRoot:             ptr.To(true),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+		}},
+		Volumes: volumes,
+	}
 }
