@@ -81,9 +81,15 @@ func readStatus(pid int) (rss, hwm uint64, ok bool) {
 	if pid == 0 {
 		return 0, 0, false
 	}
+	rss, hwm, err := ProcessMemory(pid)
+	return rss, hwm, err == nil && rss > 0
+}
+
+// ProcessMemory reads VmRSS and VmHWM (the peak) of pid from /proc, in bytes.
+func ProcessMemory(pid int) (rss, hwm uint64, err error) {
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, err
 	}
 	for line := range strings.SplitSeq(string(data), "\n") {
 		k, v, found := strings.Cut(line, ":")
@@ -102,7 +108,7 @@ func readStatus(pid int) (rss, hwm uint64, ok bool) {
 			hwm = n * 1024
 		}
 	}
-	return rss, hwm, rss > 0
+	return rss, hwm, nil
 }
 
 // descendsFrom says whether ancestor is pid's parent, grandparent, and so on: the node

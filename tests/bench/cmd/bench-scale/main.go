@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/openbao-operator/openbao-operator/tests/bench/upgradebench"
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/cluster"
 )
 
@@ -231,38 +231,12 @@ func startManager(ctx context.Context, manager, kubeconfig, work string, settle 
 	}
 	r := Run{StartupS: time.Since(start).Seconds()}
 	time.Sleep(settle)
-	rss, hwm, err := memory(cmd.Process.Pid)
+	rss, hwm, err := upgradebench.ProcessMemory(cmd.Process.Pid)
 	if err != nil {
 		return Run{}, err
 	}
 	r.RSSMiB, r.PeakRSSMiB = float64(rss)/(1<<20), float64(hwm)/(1<<20)
 	return r, nil
-}
-
-// memory reads VmRSS and VmHWM (peak) of pid, in bytes.
-func memory(pid int) (rss, hwm uint64, err error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		n, _ := strconv.ParseUint(f[0], 10, 64)
-		switch k {
-		case "VmRSS":
-			rss = n * 1024
-		case "VmHWM":
-			hwm = n * 1024
-		}
-	}
-	return rss, hwm, nil
 }
 
 func machine() string {
