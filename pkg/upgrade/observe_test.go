@@ -1,8 +1,6 @@
 package upgrade
 
 import (
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,43 +11,14 @@ import (
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao/baotest"
 	"github.com/openbao-operator/openbao-operator/pkg/pki"
 )
-
-// silentServer accepts connections and never answers, like a server whose process hangs or
-// a node that stopped: a client waits for its timeout.
-func silentServer(t *testing.T) (addr string, accepted func() int) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return "https://" + l.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return len(conns) }
-}
 
 // TestObserveAsksServersInParallel: three servers that do not answer cost one request
 // timeout, not three.
 func TestObserveAsksServersInParallel(t *testing.T) {
-	addr, accepted := silentServer(t)
+	addr, accepted := baotest.SilentServer(t)
 	ca, err := pki.NewCA("test", time.Now(), time.Hour)
 	require.NoError(t, err)
 	const timeout = 2 * time.Second

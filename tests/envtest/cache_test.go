@@ -2,8 +2,6 @@ package envtest
 
 import (
 	"context"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/controllers"
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao/baotest"
 	"github.com/openbao-operator/openbao-operator/pkg/pki"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
@@ -168,43 +167,13 @@ func TestCacheHoldsOnlyWhatTheOperatorCreated(t *testing.T) {
 	assert.Len(t, seals.Items, 1, "still one seal key, the first")
 }
 
-// silentServer accepts connections and never answers, as an OpenBao server whose node
-// stopped: every call to it waits for its timeout.
-func silentServer(t *testing.T) (addr string, accepted func() int) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return "https://" + l.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return len(conns) }
-}
-
 // TestBlockedClusterDoesNotBlockAnother: while one cluster's pass waits on servers that do
 // not answer, another cluster is reconciled at once.
 func TestBlockedClusterDoesNotBlockAnother(t *testing.T) {
 	direct, err := client.New(restConfig, client.Options{Scheme: scheme})
 	require.NoError(t, err)
 	ns := createNamespace(t, direct, "workers-")
-	addr, accepted := silentServer(t)
+	addr, accepted := baotest.SilentServer(t)
 	// Every server address leads to the silent server, and a call waits a minute for it:
 	// far longer than the other cluster may wait.
 	observer := &upgrade.Observer{
