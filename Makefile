@@ -241,8 +241,8 @@ demo: kube-assets openbao-bins build localcluster ## Local cluster, the sample O
 # The packages run one after the other (-p 1): each brings up its own cluster
 # and the machine may have two cores only.
 .PHONY: test-localcluster
-test-localcluster: kube-assets openbao-bins build ## The control plane, the node agent and the end-to-end suite on the local cluster (root)
-	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager \
+test-localcluster: kube-assets openbao-bins seaweedfs build ## The control plane, the node agent and the end-to-end suite on the local cluster (root)
+	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager SEAWEEDFS_BIN=$(SEAWEEDFS) \
 	  $(GO_TEST) -p 1 -timeout 60m ./tests/localcluster/... ./tests/e2e/...
 
 # OLM on the local cluster: OLM's operators from its own manifests, a
