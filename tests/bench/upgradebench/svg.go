@@ -200,6 +200,9 @@ func esc(s string) string { return html.EscapeString(s) }
 
 // num formats a coordinate.
 func num(v float64) string {
+	if math.Abs(v) < 0.05 {
+		v = 0 // no "-0"
+	}
 	s := fmt.Sprintf("%.1f", v)
 	return strings.TrimSuffix(s, ".0")
 }
@@ -302,12 +305,17 @@ func (pn *panel) render(b *svgBuf, p *picture, idx int, y float64) float64 {
 	var xs, ws []float64
 	for _, e := range tl.Events {
 		label := fmt.Sprintf("%s (%s s)", e.What, num(e.At))
-		evs = append(evs, ev{sc.x(e.At), label, e.Until})
-		xs, ws = append(xs, sc.x(e.At)+2), append(ws, textWidth(label))
+		x := sc.x(e.At)
+		lx := x + 2
+		if lx+textWidth(label) > svgWidth-4 {
+			lx = x - 2 - textWidth(label) // near the right edge: the label goes left of its line
+		}
+		evs = append(evs, ev{x, label, e.Until})
+		xs, ws = append(xs, lx), append(ws, textWidth(label))
 	}
 	evRows, nEv := labelRows(xs, ws)
 	for i, e := range evs {
-		b.text(e.x+2, y+lineH*float64(evRows[i]+1)-3, 10, `class="event-label" fill="`+colEvent+`"`, e.label)
+		b.text(xs[i], y+lineH*float64(evRows[i]+1)-3, 10, `class="event-label" fill="`+colEvent+`"`, e.label)
 	}
 	y += lineH*float64(nEv) + 2
 	lanesTop := y
@@ -510,11 +518,19 @@ func segmentLane(b *svgBuf, sc timeScale, id, name string, segs []segment, y flo
 }
 
 // notReady returns the spans of a pod's life when it was not Ready: before its first
-// Ready, between a loss of Ready and the next, and from its stop on.
+// Ready, between a loss of Ready and the next, and from its stop on (a terminating pod
+// leaves the Service's ready endpoints even while its Ready condition still holds).
 func notReady(s ServerLife, end float64) [][2]float64 {
 	var spans [][2]float64
+	limit := end
+	if s.Stop != nil && *s.Stop < end {
+		limit = *s.Stop
+	}
 	from, ready := s.Seen, false
 	for _, c := range s.Ready {
+		if c.At >= limit {
+			break
+		}
 		switch {
 		case c.Ready && !ready:
 			if c.At > from {
@@ -525,10 +541,10 @@ func notReady(s ServerLife, end float64) [][2]float64 {
 			from, ready = c.At, false
 		}
 	}
-	if s.Stop != nil && ready {
-		from, ready = *s.Stop, false
+	if ready {
+		from = limit
 	}
-	if !ready && end > from {
+	if end > from {
 		spans = append(spans, [2]float64{from, end})
 	}
 	return spans
@@ -564,7 +580,7 @@ func (p *picture) legend(b *svgBuf, y float64) float64 {
 	item(22, func(x float64) {
 		b.rect(x, y, x+22, 12, `fill="`+colNoVersion+`"`)
 		b.rect(x, y, x+22, 12, `fill="url(#notready)"`)
-	}, "not Ready")
+	}, "not Ready / terminating")
 	item(22, func(x float64) {
 		b.rect(x, y+1, x+22, 10, `fill="none" stroke="`+colActive+`" stroke-width="2.5"`)
 	}, "active (Raft leader)")
@@ -596,7 +612,8 @@ func (p *picture) hasSpans() bool {
 	return false
 }
 
-// wrap breaks a line of text at font size size after commas or semicolons so that each
+// wrap breaks a line of text at font size size after commas or semicolons, or before a
+// middle dot, so that each
 // piece fits the picture's width.
 func wrap(s string, size int) []string {
 	limit := int((svgWidth - 2*labelX) / (0.56 * float64(size)))
@@ -607,15 +624,18 @@ func wrap(s string, size int) []string {
 			if i > 0 && len([]rune(s[:i])) > limit {
 				break
 			}
-			if (r == ',' || r == ';') && i+1 < len(s) && s[i+1] == ' ' {
+			switch {
+			case (r == ',' || r == ';') && i+1 < len(s) && s[i+1] == ' ':
 				cut = i + 1
+			case r == '·' && i > 0:
+				cut = i
 			}
 		}
 		if cut < 0 {
 			break
 		}
 		out = append(out, s[:cut])
-		s = "  " + strings.TrimSpace(s[cut:])
+		s = "  " + strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s[cut:]), "·"))
 	}
 	return append(out, s)
 }

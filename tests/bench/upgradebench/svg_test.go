@@ -363,6 +363,7 @@ func TestNotReady(t *testing.T) {
 		{"Ready later", ServerLife{Seen: 1, Ready: []ReadyChange{{At: 3, Ready: true}}}, 5, "[[1 3]]"},
 		{"stopped", ServerLife{Seen: 1, Ready: []ReadyChange{{At: 1, Ready: true}}, Stop: ptr.To(4.0)}, 5, "[[4 5]]"},
 		{"lost Ready and back", ServerLife{Seen: 0, Ready: []ReadyChange{{At: 0, Ready: true}, {At: 2, Ready: false}, {At: 3, Ready: true}}}, 5, "[[2 3]]"},
+		{"terminating while its Ready condition holds", ServerLife{Seen: 0, Ready: []ReadyChange{{At: 0, Ready: true}, {At: 4.5, Ready: false}}, Stop: ptr.To(4.0)}, 5, "[[4 5]]"},
 		{"lost Ready then stopped", ServerLife{Seen: 0, Ready: []ReadyChange{{At: 0, Ready: true}, {At: 2, Ready: false}}, Stop: ptr.To(4.0)}, 5, "[[2 5]]"},
 	} {
 		if got := fmt.Sprint(notReady(tc.s, tc.end)); got != tc.want {
