@@ -2,7 +2,9 @@
 // upgrade from one release to the next: with this operator's strategies, and with a naive
 // roll of the same StatefulSet as a baseline. It brings up its own local cluster (root
 // needed), runs every mode for every replica count under a steady load, prints a table and
-// a one-line summary, and writes the figures as JSON. `make bench-upgrade` runs it.
+// a one-line summary, and writes the figures as JSON and a timeline of each run as SVG
+// beside it. `make bench-upgrade` runs it; `--render <json>` draws the timelines of an
+// earlier result again.
 package main
 
 import (
