@@ -724,8 +724,8 @@ func (c *cluster) testJobs(t *testing.T) {
 	// container's terminationMessagePath, also under a read-only root, and the end of the log
 	// of a failed container that asks for FallbackToLogsOnError.
 	messages := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "messages"}, Spec: corev1.PodSpec{
-		RestartPolicy: corev1.RestartPolicyNever,
-		Hostname:      "message-host",
+		RestartPolicy:   corev1.RestartPolicyNever,
+		Hostname:        "message-host",
 		SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000), RunAsGroup: ptr.To[int64](1000)},
 		Containers: []corev1.Container{
 			{Name: "writes", Image: probeImage, Args: []string{"cp", "/etc/hostname", "/dev/termination-log"},
