@@ -449,4 +449,3 @@ func (r *OpenBaoRestoreReconciler) event(rs *openbaov1alpha1.OpenBaoRestore, ste
 	}
 	r.Recorder.Eventf(rs, nil, step.EventType, step.Reason, "Restore", "%s", step.Message)
 }
-

@@ -239,4 +239,3 @@ func (r *OpenBaoClusterReconciler) relabel(ctx context.Context, s *scope, key cl
 }
 
 func ptrTo[T any](v T) *T { return &v }
-

@@ -115,9 +115,11 @@ func TestRefusals(t *testing.T) {
 
 func TestPausedOrBusyClusterWaits(t *testing.T) {
 	for name, mutate := range map[string]func(c *openbaov1alpha1.OpenBaoCluster){
-		"paused":         func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Paused = true },
-		"backup running": func(c *openbaov1alpha1.OpenBaoCluster) { c.Status.Backup.Running = &openbaov1alpha1.BackupRecord{JobName: "bao-backup-1"} },
-		"no leader":      func(c *openbaov1alpha1.OpenBaoCluster) { c.Status.Leader = "" },
+		"paused": func(c *openbaov1alpha1.OpenBaoCluster) { c.Spec.Paused = true },
+		"backup running": func(c *openbaov1alpha1.OpenBaoCluster) {
+			c.Status.Backup.Running = &openbaov1alpha1.BackupRecord{JobName: "bao-backup-1"}
+		},
+		"no leader": func(c *openbaov1alpha1.OpenBaoCluster) { c.Status.Leader = "" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, r := testCluster(), testRestore()
