@@ -318,12 +318,14 @@ func (r *OpenBaoRestoreReconciler) terminationMessage(ctx context.Context, job *
 // the API server has it, and only then records the restore as started.
 func (r *OpenBaoRestoreReconciler) takeLock(ctx context.Context, rs, original *openbaov1alpha1.OpenBaoRestore, c *openbaov1alpha1.OpenBaoCluster, step restore.Step) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(rs, restoreFinalizer) {
-		before := rs.DeepCopy()
-		controllerutil.AddFinalizer(rs, restoreFinalizer)
-		if err := r.Patch(ctx, rs, client.MergeFrom(before)); err != nil {
+		// Patched on a copy: the answer would replace the status this pass planned.
+		withFinalizer := original.DeepCopy()
+		controllerutil.AddFinalizer(withFinalizer, restoreFinalizer)
+		if err := r.Patch(ctx, withFinalizer, client.MergeFrom(original)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
-		original.Finalizers, original.ResourceVersion = rs.Finalizers, rs.ResourceVersion
+		rs.Finalizers, rs.ResourceVersion = withFinalizer.Finalizers, withFinalizer.ResourceVersion
+		original.Finalizers, original.ResourceVersion = withFinalizer.Finalizers, withFinalizer.ResourceVersion
 	}
 	before := c.DeepCopy()
 	now := metav1.NewTime(r.Clock.Now())

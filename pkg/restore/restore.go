@@ -185,10 +185,10 @@ func planStart(s *State) Step {
 func planJob(s *State) Step {
 	r, c := s.Restore, s.Cluster
 	st := &r.Status
+	if st.JobName == "" {
+		st.JobName = resources.RestoreJobName(c, r)
+	}
 	if s.Job == nil {
-		if st.Phase == openbaov1alpha1.RestoreRestoring && st.JobName == "" {
-			st.JobName = resources.RestoreJobName(c, r)
-		}
 		leader := c.Status.Leader
 		if leader == "" {
 			return wait(s, st.Phase, openbaov1alpha1.ReasonRestoreInProgress,
