@@ -9,6 +9,7 @@ package restore
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -481,13 +482,17 @@ func phaseOrValidating(p openbaov1alpha1.RestorePhase) openbaov1alpha1.RestorePh
 	return p
 }
 
+// conditionReason matches what the API server takes as a condition's reason.
+var conditionReason = regexp.MustCompile(`^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`)
+
+// refusalReason is the restore Job's reason word for word (ChecksumMismatch,
+// SealKeyMismatch, IncompleteSnapshot, NotFound, ...), so the condition says exactly what
+// the executor found.
 func refusalReason(executorReason string) string {
-	switch executorReason {
-	case openbaov1alpha1.ReasonRestoreChecksumMismatch, openbaov1alpha1.ReasonRestoreSealKeyMismatch,
-		openbaov1alpha1.ReasonRestoreIncompleteSnapshot, openbaov1alpha1.ReasonRestoreNotFound:
+	if len(executorReason) <= 128 && conditionReason.MatchString(executorReason) {
 		return executorReason
 	}
-	return openbaov1alpha1.ReasonRestoreUnknownSource
+	return "RestoreRefused"
 }
 
 func refuse(s *State, reason, msg string) Step {

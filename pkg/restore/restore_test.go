@@ -401,3 +401,10 @@ func TestNextRestartWaitsForTheServersToBeReady(t *testing.T) {
 	assert.Empty(t, r.Status.CurrentPod)
 	assert.Contains(t, r.Status.Message, "bao-2 is not unsealed")
 }
+
+func TestRefusalReasonIsTheExecutors(t *testing.T) {
+	assert.Equal(t, "SealKeyMismatch", refusalReason("SealKeyMismatch"))
+	assert.Equal(t, "CorruptSnapshot", refusalReason("CorruptSnapshot"))
+	assert.Equal(t, "RestoreRefused", refusalReason(""))
+	assert.Equal(t, "RestoreRefused", refusalReason("not a reason"))
+}

@@ -166,7 +166,10 @@ const (
 	ReasonRestoreClusterNotFound     = "ClusterNotFound"
 	ReasonRestoreClusterNotReady     = "ClusterNotInitialized"
 	ReasonRestoreUnknownSource       = "UnknownSource"
-	// Refusals reported by the restore Job, which checks before it changes anything.
+	// Refusals reported by the restore Job, which checks before it changes anything. The
+	// condition carries the Job's reason word for word; these are the most common (the
+	// executor also reports InvalidRequest, NoChecksum, CorruptSnapshot, SourceUnreadable,
+	// LoginFailed, SnapshotChanged and RefusedByOpenBao).
 	ReasonRestoreChecksumMismatch   = "ChecksumMismatch"
 	ReasonRestoreSealKeyMismatch    = "SealKeyMismatch"
 	ReasonRestoreIncompleteSnapshot = "IncompleteSnapshot"
