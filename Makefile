@@ -241,8 +241,8 @@ demo: kube-assets openbao-bins build localcluster ## Local cluster, the sample O
 # The packages run one after the other (-p 1): each brings up its own cluster
 # and the machine may have two cores only.
 .PHONY: test-localcluster
-test-localcluster: kube-assets openbao-bins build ## The control plane, the node agent and the end-to-end suite on the local cluster (root)
-	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager \
+test-localcluster: kube-assets openbao-bins seaweedfs build ## The control plane, the node agent and the end-to-end suite on the local cluster (root)
+	KUBE_ASSETS=$(KUBE_ASSETS) OPENBAO_DIR=$(OPENBAO_DIR) MANAGER_BINARY=$(GOBIN_DIR)/manager SEAWEEDFS_BIN=$(SEAWEEDFS) \
 	  $(GO_TEST) -p 1 -timeout 60m ./tests/localcluster/... ./tests/e2e/...
 
 # OLM on the local cluster: OLM's operators from its own manifests, a
@@ -259,7 +259,8 @@ olm-up: kube-assets openbao-bins olm-bins build localcluster ## Start a local cl
 
 # Not part of `make test`: about 25 minutes on 2 cores (BENCH_ARGS=--quick: ~10).
 # Its own bridge, /24 and state folder, so it can run beside dev-up; the
-# results go to $(CACHE)/bench/upgrade-<time>.json.
+# results go to $(CACHE)/bench/upgrade-<time>.json, and a picture of each run beside it:
+# upgrade-<time>-<mode>-<replicas>.svg, upgrade-<time>-failover-<replicas>.svg.
 BENCH_ARGS ?=
 
 # Not part of `make test`: the operator's memory and start-up time with 0 and with 10,000
@@ -280,6 +281,12 @@ bench-upgrade: kube-assets openbao-bins build ## Benchmark upgrades (Rolling, Bl
 .PHONY: bench-failover
 bench-failover: ## Benchmark losing the active server under load (process killed, pod force-deleted, network cut 30 s) on the local cluster (root)
 	$(MAKE) bench-upgrade BENCH_ARGS="--modes= --replicas 3 --failover kill,delete,netcut $(BENCH_ARGS)"
+
+.PHONY: bench-pictures
+bench-pictures: ## Draw the pictures (SVG) of an earlier bench-upgrade or bench-failover result again: BENCH_JSON=.cache/bench/upgrade-<time>.json
+	@test -n "$(BENCH_JSON)" || { echo "BENCH_JSON=<a bench-upgrade result .json> is required" >&2; exit 1; }
+	go build -o $(GOBIN_DIR)/bench-upgrade ./tests/bench/cmd/bench-upgrade
+	$(GOBIN_DIR)/bench-upgrade --render $(BENCH_JSON)
 
 ##@ OLM bundle and deployment
 

@@ -46,8 +46,10 @@ func run(m *testing.M) int {
 		KubeAssets:    envOr("KUBE_ASSETS", filepath.Join(root, ".cache", "kube", "1.35.4")),
 		OpenBaoDir:    envOr("OPENBAO_DIR", filepath.Join(root, ".cache", "openbao")),
 		ManagerBinary: envOr("MANAGER_BINARY", filepath.Join(root, "bin", "manager")),
-		RepoRoot:      root,
-		Progress:      os.Stdout,
+		// The backup tests' object store; `make seaweedfs` builds it.
+		SeaweedFSBinary: envOr("SEAWEEDFS_BIN", newestMatch(filepath.Join(root, ".cache", "seaweedfs", "*", "weed"))),
+		RepoRoot:        root,
+		Progress:        os.Stdout,
 	}
 	if _, err := os.Stat(filepath.Join(opts.OpenBaoDir, openBaoVersion, "bao")); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: OpenBao %s is missing from %s: run `make openbao-bins` (or `make test-localcluster`)\n", openBaoVersion, opts.OpenBaoDir)
@@ -134,6 +136,16 @@ func checkOperatorLog(containerLogDir string) error {
 		return fmt.Errorf("the operator's log (%s) holds %s", strings.Join(logs, ", "), strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// newestMatch is the last file matching pattern, or the pattern itself (named in the error
+// when it is missing).
+func newestMatch(pattern string) string {
+	m, _ := filepath.Glob(pattern)
+	if len(m) == 0 {
+		return pattern
+	}
+	return m[len(m)-1]
 }
 
 func envOr(name, def string) string {

@@ -71,6 +71,8 @@ type FailoverRun struct {
 	// RequestTimeoutSeconds bounds each request of the load.
 	RequestTimeoutSeconds float64 `json:"requestTimeoutSeconds"`
 	Load                  Load    `json:"load"`
+	// Timeline is what the run's picture is drawn from.
+	Timeline *Timeline `json:"timeline,omitempty"`
 }
 
 func failoverName(r *FailoverRun) string { return fmt.Sprintf("failover-%s/%d", r.Fault, r.Replicas) }
@@ -161,6 +163,7 @@ func (b *Bench) failover(ctx context.Context, r *FailoverRun, c *openbaov1alpha1
 	watchers.Go(func() { w.watchOperator(watchCtx, r.At) })
 	cfg.progress("%s: %s of the active server %s", c.Namespace, r.Fault, victim)
 	faultErr := b.inject(ctx, r.Fault, pod)
+	injected := time.Now() // for a network cut: the link is up again
 	if faultErr == nil {
 		faultErr = b.waitRecovered(ctx, c, r, pod, w)
 	}
@@ -171,6 +174,7 @@ func (b *Bench) failover(ctx context.Context, r *FailoverRun, c *openbaov1alpha1
 	load.Stop()
 	loadStopped = true
 	r.Load = loadFigures(load, r.At)
+	r.Timeline = failoverTimeline(r, rec, load.Requests(), w, injected)
 	if faultErr != nil {
 		return faultErr
 	}
@@ -342,6 +346,8 @@ type failoverWatch struct {
 	newActiveAt    time.Time
 	operatorLeader map[string]time.Time // status.leader value -> first seen
 	saw            []string
+	// leaders are the changes of status.leader, for the run's picture.
+	leaders []activeObs
 }
 
 // probeServers asks every server for sys/health every failoverProbe, each probe on its
@@ -406,6 +412,7 @@ func (w *failoverWatch) watchOperator(ctx context.Context, fault time.Time) {
 				if _, seen := w.operatorLeader[leader]; !seen {
 					w.operatorLeader[leader] = time.Now()
 				}
+				w.leaders = append(w.leaders, activeObs{At: time.Now(), Pod: leader})
 				if !first {
 					w.saw = append(w.saw, at+" leader="+orDash(leader))
 				}
@@ -457,4 +464,27 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// failoverTimeline is the picture of a failover run: status.leader as the operator's
+// lane, and the fault, the first new active server and the recovery as events.
+func failoverTimeline(r *FailoverRun, rec *recorder, reqs []loadclient.Request, w *failoverWatch, injected time.Time) *Timeline {
+	tl := newTimeline(r.At, time.Now(), rec, reqs)
+	w.mu.Lock()
+	for _, l := range w.leaders {
+		tl.Steps = append(tl.Steps, StepChange{At: round3(l.At.Sub(r.At).Seconds()), Step: "leader=" + orDash(l.Pod)})
+	}
+	w.mu.Unlock()
+	fault := Event{At: 0, What: r.Fault + " " + r.Victim}
+	if r.Fault == FaultNetCut {
+		fault.Until = ptr.To(round3(injected.Sub(r.At).Seconds()))
+	}
+	tl.Events = append(tl.Events, fault)
+	if r.NewActiveSeconds != nil {
+		tl.Events = append(tl.Events, Event{At: *r.NewActiveSeconds, What: r.NewActive + " active"})
+	}
+	if r.RecoveredSeconds != nil {
+		tl.Events = append(tl.Events, Event{At: *r.RecoveredSeconds, What: "recovered"})
+	}
+	return tl
 }

@@ -38,6 +38,29 @@ type podLife struct {
 	CaughtUp time.Time // applied index first reached the leader's committed index
 	// Serving is the version the server itself reported, once.
 	Serving string
+	// ReadyChanges are the changes of the Ready condition (the first one included), for
+	// the run's picture: a server that crashes keeps its pod and only loses Ready.
+	ReadyChanges []readyChange
+}
+
+// readyChange is the Ready condition of a pod seen changing to Ready.
+type readyChange struct {
+	At    time.Time
+	Ready bool
+}
+
+// activeObs is a change of the active server seen by the poller; Pod is empty when a
+// round found no server reporting itself active.
+type activeObs struct {
+	At           time.Time
+	Pod, Version string
+}
+
+// jobLife is what the recorder saw of one of the cluster's Jobs.
+type jobLife struct {
+	Name, Action, Target string
+	Seen, End            time.Time
+	Failed               bool
 }
 
 // leaderChange is one change of the active server.
@@ -57,6 +80,9 @@ type recorder struct {
 	pods     map[types.UID]*podLife
 	stepDown map[string]time.Time // target pod -> Job first seen
 	changes  []leaderChange
+	// active and jobs are kept for the run's picture only.
+	active []activeObs
+	jobs   map[string]*jobLife
 	// lastActive is the active server of the latest round that found one.
 	lastActive, lastActiveVersion string
 	lastActiveAt                  time.Time
@@ -78,7 +104,7 @@ func startRecorder(ctx context.Context, cs kubernetes.Interface, c *openbaov1alp
 	ctx, cancel := context.WithCancel(ctx)
 	r := &recorder{
 		cluster: c, ca: ca, cancel: cancel, started: time.Now(),
-		pods: map[types.UID]*podLife{}, stepDown: map[string]time.Time{}, clients: map[types.UID]openbao.Client{},
+		pods: map[types.UID]*podLife{}, stepDown: map[string]time.Time{}, jobs: map[string]*jobLife{}, clients: map[types.UID]openbao.Client{},
 	}
 	selector := resources.LabelInstance + "=" + c.Name
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(c.Namespace),
@@ -93,6 +119,7 @@ func startRecorder(ctx context.Context, cs kubernetes.Interface, c *openbaov1alp
 	_, _ = jobInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    r.onJob,
 		UpdateFunc: func(_, obj any) { r.onJob(obj) },
+		DeleteFunc: r.onJobDeleted,
 	})
 	r.podStore = podInf.GetStore()
 	f.Start(ctx.Done())
@@ -153,38 +180,75 @@ func (r *recorder) onPod(obj any, deleted bool) {
 		l.Gone = now
 		return
 	}
-	if l.Ready.IsZero() && p.DeletionTimestamp == nil {
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				l.Ready = now
-			}
-		}
+	ready := podReady(p)
+	if l.Ready.IsZero() && p.DeletionTimestamp == nil && ready {
+		l.Ready = now
+	}
+	if n := len(l.ReadyChanges); (n == 0 && ready) || (n > 0 && l.ReadyChanges[n-1].Ready != ready) {
+		l.ReadyChanges = append(l.ReadyChanges, readyChange{At: now, Ready: ready})
 	}
 }
 
 // onJob records the first step-down Job for each target pod; the target is the first
 // label of the --address host the Job is given.
+// Every Job of the cluster is also kept, with its action and when it ended, for the
+// run's picture.
 func (r *recorder) onJob(obj any) {
 	j, ok := obj.(*batchv1.Job)
-	if !ok || !strings.Contains(j.Name, "-stepdown-") {
+	if !ok {
 		return
 	}
-	target := ""
+	now := time.Now()
+	action, target := "", ""
 	for _, c := range j.Spec.Template.Spec.Containers {
 		for i, a := range c.Args {
-			if a == "--address" && i+1 < len(c.Args) {
+			if i+1 >= len(c.Args) {
+				continue
+			}
+			switch a {
+			case "executor":
+				action = c.Args[i+1]
+			case "--address":
 				if u, err := url.Parse(c.Args[i+1]); err == nil {
 					target, _, _ = strings.Cut(u.Hostname(), ".")
 				}
 			}
 		}
 	}
-	if target == "" {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.jobs[j.Name]
+	if l == nil {
+		l = &jobLife{Name: j.Name, Action: action, Target: target, Seen: now}
+		r.jobs[j.Name] = l
+	}
+	if l.End.IsZero() {
+		for _, cond := range j.Status.Conditions {
+			if cond.Status == corev1.ConditionTrue && (cond.Type == batchv1.JobComplete || cond.Type == batchv1.JobFailed) {
+				l.End, l.Failed = now, cond.Type == batchv1.JobFailed
+			}
+		}
+	}
+	if !strings.Contains(j.Name, "-stepdown-") || target == "" {
+		return
+	}
+	if _, seen := r.stepDown[target]; !seen {
+		r.stepDown[target] = now
+	}
+}
+
+// onJobDeleted ends a Job removed before the recorder saw it finish.
+func (r *recorder) onJobDeleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	j, ok := obj.(*batchv1.Job)
+	if !ok {
 		return
 	}
 	r.mu.Lock()
-	if _, seen := r.stepDown[target]; !seen {
-		r.stepDown[target] = time.Now()
+	if l := r.jobs[j.Name]; l != nil && l.End.IsZero() {
+		l.End = time.Now()
 	}
 	r.mu.Unlock()
 }
@@ -263,6 +327,13 @@ func (r *recorder) round(ctx context.Context) {
 	}
 	r.mu.Lock()
 	r.rounds++
+	cur := activeObs{At: now}
+	if active != nil {
+		cur.Pod, cur.Version = active.pod.Name, active.health.Version
+	}
+	if n := len(r.active); n == 0 || r.active[n-1].Pod != cur.Pod || r.active[n-1].Version != cur.Version {
+		r.active = append(r.active, cur)
+	}
 	for _, pr := range probes {
 		if l := r.pods[pr.pod.UID]; l != nil && pr.health != nil && l.Serving == "" && pr.health.Serving() {
 			l.Serving = pr.health.Version
@@ -350,4 +421,19 @@ func (r *recorder) snapshot() (pods []podLife, stepDown map[string]time.Time, ch
 		stepDown[k] = v
 	}
 	return pods, stepDown, append([]leaderChange(nil), r.changes...), r.leaderless
+}
+
+// pictureSnapshot returns copies of what is kept for the run's picture.
+func (r *recorder) pictureSnapshot() (pods []podLife, active []activeObs, jobs []jobLife) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.pods {
+		c := *l
+		c.ReadyChanges = append([]readyChange(nil), l.ReadyChanges...)
+		pods = append(pods, c)
+	}
+	for _, j := range r.jobs {
+		jobs = append(jobs, *j)
+	}
+	return pods, append([]activeObs(nil), r.active...), jobs
 }

@@ -139,6 +139,9 @@ type Run struct {
 	// OperatorHWMMiB its peak since it started (VmHWM), read at the end of the run.
 	OperatorPeakRSSMiB float64 `json:"operatorPeakRSSMiB"`
 	OperatorHWMMiB     float64 `json:"operatorHWMMiB"`
+
+	// Timeline is what the run's picture is drawn from.
+	Timeline *Timeline `json:"timeline,omitempty"`
 }
 
 // Pod is one server's timeline, in seconds since the version change; nil when not seen.
@@ -366,6 +369,7 @@ func (b *Bench) upgrade(ctx context.Context, r *Run, c *openbaov1alpha1.OpenBaoC
 	cfg := b.cfg
 	_, _ = b.mem.resetPeak()
 	r.Start = time.Now()
+	r.Timeline = &Timeline{} // waitRolled records the operator's steps in it
 	cfg.progress("%s: upgrading %s -> %s (%s)", r.Namespace, cfg.From, cfg.To, r.Mode)
 	if r.Mode == ModeNaive {
 		err = naiveRoll(ctx, cfg.Kube, c, cfg.To)
@@ -394,6 +398,7 @@ func (b *Bench) collect(ctx context.Context, r *Run, c *openbaov1alpha1.OpenBaoC
 	}
 	analyze(r, rec, cfg.From, cfg.To)
 	r.Load = loadFigures(load, r.Start)
+	r.Timeline = upgradeTimeline(r, rec, load.Requests())
 	if waitErr == nil {
 		lost, verr := b.verify(ctx, c, ca, load)
 		r.Load.Lost = lost
@@ -459,6 +464,7 @@ func (b *Bench) waitRolled(ctx context.Context, r *Run, c *openbaov1alpha1.OpenB
 			if err := b.cfg.Client.Get(ctx, client.ObjectKeyFromObject(c), cur); err == nil {
 				if cur.Status.CurrentVersion == b.cfg.To && cur.Status.Upgrade == nil {
 					*operatorDone = time.Now()
+					r.Timeline.Steps = append(r.Timeline.Steps, StepChange{At: round3(operatorDone.Sub(r.Start).Seconds())})
 					b.cfg.progress("%s: the operator reports the upgrade done after %.1fs", r.Namespace, operatorDone.Sub(r.Start).Seconds())
 				} else if cur.Status.Upgrade == nil {
 					// The upgrade has not started: pre-checks pending, or a strategy this
@@ -470,6 +476,8 @@ func (b *Bench) waitRolled(ctx context.Context, r *Run, c *openbaov1alpha1.OpenB
 				} else {
 					if s := cur.Status.Upgrade.Step + " " + cur.Status.Upgrade.CurrentPod; s != last {
 						last = s
+						r.Timeline.Steps = append(r.Timeline.Steps, StepChange{
+							At: round3(time.Since(r.Start).Seconds()), Step: cur.Status.Upgrade.Step, Pod: cur.Status.Upgrade.CurrentPod})
 						b.cfg.progress("%s:   step %s", r.Namespace, s)
 					}
 					if meta.IsStatusConditionTrue(cur.Status.Conditions, openbaov1alpha1.ConditionDegraded) {

@@ -61,6 +61,10 @@ const (
 	// manager binary built from this tree.
 	OperatorImageRepository = "quay.io/openbao-operator/openbao-operator"
 
+	// SeaweedFSImage is the S3-compatible object store the backup tests run as a pod; the
+	// node runs Options.SeaweedFSBinary for it (any tag).
+	SeaweedFSImage = "docker.io/chrislusf/seaweedfs:latest"
+
 	// operatorUser is the numeric USER of the operator image (distroless
 	// nonroot), needed because the Deployment only says runAsNonRoot.
 	operatorUser int64 = 65532
@@ -82,6 +86,9 @@ type Options struct {
 	OpenBaoDir string
 	// ManagerBinary is the operator built from this tree (`make build`).
 	ManagerBinary string
+	// SeaweedFSBinary, when set, is the `weed` the node runs for SeaweedFSImage (`make
+	// seaweedfs`); without it that image fails to pull.
+	SeaweedFSBinary string
 	// RepoRoot is the repository whose config/default is installed; by
 	// default the nearest parent of the working directory holding go.mod.
 	RepoRoot string
@@ -235,7 +242,10 @@ func (o Options) withDefaults() (Options, error) {
 	if len(missing) > 0 {
 		return o, fmt.Errorf("the local cluster needs: %s", strings.Join(missing, "; "))
 	}
-	for _, p := range []*string{&o.KubeAssets, &o.OpenBaoDir, &o.ManagerBinary} {
+	if o.SeaweedFSBinary != "" && !isExecutable(o.SeaweedFSBinary) {
+		return o, fmt.Errorf("the local cluster needs SeaweedFS's weed at %q (run `make seaweedfs`)", o.SeaweedFSBinary)
+	}
+	for _, p := range []*string{&o.KubeAssets, &o.OpenBaoDir, &o.ManagerBinary, &o.SeaweedFSBinary} {
 		if *p != "" {
 			if *p, err = filepath.Abs(*p); err != nil {
 				return o, err
@@ -335,6 +345,9 @@ func (c *Cluster) startAgent(gateway string) error {
 		APIServerPort: port,
 		Images:        Images(o.OpenBaoDir, o.ManagerBinary),
 	}
+	if o.SeaweedFSBinary != "" {
+		cfg.Images = nodeagent.Resolvers{seaweedFSImage(o.SeaweedFSBinary), cfg.Images}
+	}
 	if o.ExtraImages != nil {
 		cfg.Images = nodeagent.Resolvers{o.ExtraImages, cfg.Images}
 	}
@@ -375,6 +388,15 @@ func Images(openBaoDir, managerBinary string) nodeagent.ImageResolver {
 		},
 	}
 	return nodeagent.PatternResolver{operator, openbao}
+}
+
+// seaweedFSImage resolves SeaweedFSImage, whatever its tag, to the weed binary.
+func seaweedFSImage(binary string) nodeagent.ImageResolver {
+	name := SeaweedFSImage[:strings.LastIndex(SeaweedFSImage, ":")]
+	return nodeagent.PatternResolver{{
+		Pattern: regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `(?::[^@/]+)?(?:@sha256:[0-9a-f]+)?$`),
+		Build:   func([]string) nodeagent.Image { return nodeagent.Image{Entrypoint: []string{binary}} },
+	}}
 }
 
 func (c *Cluster) waitNodeReady(ctx context.Context) error {

@@ -716,6 +716,38 @@ func (c *cluster) testJobs(t *testing.T) {
 		t.Errorf("failed job pod: phase %s, %s", p.Status.Phase, describeContainers(&p))
 	}
 
+	if m := p.Status.ContainerStatuses[0].State.Terminated; m != nil && m.Message != "" {
+		t.Errorf("a container that wrote no termination message (policy File) got %q", m.Message)
+	}
+
+	// Termination messages, as the kubelet makes them: a file any user may write at the
+	// container's terminationMessagePath, also under a read-only root, and the end of the log
+	// of a failed container that asks for FallbackToLogsOnError.
+	messages := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "messages"}, Spec: corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		Hostname:      "message-host",
+		SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000), RunAsGroup: ptr.To[int64](1000)},
+		Containers: []corev1.Container{
+			{Name: "writes", Image: probeImage, Args: []string{"cp", "/etc/hostname", "/dev/termination-log"},
+				SecurityContext: &corev1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true)}},
+			{Name: "falls-back", Image: probeImage, Args: []string{"exit", "5"},
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError},
+		},
+	}}
+	if _, err := c.cs.CoreV1().Pods(ns).Create(ctx, messages, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	done := c.waitPod(t, ns, "messages", "finished", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
+	want := map[string]string{"writes": "message-host", "falls-back": "exiting with 5"}
+	for _, st := range done.Status.ContainerStatuses {
+		term := st.State.Terminated
+		if term == nil || strings.TrimSpace(term.Message) != want[st.Name] {
+			t.Errorf("container %s: termination message %v, want %q (%s)", st.Name, term, want[st.Name], describeContainers(done))
+		}
+	}
+
 	// A sidecar (init container with restartPolicy Always) runs before and
 	// next to the main container, and does not keep the pod from finishing.
 	sidecar := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "with-sidecar"}, Spec: corev1.PodSpec{
@@ -729,7 +761,7 @@ func (c *cluster) testJobs(t *testing.T) {
 	if _, err := c.cs.CoreV1().Pods(ns).Create(ctx, sidecar, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	done := c.waitPod(t, ns, "with-sidecar", "finished", func(p *corev1.Pod) bool {
+	done = c.waitPod(t, ns, "with-sidecar", "finished", func(p *corev1.Pod) bool {
 		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 	})
 	if done.Status.Phase != corev1.PodSucceeded {

@@ -553,7 +553,7 @@ func (r *rootfs) mirror(d string) error {
 			if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 				return fmt.Errorf("mirror %s: %w", src, err)
 			}
-			if err := remountReadOnly(dst); err != nil {
+			if err := r.protect(d, dst); err != nil {
 				return fmt.Errorf("mirror %s: %w", src, err)
 			}
 		default:
@@ -563,7 +563,7 @@ func (r *rootfs) mirror(d string) error {
 			if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 				return fmt.Errorf("mirror %s: %w", src, err)
 			}
-			if err := remountReadOnly(dst); err != nil {
+			if err := r.protect(d, dst); err != nil {
 				return fmt.Errorf("mirror %s: %w", src, err)
 			}
 		}
@@ -575,6 +575,16 @@ func (r *rootfs) mirror(d string) error {
 	r.ours[d] = true
 	r.tmpfs = append(r.tmpfs, d)
 	return nil
+}
+
+// protect makes a mirrored entry of the node's directory d read-only. The node's /dev stays
+// as writable as it was before the mirror (a container's /dev/null, /dev/shm, /dev/pts); it
+// is mirrored when a container's termination-message file is mounted at /dev/termination-log.
+func (r *rootfs) protect(d, entry string) error {
+	if d == "/dev" {
+		return nil
+	}
+	return remountReadOnly(entry)
 }
 
 func remountReadOnly(p string) error { return remountBind(p, true) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -56,6 +57,10 @@ type ctrState struct {
 	containerID                   string
 	killReason                    string
 	probeCancel                   context.CancelFunc
+	// termFile is the host file the running container sees at its terminationMessagePath,
+	// logFile its log.
+	termFile, logFile string
+	terminationPolicy corev1.TerminationMessagePolicy
 }
 
 // podWorker runs one pod: sandbox, volumes, containers, probes, status and
@@ -766,7 +771,12 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *core
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	logFile, err := w.agent.logs.openContainerLog(filepath.Join(dir, strconv.Itoa(int(restarts))+".log"))
+	logPath := filepath.Join(dir, strconv.Itoa(int(restarts))+".log")
+	termFile, err := w.terminationFile(c, spec, restarts)
+	if err != nil {
+		return err
+	}
+	logFile, err := w.agent.logs.openContainerLog(logPath)
 	if err != nil {
 		return err
 	}
@@ -785,6 +795,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *core
 		}
 	}
 	s.cmd, s.launch = cmd, spec
+	s.termFile, s.logFile, s.terminationPolicy = termFile, logPath, c.TerminationMessagePolicy
 	s.running, s.everStarted = true, true
 	s.startedAt = now
 	s.waitingReason, s.waitingMessage, s.killReason = "", "", ""
@@ -834,6 +845,7 @@ func (w *podWorker) wait(s *ctrState, cmd *exec.Cmd, exited chan struct{}, cance
 		s.lastTerm = &corev1.ContainerStateTerminated{
 			ExitCode:    int32(code),
 			Reason:      reason,
+			Message:     terminationMessage(s, code),
 			StartedAt:   metav1.NewTime(s.startedAt),
 			FinishedAt:  metav1.Now(),
 			ContainerID: s.containerID,
@@ -843,6 +855,75 @@ func (w *podWorker) wait(s *ctrState, cmd *exec.Cmd, exited chan struct{}, cance
 	w.mu.Unlock()
 	close(exited)
 	w.poke()
+}
+
+// Bounds of a termination message, as the kubelet's.
+const (
+	maxTerminationMessage    = 4096
+	fallbackToLogsLines      = 80
+	fallbackToLogsMaxMessage = 2048
+)
+
+// terminationFile creates, as the kubelet does, an empty file writable by any user and
+// mounts it at the container's terminationMessagePath; it returns its host path ("" when the
+// container has no such path or mounts a volume there).
+func (w *podWorker) terminationFile(c *corev1.Container, spec *launchSpec, restarts int32) (string, error) {
+	target := c.TerminationMessagePath
+	if target == "" {
+		return "", nil
+	}
+	for _, m := range spec.Mounts {
+		if filepath.Clean(m.Target) == filepath.Clean(target) {
+			return "", nil
+		}
+	}
+	dir := filepath.Join(w.dir, "termination")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, fmt.Sprintf("%s-%d", c.Name, restarts))
+	if err := os.WriteFile(p, nil, 0o666); err != nil {
+		return "", err
+	}
+	// The mode regardless of the agent's umask.
+	if err := os.Chmod(p, 0o666); err != nil {
+		return "", err
+	}
+	spec.Mounts = append(spec.Mounts, mountSpec{Source: p, Target: target})
+	return p, nil
+}
+
+// terminationMessage is what the container wrote to its termination-message file (at most
+// 4096 bytes) or, when it wrote nothing, failed and asks for FallbackToLogsOnError, the end
+// of its log.
+func terminationMessage(s *ctrState, code int) string {
+	if s.termFile != "" {
+		if b, err := readAtMost(s.termFile, maxTerminationMessage); err == nil && len(b) > 0 {
+			return string(b)
+		}
+	}
+	if code == 0 || s.launch == nil || s.logFile == "" || s.terminationPolicy != corev1.TerminationMessageFallbackToLogsOnError {
+		return ""
+	}
+	b, err := os.ReadFile(s.logFile)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	tail := strings.Join(lines[max(0, len(lines)-fallbackToLogsLines):], "\n")
+	if len(tail) > fallbackToLogsMaxMessage {
+		tail = tail[len(tail)-fallbackToLogsMaxMessage:]
+	}
+	return tail
+}
+
+func readAtMost(p string, n int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
 }
 
 // stopContainer sends SIGTERM, waits up to grace, then SIGKILLs the

@@ -2,7 +2,9 @@
 // upgrade from one release to the next: with this operator's strategies, and with a naive
 // roll of the same StatefulSet as a baseline. It brings up its own local cluster (root
 // needed), runs every mode for every replica count under a steady load, prints a table and
-// a one-line summary, and writes the figures as JSON. `make bench-upgrade` runs it.
+// a one-line summary, and writes the figures as JSON and a timeline of each run as SVG
+// beside it. `make bench-upgrade` runs it; `--render <json>` draws the timelines of an
+// earlier result again.
 package main
 
 import (
@@ -60,8 +62,12 @@ func run() error {
 		failoverF   = flag.String("failover", "", "failover runs after the upgrades, comma-separated faults of the active server: kill, delete, netcut (each on a cluster of every --replicas count, on --to)")
 		leaderMoved = flag.Bool("leader-moved", false, "before each upgrade, move leadership away from ordinal 0 (the server a StatefulSet replaces last)")
 		maxDuration = flag.Duration("timeout", 3*time.Hour, "deadline for the whole benchmark")
+		render      = flag.String("render", "", "only draw the pictures (SVG) of the runs of an earlier result, <out>/upgrade-<time>.json, beside it, and exit")
 	)
 	flag.Parse()
+	if *render != "" {
+		return renderPictures(*render)
+	}
 	if *quick {
 		*replicasF = "3"
 		*steady = time.Minute
@@ -210,6 +216,49 @@ func run() error {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("\nresults: %s\n%s\n", path, res.SummaryLine())
+	fmt.Printf("\nresults: %s\n", path)
+	if err := writePictures(res, path); err != nil {
+		return err
+	}
+	fmt.Println(res.SummaryLine())
 	return ctx.Err()
+}
+
+// writePictures writes the SVG timeline of every run beside the JSON file path.
+func writePictures(res *upgradebench.Result, path string) error {
+	written, err := upgradebench.WriteSVGs(res, path)
+	for _, p := range written {
+		fmt.Println("picture:", p)
+	}
+	if err != nil {
+		return fmt.Errorf("write the pictures: %w", err)
+	}
+	return nil
+}
+
+// renderPictures draws the pictures of the runs of an earlier result.
+func renderPictures(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	res := &upgradebench.Result{}
+	if err := json.Unmarshal(data, res); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	drawn := 0
+	for _, r := range res.Runs {
+		if r.Timeline != nil {
+			drawn++
+		}
+	}
+	for _, r := range res.Failovers {
+		if r.Timeline != nil {
+			drawn++
+		}
+	}
+	if drawn == 0 {
+		return fmt.Errorf("%s holds no run with a timeline (results written before the benchmark recorded them cannot be drawn)", path)
+	}
+	return writePictures(res, path)
 }
