@@ -109,6 +109,8 @@ func runManager(args []string) int {
 	recorder, stopRecorder := controllers.NewEventRecorder(kube, mgr.GetScheme())
 	defer stopRecorder()
 	realClock := clock.RealClock{}
+	// One observer, so one OpenBao session per cluster, for both controllers.
+	observer := &upgrade.Observer{TokenFile: *tokenFile, RequestTimeout: *requestTimeout}
 	reconciler := &controllers.OpenBaoClusterReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -116,7 +118,7 @@ func runManager(args []string) int {
 		Recorder:  recorder,
 		Clock:     realClock,
 		Issuer:    &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: realClock},
-		Observer:  &upgrade.Observer{TokenFile: *tokenFile, RequestTimeout: *requestTimeout},
+		Observer:  observer,
 		Upgrades: &upgrade.Manager{ImageRepository: *imageRepository, Strategies: upgrade.Strategies{
 			openbaov1alpha1.RollingUpgrade:   rolling.Strategy{},
 			openbaov1alpha1.BlueGreenUpgrade: bluegreen.Strategy{},
@@ -132,6 +134,19 @@ func runManager(args []string) int {
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Cannot set up the OpenBaoCluster controller")
+		return 1
+	}
+	restores := &controllers.OpenBaoRestoreReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    mgr.GetScheme(),
+		Recorder:  recorder,
+		Clock:     realClock,
+		Observer:  observer,
+		Options:   reconciler.Options,
+	}
+	if err := restores.SetupWithManager(mgr); err != nil {
+		setupLog.Error(err, "Cannot set up the OpenBaoRestore controller")
 		return 1
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

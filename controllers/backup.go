@@ -68,6 +68,12 @@ func (r *OpenBaoClusterReconciler) reconcileBackup(ctx context.Context, s *scope
 		log.FromContext(ctx).V(1).Info("Backup waits for the upgrade in flight", "trigger", trigger)
 		return ctrl.Result{RequeueAfter: requeueBackupIdle}
 	}
+	if l := c.Status.Restore; l != nil {
+		// A restore holds the cluster's operation lock: a snapshot taken meanwhile would
+		// hold neither the old data nor the restored one for sure.
+		log.FromContext(ctx).V(1).Info("Backup waits for the restore in flight", "trigger", trigger, "restore", l.Name)
+		return ctrl.Result{RequeueAfter: requeueBackupIdle}
+	}
 	if !s.available() || c.Status.Leader == "" {
 		return ctrl.Result{RequeueAfter: requeueConverging}
 	}

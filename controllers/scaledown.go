@@ -57,6 +57,12 @@ func (r *OpenBaoClusterReconciler) reconcileScaleDown(ctx context.Context, s *sc
 		scaledown.Plan(&upgrade.State{Cluster: c, StatefulSet: s.statefulSet}) // clears a stale ScaleDownBlocked
 		return ctrl.Result{}, nil
 	}
+	if l := c.Status.Restore; l != nil && c.Status.ScaleDown == nil {
+		// A restore restarts every server and holds the cluster's operation lock: a lower
+		// spec.replicas waits for it (the StatefulSet keeps its count meanwhile).
+		log.FromContext(ctx).V(1).Info("Scale-down waits for the restore in flight", "restore", l.Name)
+		return ctrl.Result{RequeueAfter: requeueScaleDownBlocked}, nil
+	}
 	state, err := r.scaleDownState(ctx, s)
 	if err != nil {
 		return ctrl.Result{}, err

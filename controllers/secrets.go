@@ -36,13 +36,40 @@ func (r *OpenBaoClusterReconciler) reconcileSealKey(ctx context.Context, s *scop
 			s.invalidSpec = fmt.Sprintf("Secret %s must hold a 32-byte key under %q; the operator never replaces it. Restore the original key.", name, resources.SealKeyFile)
 			return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("%s", s.invalidSpec))
 		}
+		if given := existingSealSecret(s.cluster); given != "" && given != name {
+			// The cluster has its key; a named key that differs is reported, never applied.
+			key, problem, err := r.readExistingSealKey(ctx, s.cluster)
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			if problem == "" && !bytes.Equal(key, existing.Data[resources.SealKeyFile]) {
+				problem = fmt.Sprintf("spec.seal.existingSecret %q holds another key than the cluster's own seal key %s, under which its data is encrypted. The operator never replaces a seal key: remove spec.seal.existingSecret, or create a new cluster with it.", given, name)
+			}
+			if problem != "" {
+				s.invalidSpec = problem
+				return ctrl.Result{RequeueAfter: requeueAfterError}, nil
+			}
+		}
 		return ctrl.Result{}, nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("read seal key: %w", err)
 	}
 	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
+	if existingSealSecret(s.cluster) != "" {
+		// A new cluster given another cluster's key (to restore its snapshots) copies it into
+		// its own Secret, which is kept like a generated one.
+		given, problem, err := r.readExistingSealKey(ctx, s.cluster)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if problem != "" {
+			s.invalidSpec = problem
+			return ctrl.Result{RequeueAfter: requeueAfterError}, nil
+		}
+		key = given
+		log.FromContext(ctx).Info("Using the seal key of spec.seal.existingSecret", "from", s.cluster.Spec.Seal.ExistingSecret, "secret", name)
+	} else if _, err := rand.Read(key); err != nil {
 		return ctrl.Result{}, fmt.Errorf("generate seal key: %w", err)
 	}
 	secret := &corev1.Secret{
@@ -60,6 +87,32 @@ func (r *OpenBaoClusterReconciler) reconcileSealKey(ctx context.Context, s *scop
 		return ctrl.Result{}, fmt.Errorf("create seal key: %w", err)
 	}
 	return ctrl.Result{}, nil
+}
+
+func existingSealSecret(c *openbaov1alpha1.OpenBaoCluster) string {
+	if c.Spec.Seal == nil {
+		return ""
+	}
+	return c.Spec.Seal.ExistingSecret
+}
+
+// readExistingSealKey reads the key of spec.seal.existingSecret by name from the API server
+// (a user's Secret is not in the cache). problem says, for the Degraded condition, why it
+// cannot be used.
+func (r *OpenBaoClusterReconciler) readExistingSealKey(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster) (key []byte, problem string, err error) {
+	name := c.Spec.Seal.ExistingSecret
+	secret := &corev1.Secret{}
+	if err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: name}, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Sprintf("spec.seal.existingSecret %q does not exist in namespace %s. Create it (the key %q holding the 32-byte seal key, such as another cluster's <cluster>-unseal-key) or remove the field to have a key generated; nothing is created until then.", name, c.Namespace, resources.SealKeyFile), nil
+		}
+		return nil, "", fmt.Errorf("read spec.seal.existingSecret %s: %w", name, err)
+	}
+	key = secret.Data[resources.SealKeyFile]
+	if len(key) != 32 {
+		return nil, fmt.Sprintf("spec.seal.existingSecret %q must hold a 32-byte seal key under the key %q (it holds %d bytes there). Copy the Secret <cluster>-unseal-key of the cluster whose snapshots you restore.", name, resources.SealKeyFile, len(key)), nil
+	}
+	return key, "", nil
 }
 
 // reconcileTLS makes sure the listener has a certificate: the user's Secret, checked, or the
@@ -186,5 +239,3 @@ func (r *OpenBaoClusterReconciler) relabel(ctx context.Context, s *scope, key cl
 }
 
 func ptrTo[T any](v T) *T { return &v }
-
-var _ = openbaov1alpha1.GroupVersion

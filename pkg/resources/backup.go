@@ -101,39 +101,11 @@ func BackupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams) *batchv1.Jo
 	}
 	volumes, mounts := executorVolumes(c, BackupAudience)
 	if s3 := spec.Target.S3; s3 != nil {
-		args = append(args,
-			"--s3-endpoint", strings.TrimSuffix(s3.Endpoint, "/"),
-			"--s3-bucket", s3.Bucket,
-			"--s3-prefix", BackupS3Prefix(c),
-			"--s3-credentials-dir", backupCredentialsDir,
-		)
-		if s3.Region != "" {
-			args = append(args, "--s3-region", s3.Region)
-		}
-		if s3.PathStyle {
-			args = append(args, "--s3-path-style")
-		}
-		volumes = append(volumes, corev1.Volume{Name: "s3-credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: s3.CredentialsSecret, DefaultMode: ptr.To[int32](0o440),
-			Items: []corev1.KeyToPath{{Key: "AWS_ACCESS_KEY_ID", Path: "AWS_ACCESS_KEY_ID"}, {Key: "AWS_SECRET_ACCESS_KEY", Path: "AWS_SECRET_ACCESS_KEY"}},
-		}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: "s3-credentials", MountPath: backupCredentialsDir, ReadOnly: true})
-		if b := s3.CABundle; b != nil {
-			key := b.Key
-			if key == "" {
-				key = "ca.crt"
-			}
-			items := []corev1.KeyToPath{{Key: key, Path: "ca.crt"}}
-			vs := corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-				LocalObjectReference: corev1.LocalObjectReference{Name: b.ConfigMapName}, DefaultMode: ptr.To[int32](0o444), Items: items,
-			}}
-			if b.SecretName != "" {
-				vs = corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: b.SecretName, DefaultMode: ptr.To[int32](0o444), Items: items}}
-			}
-			volumes = append(volumes, corev1.Volume{Name: "s3-ca", VolumeSource: vs})
-			mounts = append(mounts, corev1.VolumeMount{Name: "s3-ca", MountPath: backupCADir, ReadOnly: true})
-			args = append(args, "--s3-ca-file", path.Join(backupCADir, "ca.crt"))
-		}
+		s3Args, s3Volumes, s3Mounts := s3Access(s3, s3.Bucket)
+		args = append(args, s3Args...)
+		args = append(args, "--s3-prefix", BackupS3Prefix(c))
+		volumes = append(volumes, s3Volumes...)
+		mounts = append(mounts, s3Mounts...)
 	} else {
 		args = append(args, "--dir", path.Join(SnapshotDir, backup.VolumeDir), "--claim", SnapshotClaimName(c))
 		volumes = append(volumes, corev1.Volume{Name: "snapshots", VolumeSource: corev1.VolumeSource{
@@ -156,4 +128,43 @@ func BackupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams) *batchv1.Jo
 			},
 		},
 	}
+}
+
+// s3Access is what an executor Job needs to reach a bucket: the S3 flags (endpoint,
+// bucket, credentials, region, addressing, CA) and the credentials Secret and CA bundle,
+// mounted read-only. Backup and restore Jobs share it.
+func s3Access(s3 *openbaov1alpha1.S3Target, bucket string) ([]string, []corev1.Volume, []corev1.VolumeMount) {
+	args := []string{
+		"--s3-endpoint", strings.TrimSuffix(s3.Endpoint, "/"),
+		"--s3-bucket", bucket,
+		"--s3-credentials-dir", backupCredentialsDir,
+	}
+	if s3.Region != "" {
+		args = append(args, "--s3-region", s3.Region)
+	}
+	if s3.PathStyle {
+		args = append(args, "--s3-path-style")
+	}
+	volumes := []corev1.Volume{{Name: "s3-credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName: s3.CredentialsSecret, DefaultMode: ptr.To[int32](0o440),
+		Items: []corev1.KeyToPath{{Key: "AWS_ACCESS_KEY_ID", Path: "AWS_ACCESS_KEY_ID"}, {Key: "AWS_SECRET_ACCESS_KEY", Path: "AWS_SECRET_ACCESS_KEY"}},
+	}}}}
+	mounts := []corev1.VolumeMount{{Name: "s3-credentials", MountPath: backupCredentialsDir, ReadOnly: true}}
+	if b := s3.CABundle; b != nil {
+		key := b.Key
+		if key == "" {
+			key = "ca.crt"
+		}
+		items := []corev1.KeyToPath{{Key: key, Path: "ca.crt"}}
+		vs := corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: b.ConfigMapName}, DefaultMode: ptr.To[int32](0o444), Items: items,
+		}}
+		if b.SecretName != "" {
+			vs = corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: b.SecretName, DefaultMode: ptr.To[int32](0o444), Items: items}}
+		}
+		volumes = append(volumes, corev1.Volume{Name: "s3-ca", VolumeSource: vs})
+		mounts = append(mounts, corev1.VolumeMount{Name: "s3-ca", MountPath: backupCADir, ReadOnly: true})
+		args = append(args, "--s3-ca-file", path.Join(backupCADir, "ca.crt"))
+	}
+	return args, volumes, mounts
 }

@@ -18,11 +18,21 @@ type Check struct {
 
 // PreChecks must all pass before an upgrade touches anything.
 var PreChecks = []Check{
+	{"NoRestoreRunning", noRestoreRunning},
 	{"AllPodsReady", allPodsReady},
 	{"AllServersUnsealed", allServersUnsealed},
 	{"OneActiveNode", oneActiveNode},
 	{"RaftQuorumHealthy", raftQuorumHealthy},
 	{"ExecutorImageKnown", executorImageKnown},
+}
+
+// noRestoreRunning: a restore holds the cluster's operation lock (status.restore) from
+// before its Job starts until every server was restarted and verified.
+func noRestoreRunning(s *State) string {
+	if l := s.Cluster.Status.Restore; l != nil {
+		return fmt.Sprintf("the OpenBaoRestore %s is restoring a snapshot into the cluster; the upgrade starts once it is over.", l.Name)
+	}
+	return ""
 }
 
 func executorImageKnown(s *State) string {

@@ -23,7 +23,7 @@ var (
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(GroupVersion, &OpenBaoCluster{}, &OpenBaoClusterList{})
+	scheme.AddKnownTypes(GroupVersion, &OpenBaoCluster{}, &OpenBaoClusterList{}, &OpenBaoRestore{}, &OpenBaoRestoreList{})
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
 }

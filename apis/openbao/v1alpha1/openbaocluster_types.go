@@ -91,6 +91,27 @@ type OpenBaoClusterSpec struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Backups"
 	Backup *BackupSpec `json:"backup,omitempty"`
+
+	// Seal configures the static seal key that encrypts the cluster's data.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Seal key",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:advanced"}
+	Seal *SealSpec `json:"seal,omitempty"`
+}
+
+// SealSpec configures the cluster's static seal key.
+type SealSpec struct {
+	// ExistingSecret names a Secret in the cluster's namespace whose key "key" holds a
+	// 32-byte seal key, such as another cluster's <cluster>-unseal-key. A new cluster copies
+	// it into its own <cluster>-unseal-key instead of generating a key, so that it can
+	// restore that cluster's snapshots (rollback, disaster recovery). A cluster that already
+	// has a seal key keeps it: a different key here is reported (Degraded, InvalidSpec) and
+	// never applied.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="seal.existingSecret must be the name of a Secret in the cluster's namespace"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="seal.existingSecret cannot be changed: the cluster's data is encrypted under the key it was created with"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Existing seal-key Secret",xDescriptors={"urn:alm:descriptor:io.kubernetes:Secret"}
+	ExistingSecret string `json:"existingSecret,omitempty"`
 }
 
 // RaftSpec tunes OpenBao's integrated (Raft) storage.
@@ -385,6 +406,13 @@ type OpenBaoClusterStatus struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Scale-down progress"
 	ScaleDown *ScaleDownStatus `json:"scaleDown,omitempty"`
+
+	// Restore is the operation lock of the OpenBaoRestore in flight, written by the restore
+	// controller before its Job is created: no upgrade, backup or scale-down starts while it
+	// is set.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Restore in flight"
+	Restore *RestoreLock `json:"restore,omitempty"`
 }
 
 // ScaleDownStatus holds everything needed to resume a scale-down after an operator restart.
