@@ -109,6 +109,11 @@ func runManager(args []string) int {
 	recorder, stopRecorder := controllers.NewEventRecorder(kube, mgr.GetScheme())
 	defer stopRecorder()
 	realClock := clock.RealClock{}
+	observer := &upgrade.Observer{TokenFile: *tokenFile, RequestTimeout: *requestTimeout}
+	if err := controllers.RegisterSessionMetrics(observer); err != nil {
+		setupLog.Error(err, "Cannot register the OpenBao session metrics")
+		return 1
+	}
 	reconciler := &controllers.OpenBaoClusterReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -116,7 +121,7 @@ func runManager(args []string) int {
 		Recorder:  recorder,
 		Clock:     realClock,
 		Issuer:    &controllers.APIServerIssuerSource{Client: kube.Discovery().RESTClient(), Clock: realClock},
-		Observer:  &upgrade.Observer{TokenFile: *tokenFile, RequestTimeout: *requestTimeout},
+		Observer:  observer,
 		Upgrades: &upgrade.Manager{ImageRepository: *imageRepository, Strategies: upgrade.Strategies{
 			openbaov1alpha1.RollingUpgrade:   rolling.Strategy{},
 			openbaov1alpha1.BlueGreenUpgrade: bluegreen.Strategy{},
