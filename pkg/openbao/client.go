@@ -295,9 +295,11 @@ func New(cfg Config) (Client, error) {
 	c.HttpClient.Timeout = 0
 	// The operator retries on its own schedule; the library's retries would hide a down pod.
 	c.MaxRetries = 0
-	if err := c.ConfigureTLS(&api.TLSConfig{CACertBytes: cfg.CACertPEM, TLSServerName: cfg.TLSServerName}); err != nil {
+	transport, err := transports.get(cfg.CACertPEM, cfg.TLSServerName)
+	if err != nil {
 		return nil, fmt.Errorf("openbao client: configure TLS: %w", err)
 	}
+	c.HttpClient = &http.Client{Transport: transport, CheckRedirect: c.HttpClient.CheckRedirect}
 	ac, err := api.NewClient(c)
 	if err != nil {
 		return nil, fmt.Errorf("openbao client: %w", err)
