@@ -44,6 +44,7 @@ const (
 // ClusterRuns are the figures of the modes that run OpenBao clusters on the local cluster.
 type ClusterRuns struct {
 	Clusters int    `json:"clusters"`
+	Replicas int32  `json:"replicas"`
 	From     string `json:"from"`
 	To       string `json:"to"`
 	// LoadAvg is /proc/loadavg at the start and the end of the cluster modes.
@@ -125,6 +126,7 @@ type clusterBench struct {
 	user     string
 	from, to string
 	n        int
+	replicas int32
 	// onDone, when set, is called as each cluster is seen done.
 	onDone func(ns string, start, done time.Time)
 }
@@ -145,7 +147,7 @@ func (b *clusterBench) create(ctx context.Context, namespaces []string, version 
 				errs[i] = err
 				return
 			}
-			c := loadclient.AppCluster(loadclient.AppClusterOptions{Namespace: ns, Name: clusterName, Version: version, Replicas: 1, Scope: "bench", TokenTTL: "30m"})
+			c := loadclient.AppCluster(loadclient.AppClusterOptions{Namespace: ns, Name: clusterName, Version: version, Replicas: b.replicas, Scope: "bench", TokenTTL: "30m"})
 			if err := retry.OnError(retry.DefaultBackoff, func(error) bool { return true }, func() error { return b.k8s.Create(ctx, c) }); err != nil {
 				errs[i] = fmt.Errorf("create OpenBaoCluster %s/%s: %w", ns, clusterName, err)
 			}
@@ -193,13 +195,13 @@ func (b *clusterBench) wait(ctx context.Context, namespaces []string, start time
 	return out, nil
 }
 
-func available(c *openbaov1alpha1.OpenBaoCluster) bool {
+func (b *clusterBench) available(c *openbaov1alpha1.OpenBaoCluster) bool {
 	return meta.IsStatusConditionTrue(c.Status.Conditions, openbaov1alpha1.ConditionAvailable) &&
-		c.Status.Phase == openbaov1alpha1.PhaseRunning && c.Status.ReadyReplicas == 1 && c.Status.Leader != ""
+		c.Status.Phase == openbaov1alpha1.PhaseRunning && c.Status.ReadyReplicas == b.replicas && c.Status.Leader != ""
 }
 
 func (b *clusterBench) upgraded(c *openbaov1alpha1.OpenBaoCluster) bool {
-	return c.Status.CurrentVersion == b.to && c.Status.Upgrade == nil && available(c)
+	return c.Status.CurrentVersion == b.to && c.Status.Upgrade == nil && b.available(c)
 }
 
 // upgrade sets spec.version of every cluster at once.
@@ -227,6 +229,9 @@ func (b *clusterBench) phase(ctx context.Context, what string, namespaces, measu
 	p := &Phase{}
 	var mu sync.Mutex
 	b.onDone = func(ns string, start, done time.Time) {
+		if b.replicas != 1 {
+			return // the breakdown follows the one server of a single-server cluster
+		}
 		pod, err := b.kube.CoreV1().Pods(ns).Get(ctx, clusterName+"-0", metav1.GetOptions{})
 		if err != nil {
 			return
@@ -298,7 +303,7 @@ func (b *clusterBench) deleteNamespaces(ctx context.Context, namespaces []string
 
 // runClusterModes runs many, steady and dead, in that order, on the modes asked for.
 func (b *clusterBench) run(ctx context.Context, modes map[string]bool, steady time.Duration) *ClusterRuns {
-	res := &ClusterRuns{Clusters: b.n, From: b.from, To: b.to, LoadAvgStart: upgradebench.LoadAvg()}
+	res := &ClusterRuns{Clusters: b.n, Replicas: b.replicas, From: b.from, To: b.to, LoadAvgStart: upgradebench.LoadAvg()}
 	defer func() { res.LoadAvgEnd = upgradebench.LoadAvg() }()
 	var many []string
 	for i := range b.n {
@@ -310,7 +315,7 @@ func (b *clusterBench) run(ctx context.Context, modes map[string]bool, steady ti
 	if modes["many"] || modes["steady"] {
 		if modes["many"] {
 			solo := []string{"scale-solo"}
-			one := b.phase(ctx, "one cluster created alone", solo, solo, waitAvailable, func() error { return b.create(ctx, solo, b.from) }, available)
+			one := b.phase(ctx, "one cluster created alone", solo, solo, waitAvailable, func() error { return b.create(ctx, solo, b.from) }, b.available)
 			res.CreateOneSeconds = one.AllSeconds
 			if one.Error == "" {
 				res.UpgradeOne = b.phase(ctx, "one cluster upgraded alone", solo, solo, waitUpgraded, func() error { return b.upgrade(ctx, solo) }, b.upgraded)
@@ -318,7 +323,7 @@ func (b *clusterBench) run(ctx context.Context, modes map[string]bool, steady ti
 			}
 			b.deleteNamespaces(ctx, solo)
 		}
-		res.Many = b.phase(ctx, fmt.Sprintf("%d clusters created at once", b.n), many, many, waitAvailable, func() error { return b.create(ctx, many, b.from) }, available)
+		res.Many = b.phase(ctx, fmt.Sprintf("%d clusters created at once", b.n), many, many, waitAvailable, func() error { return b.create(ctx, many, b.from) }, b.available)
 		if res.Many.Error != "" {
 			return res
 		}
@@ -336,7 +341,7 @@ func (b *clusterBench) run(ctx context.Context, modes map[string]bool, steady ti
 			ns = append(ns, namespaceOf("dead", i+1))
 		}
 		dead, healthy := ns[0], ns[1:]
-		formed := b.phase(ctx, fmt.Sprintf("%d clusters created at once (one to be stopped)", b.n), ns, ns, waitAvailable, func() error { return b.create(ctx, ns, b.from) }, available)
+		formed := b.phase(ctx, fmt.Sprintf("%d clusters created at once (one to be stopped)", b.n), ns, ns, waitAvailable, func() error { return b.create(ctx, ns, b.from) }, b.available)
 		if formed.Error != "" {
 			fail(&res.DeadUpgrade, errors.New(formed.Error))
 			return res
@@ -636,7 +641,7 @@ func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 
 // writeClusterTable prints the cluster modes' figures.
 func writeClusterTable(r *ClusterRuns) {
-	fmt.Printf("\n%d single-server OpenBao clusters, %s -> %s; load average %s at the start, %s at the end\n", r.Clusters, r.From, r.To, r.LoadAvgStart, r.LoadAvgEnd)
+	fmt.Printf("\n%d OpenBao clusters of %d servers, %s -> %s; load average %s at the start, %s at the end\n", r.Clusters, r.Replicas, r.From, r.To, r.LoadAvgStart, r.LoadAvgEnd)
 	fmt.Printf("%-52s %9s %9s %9s %15s %7s %9s\n", "phase", "median s", "max s", "all s", "queue wait <= s", "logins", "RSS MiB")
 	row := func(name string, p *Phase) {
 		if p == nil {

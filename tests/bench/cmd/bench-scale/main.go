@@ -90,7 +90,8 @@ func run() error {
 		size       = flag.Int("size", 4096, "bytes of data in each foreign Secret and ConfigMap")
 		settle     = flag.Duration("settle", 10*time.Second, "time between the workers starting and reading the manager's memory")
 		modesF     = flag.String("modes", "foreign,many,steady,dead", "modes to run, comma-separated: foreign, many, steady, dead")
-		clusters   = flag.Int("clusters", 20, "OpenBao clusters (single-server) of the many, steady and dead modes")
+		clusters   = flag.Int("clusters", 20, "OpenBao clusters of the many, steady and dead modes")
+		replicas   = flag.Int("replicas", 1, "servers of each of those clusters")
 		steady     = flag.Duration("steady", 5*time.Minute, "length of the steady-state window")
 		from       = flag.String("from", "2.6.2", "OpenBao release the clusters start on")
 		to         = flag.String("to", "2.7.2", "OpenBao release they are upgraded to")
@@ -133,7 +134,7 @@ func run() error {
 				return fmt.Errorf("OpenBao %s is missing from %s: run `make openbao-bins`", v, *openBaoDir)
 			}
 		}
-		res, err := clusterModes(root, *kubeAssets, *openBaoDir, *manager, *dir, *bridge, *cidr, *out, *from, *to, *clusters, *steady, modes, report.Time)
+		res, err := clusterModes(root, *kubeAssets, *openBaoDir, *manager, *dir, *bridge, *cidr, *out, *from, *to, *clusters, int32(*replicas), *steady, modes, report.Time)
 		if res != nil {
 			report.Clusters = res
 			writeClusterTable(res)
@@ -212,7 +213,7 @@ func foreign(root, kubeAssets, manager string, secrets, configMaps, pods, size i
 
 // clusterModes brings up the local cluster with the operator and an audit log of its
 // requests, runs the cluster modes and tears the cluster down.
-func clusterModes(root, kubeAssets, openBaoDir, manager, dir, bridge, cidr, out, from, to string, n int, steady time.Duration, modes map[string]bool, started time.Time) (*ClusterRuns, error) {
+func clusterModes(root, kubeAssets, openBaoDir, manager, dir, bridge, cidr, out, from, to string, n int, replicas int32, steady time.Duration, modes map[string]bool, started time.Time) (*ClusterRuns, error) {
 	ctrllog.SetLogger(logr.Discard())
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -268,7 +269,7 @@ func clusterModes(root, kubeAssets, openBaoDir, manager, dir, bridge, cidr, out,
 		return nil, err
 	}
 	b := &clusterBench{env: env, kube: env.Clientset(), k8s: k8s, manager: managerAbs, bridge: bridge,
-		auditLog: auditLog, user: user, from: from, to: to, n: n}
+		auditLog: auditLog, user: user, from: from, to: to, n: n, replicas: replicas}
 	res := b.run(ctx, modes, steady)
 	return res, errors.Join(ctx.Err(), env.Check())
 }
