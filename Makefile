@@ -268,9 +268,10 @@ BENCH_ARGS ?=
 # kube-apiserver and etcd (no root needed; about 2 minutes). BENCH_SCALE_ARGS=--manager=<other
 # binary> measures another build. Results go to $(CACHE)/bench/scale-foreign-<time>.json.
 .PHONY: bench-scale
-bench-scale: kube-assets build ## Benchmark the operator's memory and start-up with many objects that are not its own (foreign-objects mode)
+bench-scale: kube-assets openbao-bins build ## Benchmark the operator at scale: foreign objects, 20 clusters created and upgraded at once, steady state, a dead cluster (root); BENCH_SCALE_ARGS="--modes many --steady 1m"
 	go build -o $(GOBIN_DIR)/bench-scale ./tests/bench/cmd/bench-scale
-	$(GOBIN_DIR)/bench-scale --kube-assets $(KUBE_ASSETS) --manager $(GOBIN_DIR)/manager --out $(CACHE)/bench $(BENCH_SCALE_ARGS)
+	$(GOBIN_DIR)/bench-scale --kube-assets $(KUBE_ASSETS) --openbao-dir $(OPENBAO_DIR) --manager $(GOBIN_DIR)/manager \
+	  --from $(firstword $(OPENBAO_VERSIONS)) --to $(OPENBAO_LATEST) --out $(CACHE)/bench $(BENCH_SCALE_ARGS)
 
 .PHONY: bench-upgrade
 bench-upgrade: kube-assets openbao-bins build ## Benchmark upgrades (Rolling, BlueGreen, naive roll) under load on the local cluster (root); BENCH_ARGS=--quick for a short run

@@ -111,6 +111,10 @@ func runManager(args []string) int {
 	realClock := clock.RealClock{}
 	// One observer, so one OpenBao session per cluster, for both controllers.
 	observer := &upgrade.Observer{TokenFile: *tokenFile, RequestTimeout: *requestTimeout}
+	if err := controllers.RegisterSessionMetrics(observer); err != nil {
+		setupLog.Error(err, "Cannot register the OpenBao session metrics")
+		return 1
+	}
 	reconciler := &controllers.OpenBaoClusterReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),

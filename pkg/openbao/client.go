@@ -70,6 +70,10 @@ type Client interface {
 	// UseSession makes the client send a token obtained earlier by a client of the same
 	// OpenBao cluster (tokens are valid on every server of it), instead of logging in again.
 	UseSession(s Session)
+	// RenewSelf renews the client's token (auth/token/renew-self) for the lifetime its role
+	// gives, capped by the role's maximum; Session then tells the new expiry. A token past
+	// its maximum lifetime, revoked or expired is refused (ErrPermissionDenied).
+	RenewSelf(ctx context.Context) error
 	// RaftConfiguration lists the Raft peers, sorted by node ID.
 	RaftConfiguration(ctx context.Context) ([]RaftServer, error)
 	// AutopilotState reads autopilot's view of the cluster.
@@ -110,6 +114,10 @@ type JWTAuthConfig struct {
 type Session struct {
 	Token   string
 	Expires time.Time
+	// TTL is the lifetime the server granted at the last login or renewal.
+	TTL time.Duration
+	// Renewable says whether the server allows renewing the token.
+	Renewable bool
 }
 
 // String never shows the token, so that a Session printed or logged by mistake leaks
@@ -263,8 +271,11 @@ type client struct {
 	api     *api.Client
 	address string
 	timeout time.Duration
-	// expires is when the token from the last login expires.
-	expires time.Time
+	// expires is when the token from the last login or renewal expires, ttl the lifetime
+	// that login or renewal granted, renewable whether the server allows a renewal.
+	expires   time.Time
+	ttl       time.Duration
+	renewable bool
 }
 
 // New creates a Client for one server. It reads no environment variable: the address, the
@@ -290,9 +301,11 @@ func New(cfg Config) (Client, error) {
 	c.HttpClient.Timeout = 0
 	// The operator retries on its own schedule; the library's retries would hide a down pod.
 	c.MaxRetries = 0
-	if err := c.ConfigureTLS(&api.TLSConfig{CACertBytes: cfg.CACertPEM, TLSServerName: cfg.TLSServerName}); err != nil {
+	transport, err := transports.get(cfg.CACertPEM, cfg.TLSServerName)
+	if err != nil {
 		return nil, fmt.Errorf("openbao client: configure TLS: %w", err)
 	}
+	c.HttpClient = &http.Client{Transport: transport, CheckRedirect: c.HttpClient.CheckRedirect}
 	ac, err := api.NewClient(c)
 	if err != nil {
 		return nil, fmt.Errorf("openbao client: %w", err)
@@ -393,20 +406,44 @@ func (c *client) LoginJWT(ctx context.Context, mount, role, jwt string) error {
 		return &Error{Op: "jwt login as role " + role, Kind: ErrUnexpectedResponse, Messages: []string{"no token in the answer"}}
 	}
 	c.api.SetToken(secret.Auth.ClientToken)
-	c.expires = time.Time{}
-	if secret.Auth.LeaseDuration > 0 {
-		c.expires = time.Now().Add(time.Duration(secret.Auth.LeaseDuration) * time.Second)
+	c.setLease(secret.Auth)
+	return nil
+}
+
+// setLease keeps the lifetime a login or a renewal granted.
+func (c *client) setLease(auth *api.SecretAuth) {
+	c.expires, c.ttl = time.Time{}, 0
+	c.renewable = auth.Renewable
+	if auth.LeaseDuration > 0 {
+		c.ttl = time.Duration(auth.LeaseDuration) * time.Second
+		c.expires = time.Now().Add(c.ttl)
 	}
+}
+
+func (c *client) RenewSelf(ctx context.Context) error {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	if c.api.Token() == "" {
+		return errors.New("renew the token: the client has no token")
+	}
+	secret, err := c.api.Auth().Token().RenewSelfWithContext(ctx, 0)
+	if err != nil {
+		return classify("renew the token", err)
+	}
+	if secret == nil || secret.Auth == nil {
+		return &Error{Op: "renew the token", Kind: ErrUnexpectedResponse, Messages: []string{"no lease in the answer"}}
+	}
+	c.setLease(secret.Auth)
 	return nil
 }
 
 func (c *client) Session() Session {
-	return Session{Token: c.api.Token(), Expires: c.expires}
+	return Session{Token: c.api.Token(), Expires: c.expires, TTL: c.ttl, Renewable: c.renewable}
 }
 
 func (c *client) UseSession(s Session) {
 	c.api.SetToken(s.Token)
-	c.expires = s.Expires
+	c.expires, c.ttl, c.renewable = s.Expires, s.TTL, s.Renewable
 }
 
 // loginError reports a refused login (400 or 403 from the auth method: wrong audience,

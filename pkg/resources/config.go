@@ -46,9 +46,16 @@ const (
 	// OperatorJWTKeysPolicy is the operator role's second policy: it may replace the JWT
 	// auth method's validation keys, and nothing else (JWTKeysPolicy).
 	OperatorJWTKeysPolicy = "openbao-operator-jwt-keys"
-	// DefaultJWTTokenTTL bounds the tokens both roles hand out: an upgrade step or a
-	// reconcile needs minutes, not hours.
+	// DefaultJWTTokenTTL bounds the tokens the Jobs' roles (upgrade, backup) hand out: an
+	// upgrade step or a backup needs minutes, not hours; their tokens are not renewed.
 	DefaultJWTTokenTTL = "10m"
+	// DefaultOperatorTokenTTL is the lifetime of the operator role's tokens. The operator
+	// keeps one token per cluster and renews it (renew-self) when two thirds of this have
+	// passed, so a cluster sees one login per DefaultOperatorTokenMaxTTL, not one per pass.
+	DefaultOperatorTokenTTL = "1h"
+	// DefaultOperatorTokenMaxTTL caps the renewals of an operator token: past it the
+	// operator logs in again.
+	DefaultOperatorTokenMaxTTL = "24h"
 )
 
 // Default listener addresses inside a pod.
@@ -135,8 +142,14 @@ type JWTInit struct {
 	// OperatorAudience is the audience of the operator's tokens.
 	OperatorAudience string
 
-	// TokenTTL of both roles' tokens; defaults to DefaultJWTTokenTTL.
+	// TokenTTL of the Jobs' roles' tokens (upgrade, backup); defaults to
+	// DefaultJWTTokenTTL. It is also their maximum: these tokens are not renewed.
 	TokenTTL string
+	// OperatorTokenTTL and OperatorTokenMaxTTL are the lifetime and the maximum lifetime
+	// through renewals of the operator role's tokens; default DefaultOperatorTokenTTL and
+	// DefaultOperatorTokenMaxTTL.
+	OperatorTokenTTL    string
+	OperatorTokenMaxTTL string
 }
 
 // InitRequest is one user request of self-initialization.
@@ -339,14 +352,14 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 	b.request("upgrade_policy", "update", "sys/policies/acl/"+j.UpgradeRole, map[string]any{
 		"policy": UpgradePolicy,
 	}, false)
-	b.request("upgrade_role", "update", "auth/"+JWTAuthMount+"/role/"+j.UpgradeRole, jwtRole(j.UpgradeAudience, upgradeSubject, j.TokenTTL, j.UpgradeRole), false)
+	b.request("upgrade_role", "update", "auth/"+JWTAuthMount+"/role/"+j.UpgradeRole, jwtRole(j.UpgradeAudience, upgradeSubject, j.TokenTTL, j.TokenTTL, j.UpgradeRole), false)
 	b.close()
 	b.blank()
 	b.open("initialize", "operator_backup_role")
 	b.request("backup_policy", "update", "sys/policies/acl/"+DefaultBackupRole, map[string]any{
 		"policy": BackupPolicy,
 	}, false)
-	b.request("backup_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultBackupRole, jwtRole(j.BackupAudience, upgradeSubject, j.TokenTTL, DefaultBackupRole), false)
+	b.request("backup_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultBackupRole, jwtRole(j.BackupAudience, upgradeSubject, j.TokenTTL, j.TokenTTL, DefaultBackupRole), false)
 	b.close()
 	b.blank()
 	// The restore role is for the restore executor alone: it may overwrite all of the
@@ -367,7 +380,7 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 	b.request("operator_jwt_keys_policy", "update", "sys/policies/acl/"+OperatorJWTKeysPolicy, map[string]any{
 		"policy": keysPolicy,
 	}, false)
-	b.request("operator_role", "update", "auth/"+JWTAuthMount+"/role/"+OperatorRole, jwtRole(j.OperatorAudience, j.OperatorSubject, j.TokenTTL, OperatorRole, OperatorJWTKeysPolicy), false)
+	b.request("operator_role", "update", "auth/"+JWTAuthMount+"/role/"+OperatorRole, jwtRole(j.OperatorAudience, j.OperatorSubject, j.OperatorTokenTTL, j.OperatorTokenMaxTTL, OperatorRole, OperatorJWTKeysPolicy), false)
 	b.close()
 	if len(p.SelfInit) > 0 {
 		b.blank()
@@ -414,7 +427,7 @@ func DefaultJoinTargets(p ConfigParams) []JoinTarget {
 	return out
 }
 
-func jwtRole(audience, subject, ttl string, policies ...string) map[string]any {
+func jwtRole(audience, subject, ttl, maxTTL string, policies ...string) map[string]any {
 	return map[string]any{
 		"role_type":       "jwt",
 		"bound_audiences": []string{audience},
@@ -422,7 +435,7 @@ func jwtRole(audience, subject, ttl string, policies ...string) map[string]any {
 		"user_claim":      "sub",
 		"token_policies":  policies,
 		"token_ttl":       ttl,
-		"token_max_ttl":   ttl,
+		"token_max_ttl":   maxTTL,
 	}
 }
 
@@ -450,6 +463,12 @@ func withConfigDefaults(p ConfigParams) ConfigParams {
 	}
 	if p.JWT.TokenTTL == "" {
 		p.JWT.TokenTTL = DefaultJWTTokenTTL
+	}
+	if p.JWT.OperatorTokenTTL == "" {
+		p.JWT.OperatorTokenTTL = DefaultOperatorTokenTTL
+	}
+	if p.JWT.OperatorTokenMaxTTL == "" {
+		p.JWT.OperatorTokenMaxTTL = DefaultOperatorTokenMaxTTL
 	}
 	targets := make([]JoinTarget, len(p.JoinTargets))
 	for i, t := range p.JoinTargets {

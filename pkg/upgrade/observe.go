@@ -40,9 +40,10 @@ type Observation struct {
 //
 // The operator holds one OpenBao session per cluster: the token of its JWT login is kept in
 // memory, keyed by the OpenBaoCluster's UID, and reused by every pass and every call of the
-// upgrade strategies until two thirds of its lifetime have passed, or until a server
-// rejects it; then the operator logs in again. Each login is a Raft write on the user's
-// cluster, so it should not happen on every pass.
+// upgrade strategies until two thirds of its lifetime have passed; then the operator renews
+// it, and logs in again only when the renewal is refused or reaches the role's maximum
+// lifetime, or when a server rejects the token. Each login is a Raft write on the user's
+// cluster (a new token), so it should not happen on every pass.
 type Observer struct {
 	// NewClient creates OpenBao clients; openbao.New when nil.
 	NewClient openbao.NewFunc
@@ -55,6 +56,7 @@ type Observer struct {
 
 	sessions sync.Map // types.UID -> *session
 	logins   atomic.Int64
+	renewals atomic.Int64
 
 	// lastAccepted is the last token OpenBao accepted (see loginJWT).
 	mu           sync.Mutex
@@ -80,12 +82,22 @@ const sessionWithoutExpiry = 5 * time.Minute
 type session struct {
 	mu      sync.Mutex
 	current openbao.Session
-	// renewAt is when the next pass logs in again.
+	// renewAt is when the next pass renews the token or logs in again.
 	renewAt time.Time
+	// loginTTL is the lifetime the last login granted.
+	loginTTL time.Duration
+	// renewedSinceLogin says whether the token of the last login was renewed.
+	renewedSinceLogin bool
+	// noRenewal is set once the cluster's role turned out to give tokens that a renewal
+	// cannot extend.
+	noRenewal bool
 }
 
 // Logins is the number of JWT logins the observer has made.
 func (o *Observer) Logins() int64 { return o.logins.Load() }
+
+// Renewals is the number of token renewals the observer has asked for.
+func (o *Observer) Renewals() int64 { return o.renewals.Load() }
 
 func (o *Observer) now() time.Time {
 	if o.Clock == nil {
@@ -199,9 +211,13 @@ func (o *Observer) health(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster
 	return cl, ServerState{Reachable: true, Initialized: health.Initialized, Sealed: health.Sealed, Active: health.Active(), Version: health.Version}, ""
 }
 
-// Login gives a client the cluster's session, logging in with the operator's JWT role when
-// there is none or it is due for renewal. It says whether the client got a reused token,
-// which a server may still reject (revoked, or expired early).
+// Login gives a client the cluster's session. When two thirds of the token's lifetime have
+// passed, the token is renewed (renew-self, a cheap call that keeps the token); the operator
+// logs in with its JWT role only when there is no token, when the server refuses the
+// renewal, or when the renewal no longer moves the token's expiry by half its lifetime (its role's
+// maximum is near, or the role of a cluster created before renewals gives tokens whose
+// maximum is their lifetime). It says whether the client got a token it already had, which
+// a server may still reject (revoked, or expired early).
 func (o *Observer) Login(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, cl openbao.Client) (reused bool, err error) {
 	v, _ := o.sessions.LoadOrStore(c.UID, &session{})
 	sess := v.(*session)
@@ -212,16 +228,49 @@ func (o *Observer) Login(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster,
 		cl.UseSession(sess.current)
 		return true, nil
 	}
+	if sess.current.Token != "" && o.renew(ctx, sess, cl) {
+		sess.renewAt = now.Add(sess.current.TTL * 2 / 3)
+		return true, nil
+	}
 	if err := o.loginJWT(ctx, cl); err != nil {
 		return false, err
 	}
 	o.dropStaleSessions(now, c.UID)
 	sess.current = cl.Session()
+	sess.loginTTL = sess.current.TTL
+	sess.renewedSinceLogin = false
 	sess.renewAt = now.Add(sessionWithoutExpiry)
 	if !sess.current.Expires.IsZero() {
 		sess.renewAt = now.Add(sess.current.Expires.Sub(now) * 2 / 3)
 	}
 	return false, nil
+}
+
+// renew renews the session's token through cl and says whether its expiry moved by at least
+// half the lifetime of its login; sess.current is then the renewed session.
+func (o *Observer) renew(ctx context.Context, sess *session, cl openbao.Client) bool {
+	if !sess.current.Renewable || sess.current.TTL <= 0 || sess.noRenewal {
+		return false
+	}
+	cl.UseSession(sess.current)
+	o.renewals.Add(1)
+	if err := cl.RenewSelf(ctx); err != nil {
+		log.FromContext(ctx).V(1).Info("OpenBao token not renewed; logging in again", "reason", err.Error())
+		return false
+	}
+	renewed := cl.Session()
+	if renewed.Expires.Sub(sess.current.Expires) < sess.loginTTL/2 {
+		// A first renewal that cannot extend the token: the role's maximum lifetime is its
+		// lifetime (a cluster created before the operator renewed its tokens). Renewing it
+		// again would only add a call before every login.
+		if !sess.renewedSinceLogin {
+			sess.noRenewal = true
+		}
+		return false
+	}
+	sess.current = renewed
+	sess.renewedSinceLogin = true
+	return true
 }
 
 // dropStaleSessions forgets the sessions of clusters no pass has used for a long time.

@@ -111,6 +111,9 @@ type Options struct {
 	// NoSelfInit leaves the self-initialization file empty: the servers wait, uninitialized,
 	// for a peer to join.
 	NoSelfInit bool
+	// OperatorTokenTTL and OperatorTokenMaxTTL replace the operator role's token lifetimes
+	// (resources.DefaultOperatorTokenTTL, DefaultOperatorTokenMaxTTL).
+	OperatorTokenTTL, OperatorTokenMaxTTL string
 }
 
 // Cluster is a set of servers sharing a CA, a seal key and a JWT signing key.
@@ -249,6 +252,8 @@ func (c *Cluster) Params(n *Node, peers []resources.JoinTarget) resources.Config
 			UpgradeAudience:      UpgradeAudience,
 			OperatorSubject:      OperatorSubject,
 			OperatorAudience:     OperatorAudience,
+			OperatorTokenTTL:     c.opts.OperatorTokenTTL,
+			OperatorTokenMaxTTL:  c.opts.OperatorTokenMaxTTL,
 		},
 		SelfInit: c.opts.SelfInit,
 	}

@@ -416,6 +416,20 @@ func (cl *client) UseSession(s openbao.Session) {
 	cl.loggedIn = s.Token != ""
 }
 
+// RenewSelf succeeds for a logged-in client; the fake's token has no expiry to extend.
+func (cl *client) RenewSelf(ctx context.Context) error {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := cl.begin("RenewSelf"); err != nil {
+		return err
+	}
+	if !cl.loggedIn {
+		return &openbao.Error{Op: "RenewSelf", StatusCode: http.StatusForbidden, Kind: openbao.ErrPermissionDenied}
+	}
+	return nil
+}
+
 func (cl *client) RaftConfiguration(ctx context.Context) ([]openbao.RaftServer, error) {
 	c := cl.c
 	c.mu.Lock()

@@ -182,9 +182,9 @@ EOT
       bound_audiences = ["openbao-operator"]
       bound_subject = "system:serviceaccount:openbao-operator-system:openbao-operator-controller-manager"
       role_type = "jwt"
-      token_max_ttl = "10m"
+      token_max_ttl = "24h"
       token_policies = ["openbao-operator", "openbao-operator-jwt-keys"]
-      token_ttl = "10m"
+      token_ttl = "1h"
       user_claim = "sub"
     }
   }

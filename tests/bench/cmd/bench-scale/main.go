@@ -1,9 +1,20 @@
-// Command bench-scale measures the operator's memory and start-up time against a real
-// kube-apiserver and etcd (envtest's control plane) that hold objects which are not the
-// operator's: 0, then 10,000 Secrets and 5,000 ConfigMaps of 4 KiB and 1,000 Pods (Pending:
-// there is no node). For each, it starts the manager binary, waits until its caches have
-// synced and its workers run, and reads its resident memory after a settling time. It prints
-// a table and writes the figures as JSON. `make bench-scale` runs it (foreign-objects mode).
+// Command bench-scale measures the operator at cluster scale. Modes (--modes):
+//
+//   - foreign: its memory and start-up time against a real kube-apiserver and etcd
+//     (envtest's control plane) that hold objects which are not the operator's: 0, then
+//     10,000 Secrets and 5,000 ConfigMaps of 4 KiB and 1,000 Pods (Pending: there is no
+//     node). For each, it starts the manager binary, waits until its caches have synced and
+//     its workers run, and reads its resident memory after a settling time.
+//   - many: on the local cluster (tests/localcluster, root) with the operator installed and
+//     real OpenBao servers, one single-server cluster created and upgraded alone, then
+//     --clusters of them created at once (time until all Available) and upgraded at once
+//     (time until all done), with the longest wait in the operator's work queue.
+//   - steady: the operator with those clusters idle for --steady: CPU seconds, RSS, API
+//     requests (kube-apiserver's audit log), status writes, OpenBao logins (its metrics).
+//   - dead: --clusters new clusters, one of them with its server stopped (SIGSTOP), all
+//     upgraded at once: the healthy ones' times against those of many.
+//
+// It prints a table and writes the figures as JSON. `make bench-scale` runs it.
 package main
 
 import (
@@ -15,19 +26,24 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/tests/bench/upgradebench"
 	"github.com/openbao-operator/openbao-operator/tests/localcluster/cluster"
 )
@@ -45,10 +61,11 @@ type Run struct {
 
 // Report is the JSON file.
 type Report struct {
-	Time    time.Time `json:"time"`
-	Machine string    `json:"machine"`
-	Manager string    `json:"manager"`
-	Runs    []Run     `json:"runs"`
+	Time     time.Time    `json:"time"`
+	Machine  string       `json:"machine"`
+	Manager  string       `json:"manager"`
+	Runs     []Run        `json:"runs,omitempty"`
+	Clusters *ClusterRuns `json:"clusters,omitempty"`
 }
 
 func main() {
@@ -72,74 +89,66 @@ func run() error {
 		pods       = flag.Int("pods", 1000, "foreign Pods")
 		size       = flag.Int("size", 4096, "bytes of data in each foreign Secret and ConfigMap")
 		settle     = flag.Duration("settle", 10*time.Second, "time between the workers starting and reading the manager's memory")
+		modesF     = flag.String("modes", "foreign,many,steady,dead", "modes to run, comma-separated: foreign, many, steady, dead")
+		clusters   = flag.Int("clusters", 20, "OpenBao clusters of the many, steady and dead modes")
+		replicas   = flag.Int("replicas", 1, "servers of each of those clusters")
+		steady     = flag.Duration("steady", 5*time.Minute, "length of the steady-state window")
+		from       = flag.String("from", "2.6.2", "OpenBao release the clusters start on")
+		to         = flag.String("to", "2.7.2", "OpenBao release they are upgraded to")
+		openBaoDir = flag.String("openbao-dir", filepath.Join(root, ".cache", "openbao"), "OpenBao binaries, <version>/bao")
+		dir        = flag.String("dir", filepath.Join(root, ".cache", "bench-scale-cluster"), "state folder of the local cluster (emptied first)")
+		bridge     = flag.String("bridge", "obscale0", "bridge of the local cluster's pod network")
+		cidr       = flag.String("cidr", "10.82.0.0/24", "the local cluster's pod network; must exist nowhere else")
 	)
 	flag.Parse()
+	modes := map[string]bool{}
+	for m := range strings.SplitSeq(*modesF, ",") {
+		switch m = strings.TrimSpace(m); m {
+		case "":
+		case "foreign", "many", "steady", "dead":
+			modes[m] = true
+		default:
+			return fmt.Errorf("--modes: unknown mode %q (foreign, many, steady, dead)", m)
+		}
+	}
 	for _, f := range []string{filepath.Join(*kubeAssets, "kube-apiserver"), filepath.Join(*kubeAssets, "etcd"), *manager} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%s is missing: run `make kube-assets build`", f)
 		}
 	}
-	scheme := kruntime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: *kubeAssets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("start kube-apiserver and etcd: %w", err)
-	}
-	defer func() { _ = env.Stop() }()
-	work, err := os.MkdirTemp("", "bench-scale-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(work) }()
-	kubeconfig := filepath.Join(work, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		return err
-	}
-	cfg.QPS, cfg.Burst = 500, 1000
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-
-	report := Report{Time: time.Now().UTC(), Machine: machine(), Manager: *manager}
-	empty, err := startManager(ctx, *manager, kubeconfig, work, *settle)
-	if err != nil {
-		return err
-	}
-	empty.Label = "no foreign objects"
-	report.Runs = append(report.Runs, empty)
-
-	fmt.Printf("Creating %d Secrets, %d ConfigMaps (%d bytes each) and %d Pods...\n", *secrets, *configMaps, *size, *pods)
-	started := time.Now()
-	if err := createForeign(ctx, c, *secrets, *configMaps, *pods, *size); err != nil {
-		return err
-	}
-	fmt.Printf("  created in %s\n", time.Since(started).Round(time.Second))
-	full, err := startManager(ctx, *manager, kubeconfig, work, *settle)
-	if err != nil {
-		return err
-	}
-	full.Label = "foreign objects"
-	full.Secrets, full.ConfigMaps, full.Pods = *secrets, *configMaps, *pods
-	report.Runs = append(report.Runs, full)
-
-	fmt.Printf("\n%-20s %8s %11s %7s %13s %9s %13s\n", "run", "Secrets", "ConfigMaps", "Pods", "start-up (s)", "RSS (MiB)", "peak RSS (MiB)")
-	for _, r := range report.Runs {
-		fmt.Printf("%-20s %8d %11d %7d %13.1f %9.1f %13.1f\n", r.Label, r.Secrets, r.ConfigMaps, r.Pods, r.StartupS, r.RSSMiB, r.PeakRSSMiB)
-	}
-	fmt.Printf("RSS with foreign objects / without: %.2f\n", report.Runs[1].RSSMiB/report.Runs[0].RSSMiB)
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	path := filepath.Join(*out, "scale-foreign-"+report.Time.Format("20060102-150405")+".json")
+	report := Report{Time: time.Now().UTC(), Machine: machine(), Manager: *manager}
+	var clusterErr error
+	if modes["foreign"] {
+		runs, err := foreign(root, *kubeAssets, *manager, *secrets, *configMaps, *pods, *size, *settle)
+		if err != nil {
+			return err
+		}
+		report.Runs = runs
+	}
+	if modes["many"] || modes["steady"] || modes["dead"] {
+		for _, v := range []string{*from, *to} {
+			if _, err := os.Stat(filepath.Join(*openBaoDir, v, "bao")); err != nil {
+				return fmt.Errorf("OpenBao %s is missing from %s: run `make openbao-bins`", v, *openBaoDir)
+			}
+		}
+		res, err := clusterModes(root, *kubeAssets, *openBaoDir, *manager, *dir, *bridge, *cidr, *out, *from, *to, *clusters, int32(*replicas), *steady, modes, report.Time)
+		if res != nil {
+			report.Clusters = res
+			writeClusterTable(res)
+		}
+		clusterErr = err
+	}
+	if len(report.Runs) > 0 {
+		fmt.Printf("\n%-20s %8s %11s %7s %13s %9s %13s\n", "run", "Secrets", "ConfigMaps", "Pods", "start-up (s)", "RSS (MiB)", "peak RSS (MiB)")
+		for _, r := range report.Runs {
+			fmt.Printf("%-20s %8d %11d %7d %13.1f %9.1f %13.1f\n", r.Label, r.Secrets, r.ConfigMaps, r.Pods, r.StartupS, r.RSSMiB, r.PeakRSSMiB)
+		}
+		fmt.Printf("RSS with foreign objects / without: %.2f\n", report.Runs[1].RSSMiB/report.Runs[0].RSSMiB)
+	}
+	path := filepath.Join(*out, "scale-"+report.Time.Format("20060102-150405")+".json")
 	raw, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return err
@@ -148,7 +157,121 @@ func run() error {
 		return err
 	}
 	fmt.Println("JSON:", path)
-	return nil
+	return clusterErr
+}
+
+// foreign runs the manager on envtest's control plane without, then with foreign objects.
+func foreign(root, kubeAssets, manager string, secrets, configMaps, pods, size int, settle time.Duration) ([]Run, error) {
+	scheme := kruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: kubeAssets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start kube-apiserver and etcd: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	work, err := os.MkdirTemp("", "bench-scale-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.RemoveAll(work) }()
+	kubeconfig := filepath.Join(work, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 500, 1000
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	empty, err := startManager(ctx, manager, kubeconfig, work, settle)
+	if err != nil {
+		return nil, err
+	}
+	empty.Label = "no foreign objects"
+	fmt.Printf("Creating %d Secrets, %d ConfigMaps (%d bytes each) and %d Pods...\n", secrets, configMaps, size, pods)
+	started := time.Now()
+	if err := createForeign(ctx, c, secrets, configMaps, pods, size); err != nil {
+		return nil, err
+	}
+	fmt.Printf("  created in %s\n", time.Since(started).Round(time.Second))
+	full, err := startManager(ctx, manager, kubeconfig, work, settle)
+	if err != nil {
+		return nil, err
+	}
+	full.Label = "foreign objects"
+	full.Secrets, full.ConfigMaps, full.Pods = secrets, configMaps, pods
+	return []Run{empty, full}, nil
+}
+
+// clusterModes brings up the local cluster with the operator and an audit log of its
+// requests, runs the cluster modes and tears the cluster down.
+func clusterModes(root, kubeAssets, openBaoDir, manager, dir, bridge, cidr, out, from, to string, n int, replicas int32, steady time.Duration, modes map[string]bool, started time.Time) (*ClusterRuns, error) {
+	ctrllog.SetLogger(logr.Discard())
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	stamp := started.Format("20060102T150405Z")
+	user := "system:serviceaccount:" + cluster.OperatorNamespace + ":" + cluster.OperatorServiceAccount
+	policy, err := filepath.Abs(filepath.Join(out, "scale-audit-policy.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(policy, []byte(upgradebench.AuditPolicy(user)), 0o644); err != nil {
+		return nil, err
+	}
+	auditLog, err := filepath.Abs(filepath.Join(out, "scale-audit-"+stamp+".log"))
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("bringing up the local cluster in %s (bridge %s, %s)\n", dir, bridge, cidr)
+	upCtx, upCancel := context.WithTimeout(ctx, 10*time.Minute)
+	env, err := cluster.Up(upCtx, cluster.Options{
+		Dir: dir, KubeAssets: kubeAssets, OpenBaoDir: openBaoDir, ManagerBinary: manager, RepoRoot: root,
+		Bridge: bridge, CIDR: cidr, Progress: os.Stdout, ExtraAPIServerFlags: upgradebench.AuditFlags(policy, auditLog),
+	})
+	upCancel()
+	if err != nil {
+		_ = cluster.Cleanup(dir)
+		return nil, fmt.Errorf("the local cluster did not come up: %w (prerequisites: root; `make kube-assets openbao-bins build`)", err)
+	}
+	defer func() {
+		logs := filepath.Join(out, "scale-logs-"+stamp)
+		if err := env.CollectLogs(logs); err == nil {
+			fmt.Println("container and component logs kept in", logs)
+		}
+		fmt.Println("tearing the local cluster down")
+		if err := env.Down(); err != nil {
+			fmt.Fprintln(os.Stderr, "tearing the local cluster down:", err)
+		}
+	}()
+	scheme := kruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := openbaov1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	cfg := env.RESTConfig()
+	cfg.QPS, cfg.Burst = 100, 200
+	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	managerAbs, err := filepath.Abs(manager)
+	if err != nil {
+		return nil, err
+	}
+	b := &clusterBench{env: env, kube: env.Clientset(), k8s: k8s, manager: managerAbs, bridge: bridge,
+		auditLog: auditLog, user: user, from: from, to: to, n: n, replicas: replicas}
+	res := b.run(ctx, modes, steady)
+	return res, errors.Join(ctx.Err(), env.Check())
 }
 
 // createForeign creates objects that are not the operator's, in a namespace of their own,
