@@ -125,6 +125,10 @@ type JWTInit struct {
 	// Backup Jobs run as UpgradeServiceAccount and log in to DefaultBackupRole.
 	BackupAudience string
 
+	// RestoreAudience is the audience of restore Jobs' tokens; defaults to RestoreAudience.
+	// Restore Jobs run as UpgradeServiceAccount and log in to DefaultRestoreRole.
+	RestoreAudience string
+
 	// OperatorSubject is the operator's service account,
 	// system:serviceaccount:<namespace>:<name>.
 	OperatorSubject string
@@ -294,8 +298,8 @@ func RenderConfig(p ConfigParams) (string, error) {
 
 // RenderSelfInitConfig renders the `initialize` stanzas that set up a new cluster on its
 // first start, in this order: the JWT auth method trusting the Kubernetes issuer, the upgrade
-// executor's policy and role, the backup Jobs' policy and role, the operator's policy and
-// role, then the user's requests.
+// executor's policy and role, the backup Jobs' policy and role, the restore Jobs' policy and
+// role, the operator's policy and role, then the user's requests.
 //
 // Only the first pod of a cluster that has never been initialized may load it: a node with
 // these stanzas and empty storage founds a cluster of its own instead of joining its peers.
@@ -343,6 +347,17 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 		"policy": BackupPolicy,
 	}, false)
 	b.request("backup_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultBackupRole, jwtRole(j.BackupAudience, upgradeSubject, j.TokenTTL, DefaultBackupRole), false)
+	b.close()
+	b.blank()
+	// The restore role is for the restore executor alone: it may overwrite all of the
+	// cluster's data, so no other Job, person or policy may ever log in with it or be granted
+	// RestorePolicy. Its audience differs from every other Job's, so that neither the upgrade
+	// nor the backup Jobs' tokens (same service account) can log in to it.
+	b.open("initialize", "operator_restore_role")
+	b.request("restore_policy", "update", "sys/policies/acl/"+DefaultRestoreRole, map[string]any{
+		"policy": RestorePolicy,
+	}, false)
+	b.request("restore_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultRestoreRole, jwtRole(j.RestoreAudience, upgradeSubject, j.TokenTTL, DefaultRestoreRole), false)
 	b.close()
 	b.blank()
 	b.open("initialize", "operator_role")
@@ -429,6 +444,9 @@ func withConfigDefaults(p ConfigParams) ConfigParams {
 	}
 	if p.JWT.BackupAudience == "" {
 		p.JWT.BackupAudience = BackupAudience
+	}
+	if p.JWT.RestoreAudience == "" {
+		p.JWT.RestoreAudience = RestoreAudience
 	}
 	if p.JWT.TokenTTL == "" {
 		p.JWT.TokenTTL = DefaultJWTTokenTTL

@@ -96,6 +96,37 @@ EOT
   }
 }
 
+initialize "operator_restore_role" {
+  request "restore_policy" {
+    operation = "update"
+    path = "sys/policies/acl/openbao-restore"
+    data = {
+      policy = <<EOT
+# Install a Raft snapshot; nothing else.
+path "sys/storage/raft/snapshot" {
+  capabilities = ["update"]
+}
+path "sys/storage/raft/snapshot-force" {
+  capabilities = ["update"]
+}
+EOT
+    }
+  }
+  request "restore_role" {
+    operation = "update"
+    path = "auth/jwt/role/openbao-restore"
+    data = {
+      bound_audiences = ["openbao-restore"]
+      bound_subject = "system:serviceaccount:secrets:vault-a-upgrade-serviceaccount"
+      role_type = "jwt"
+      token_max_ttl = "10m"
+      token_policies = ["openbao-restore"]
+      token_ttl = "10m"
+      user_claim = "sub"
+    }
+  }
+}
+
 initialize "operator_role" {
   request "operator_policy" {
     operation = "update"
