@@ -150,3 +150,66 @@ func (s *S3) Location(name string) string {
 
 // Client is the underlying client, for tests that look at the bucket.
 func (s *S3) Client() *minio.Client { return s.client }
+
+// Object is one version of a snapshot object, as a restore reads it.
+type Object struct {
+	Key       string
+	ETag      string
+	VersionID string
+	Size      int64
+	// SHA256 is the object's sha256 tag; empty when it has none.
+	SHA256 string
+}
+
+// ErrObjectNotFound: the bucket or the object does not exist.
+var ErrObjectNotFound = errors.New("no such object")
+
+// StatSnapshot reads the object's ETag, version and size, and the SHA-256 recorded with it
+// by Put (its tag).
+func (s *S3) StatSnapshot(ctx context.Context, key string) (Object, error) {
+	loc := "s3://" + s.cfg.Bucket + "/" + key
+	info, err := s.client.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		if c := minio.ToErrorResponse(err).Code; c == "NoSuchKey" || c == "NoSuchBucket" || c == "NotFound" {
+			return Object{}, fmt.Errorf("%s: %w", loc, ErrObjectNotFound)
+		}
+		return Object{}, fmt.Errorf("stat %s: %w", loc, err)
+	}
+	o := Object{Key: key, ETag: info.ETag, VersionID: info.VersionID, Size: info.Size}
+	t, err := s.client.GetObjectTagging(ctx, s.cfg.Bucket, key, minio.GetObjectTaggingOptions{VersionID: info.VersionID})
+	if err != nil {
+		return Object{}, fmt.Errorf("read the tags of %s: %w", loc, err)
+	}
+	o.SHA256 = t.ToMap()[TagSHA256]
+	return o, nil
+}
+
+// OpenSnapshot streams exactly the object version o describes: the request names its
+// version (on a versioned bucket) and asks for its ETag, so that an object replaced since
+// StatSnapshot is refused (ErrObjectChanged) instead of read.
+func (s *S3) OpenSnapshot(ctx context.Context, o Object) (io.ReadCloser, error) {
+	loc := "s3://" + s.cfg.Bucket + "/" + o.Key
+	opts := minio.GetObjectOptions{VersionID: o.VersionID}
+	if err := opts.SetMatchETag(o.ETag); err != nil {
+		return nil, fmt.Errorf("open %s: %w", loc, err)
+	}
+	obj, err := s.client.GetObject(ctx, s.cfg.Bucket, o.Key, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", loc, err)
+	}
+	// GetObject sends nothing until the first read or Stat: Stat makes the request now.
+	if _, err := obj.Stat(); err != nil {
+		_ = obj.Close()
+		switch minio.ToErrorResponse(err).Code {
+		case "PreconditionFailed":
+			return nil, fmt.Errorf("%s: %w", loc, ErrObjectChanged)
+		case "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NotFound":
+			return nil, fmt.Errorf("%s: %w", loc, ErrObjectNotFound)
+		}
+		return nil, fmt.Errorf("open %s: %w", loc, err)
+	}
+	return obj, nil
+}
+
+// ErrObjectChanged: the object is not the version read before.
+var ErrObjectChanged = errors.New("the object changed since it was checked")

@@ -122,6 +122,11 @@ func (r *runner) backupTarget() (backup.Target, error) {
 	if o.S3Endpoint == "" {
 		return &backup.Volume{Dir: o.Dir, Claim: o.Claim, SubPath: backup.VolumeDir}, nil
 	}
+	return s3Target(o)
+}
+
+// s3Target is the bucket of the S3 flags, with the credentials and CA files they name.
+func s3Target(o BackupOptions) (*backup.S3, error) {
 	readKey := func(name string) (string, error) {
 		b, err := os.ReadFile(filepath.Join(o.S3CredentialsDir, name))
 		if err != nil {

@@ -10,6 +10,9 @@
 //   - backup streams a Raft snapshot to the snapshot volume or to S3-compatible object
 //     storage, records its size and SHA-256, applies retention and reports the result as
 //     JSON in the container's termination message. A retried Job writes the same name again.
+//   - restore checks a snapshot (checksum, completeness, the cluster's seal key) without
+//     changing anything, then installs it through the active node and reports the result as
+//     JSON in the termination message. A retried Job installs the same snapshot again.
 //
 // The Job's service account has no Kubernetes permissions; everything the executor may do
 // is granted by the OpenBao policy of its JWT role. The token is never printed.
@@ -38,10 +41,12 @@ const (
 	ActionStepDown = string(resources.ActionStepDown)
 	ActionSnapshot = string(resources.ActionSnapshot)
 	ActionBackup   = string(resources.ActionBackup)
+	ActionRestore  = string(resources.ActionRestore)
 
 	DefaultStepDownTimeout = resources.StepDownTimeout
 	DefaultSnapshotTimeout = resources.SnapshotTimeout
 	DefaultBackupTimeout   = resources.BackupTimeout
+	DefaultRestoreTimeout  = resources.RestoreTimeout
 )
 
 // Exit codes.
@@ -66,6 +71,7 @@ type Options struct {
 	Out           string
 	Timeout       time.Duration
 	Backup        BackupOptions
+	Restore       RestoreOptions
 }
 
 // runner carries what an action needs besides its options; tests replace newClient.
@@ -91,14 +97,27 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	action := args[0]
 	opts, err := parseFlags(action, args[1:], stderr)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "executor %s: %v\n", action, err)
+		if errors.Is(err, flag.ErrHelp) {
+			return exitUsage
+		}
+		fmt.Fprintf(stderr, "executor %s: %v\n", action, err)
+		if action == ActionRestore {
+			// A restore with bad flags is a refusal the operator reads from the result.
+			if werr := refuseRestore(opts.Restore, backup.ReasonInvalidRequest, err); werr != nil {
+				fmt.Fprintf(stderr, "executor %s: %v\n", action, werr)
+			}
+			return exitFailed
 		}
 		return exitUsage
 	}
 	ca, err := os.ReadFile(opts.CAFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "executor %s: read the CA certificate: %v\n", action, err)
+		if action == ActionRestore {
+			if werr := refuseRestore(opts.Restore, backup.ReasonInvalidRequest, fmt.Errorf("read the CA certificate: %w", err)); werr != nil {
+				fmt.Fprintf(stderr, "executor %s: %v\n", action, werr)
+			}
+		}
 		return exitFailed
 	}
 	r := &runner{
@@ -118,6 +137,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = r.snapshot(ctx)
 	case ActionBackup:
 		err = r.backupRun(ctx)
+	case ActionRestore:
+		err = r.restoreRun(ctx)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "executor %s: %v\n", action, err)
@@ -132,6 +153,7 @@ actions:
   step-down  move leadership away from the server at --address (node --node-id)
   snapshot   save a Raft snapshot of the cluster to --out
   backup     stream a Raft snapshot to the snapshot volume (--dir) or to S3 (--s3-endpoint)
+  restore    check a snapshot (--source) against its checksum and the seal key, then install it
 
 run "manager executor <action> -h" for the flags of an action`
 
@@ -144,8 +166,11 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 	fs.StringVar(&o.TLSServerName, "tls-server-name", "", "Name to check the server's certificate against, when it differs from the host of --address")
 	fs.StringVar(&o.TokenFile, "token-file", "", "Projected service-account token to log in with; read again at each login attempt (required)")
 	defaultRole := resources.DefaultUpgradeRole
-	if action == ActionBackup {
+	switch action {
+	case ActionBackup:
 		defaultRole = resources.DefaultBackupRole
+	case ActionRestore:
+		defaultRole = resources.DefaultRestoreRole
 	}
 	fs.StringVar(&o.Role, "role", defaultRole, "JWT auth role to log in as")
 	fs.StringVar(&o.AuthMount, "auth-mount", resources.JWTAuthMount, "Mount path of the JWT auth method")
@@ -173,8 +198,25 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 		fs.IntVar(&b.KeepLast, "keep-last", 0, "Retention: keep the newest N backups (0: no such rule)")
 		fs.DurationVar(&b.MaxAge, "max-age", 0, "Retention: keep the backups younger than this (0: no such rule)")
 		fs.DurationVar(&o.Timeout, "timeout", DefaultBackupTimeout, "Give up after this long, login included")
+	case ActionRestore:
+		x := &o.Restore
+		fs.StringVar(&x.Cluster, "cluster", "", "Name of the OpenBaoCluster restored into (required)")
+		fs.StringVar(&x.Source, "source", "", "Snapshot to restore: s3://<bucket>/<key> or pvc://<claim>/<path inside the volume> (required)")
+		fs.StringVar(&x.SHA256, "sha256", "", "Expected SHA-256 of the snapshot; default: the one recorded with the backup (<file>.sha256 or the object's sha256 tag)")
+		fs.BoolVar(&x.Force, "force", false, "Restore a snapshot of another cluster (snapshot-force); the seal key is checked all the same")
+		fs.StringVar(&x.SealKeyFile, "seal-key-file", "", "The cluster's static seal key file (required)")
+		fs.StringVar(&x.SealKeyID, "seal-key-id", "", "ID of the cluster's static seal key (required)")
+		fs.StringVar(&x.SnapshotDir, "snapshot-dir", "", "Where the claim of a pvc:// source is mounted")
+		fs.StringVar(&x.ResultFile, "result-file", "", "File to write the JSON result to, such as /dev/termination-log")
+		fs.StringVar(&x.S3Endpoint, "s3-endpoint", "", "URL of the S3 API of an s3:// source")
+		fs.StringVar(&x.S3Bucket, "s3-bucket", "", "Bucket; when set, it must be the bucket of --source")
+		fs.StringVar(&x.S3Region, "s3-region", "", "Region of the bucket (us-east-1 when empty)")
+		fs.BoolVar(&x.S3PathStyle, "s3-path-style", false, "Address the bucket as <endpoint>/<bucket>")
+		fs.StringVar(&x.S3CAFile, "s3-ca-file", "", "CA bundle of the endpoint's certificate")
+		fs.StringVar(&x.S3CredentialsDir, "s3-credentials-dir", "", "Directory with the files AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+		fs.DurationVar(&o.Timeout, "timeout", DefaultRestoreTimeout, "Give up after this long, login included")
 	default:
-		return o, fmt.Errorf("unknown action %q (want %s, %s or %s)", action, ActionStepDown, ActionSnapshot, ActionBackup)
+		return o, fmt.Errorf("unknown action %q (want %s, %s, %s or %s)", action, ActionStepDown, ActionSnapshot, ActionBackup, ActionRestore)
 	}
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -211,6 +253,9 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 			missing = append(missing, "--s3-credentials-dir")
 		}
 	}
+	if action == ActionRestore {
+		missing = append(missing, missingRestoreFlags(o.Restore)...)
+	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		return o, fmt.Errorf("missing %s", strings.Join(missing, ", "))
@@ -224,6 +269,11 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 		}
 		if o.Backup.KeepLast < 0 || o.Backup.MaxAge < 0 {
 			return o, errors.New("--keep-last and --max-age must not be negative")
+		}
+	}
+	if action == ActionRestore {
+		if err := validateRestoreFlags(o.Restore); err != nil {
+			return o, err
 		}
 	}
 	u, err := url.Parse(o.Address)

@@ -54,8 +54,8 @@ func TestParseFlags(t *testing.T) {
 		wantErr: "missing --address, --ca-file, --node-id, --token-file",
 	}, {
 		name:    "unknown action",
-		action:  "restore",
-		wantErr: `unknown action "restore"`,
+		action:  "rollback",
+		wantErr: `unknown action "rollback"`,
 	}, {
 		name:    "not a URL",
 		action:  ActionStepDown,

@@ -87,6 +87,12 @@ type Client interface {
 	RemovePeer(ctx context.Context, nodeID string) error
 	// Snapshot writes a Raft snapshot to w and checks that it is complete.
 	Snapshot(ctx context.Context, w io.Writer) error
+	// RestoreSnapshot installs the Raft snapshot that open yields, through the active
+	// server (snapshot-force when force: a snapshot of another cluster). OpenBao answers
+	// once it has read and checked the whole archive, and applies it afterwards, in the
+	// background: poll Health to see the server back. open is called again when a standby
+	// redirects the request to the active server.
+	RestoreSnapshot(ctx context.Context, open func() (io.ReadCloser, error), force bool) error
 	// SetJWTAuthConfig replaces the JWT auth method's configuration with the issuer and the
 	// validation keys of cfg. A write replaces the whole configuration: the issuer must be
 	// sent again, or OpenBao would stop checking it.
@@ -647,6 +653,61 @@ func (c *client) Snapshot(ctx context.Context, w io.Writer) error {
 		return &Error{Op: op, Kind: ErrUnexpectedResponse, Messages: []string{"incomplete snapshot: no sealed SHA256SUMS file at its end"}}
 	}
 	return nil
+}
+
+// RestoreSnapshot posts the snapshot to sys/storage/raft/snapshot(-force). A standby answers
+// 307 to the active server's api_addr for these paths (OpenBao never forwards them); the
+// request asks for "100-continue", so that the redirect comes before any of the body is
+// sent, and is repeated once at the new location with a body opened again. OpenBao reads
+// the whole archive into a temporary file and checks it (SHA256SUMS, and unless forced the
+// sealed SHA256SUMS against its seal) before it answers 204; a refusal (400) changes
+// nothing.
+func (c *client) RestoreSnapshot(ctx context.Context, open func() (io.ReadCloser, error), force bool) error {
+	op := "raft snapshot restore"
+	path := "/v1/sys/storage/raft/snapshot"
+	if force {
+		op, path = "raft snapshot restore (forced)", "/v1/sys/storage/raft/snapshot-force"
+	}
+	cfg := c.api.CloneConfig()
+	target, err := url.Parse(c.address + path)
+	if err != nil {
+		return &Error{Op: op, Kind: ErrBadRequest, cause: err}
+	}
+	for redirects := 0; ; redirects++ {
+		body, err := open()
+		if err != nil {
+			return fmt.Errorf("%s: open the snapshot: %w", op, err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), body)
+		if err != nil {
+			_ = body.Close()
+			return &Error{Op: op, Kind: ErrBadRequest, cause: err}
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Expect", "100-continue")
+		if token := c.api.Token(); token != "" {
+			req.Header.Set(api.AuthHeaderName, token)
+		}
+		// The http client closes the body.
+		resp, err := cfg.HttpClient.Do(req)
+		if err != nil {
+			return classify(op, err)
+		}
+		if resp.StatusCode == http.StatusTemporaryRedirect && redirects == 0 {
+			loc, lerr := resp.Location()
+			_ = resp.Body.Close()
+			if lerr != nil || loc.Scheme != "https" {
+				return &Error{Op: op, StatusCode: resp.StatusCode, Kind: ErrUnexpectedResponse, Messages: []string{"redirect to a non-https location"}}
+			}
+			target = loc
+			continue
+		}
+		defer resp.Body.Close() //nolint:errcheck
+		if resp.StatusCode/100 != 2 {
+			return classify(op, (&api.Response{Response: resp}).Error())
+		}
+		return nil
+	}
 }
 
 // snapshotComplete reads a gzipped tar archive and says whether it holds a non-empty

@@ -593,6 +593,28 @@ func (cl *client) Snapshot(ctx context.Context, w io.Writer) error {
 	return err
 }
 
+// RestoreSnapshot reads the whole snapshot and records the call; the fake's state does not
+// change.
+func (cl *client) RestoreSnapshot(ctx context.Context, open func() (io.ReadCloser, error), force bool) error {
+	c := cl.c
+	c.mu.Lock()
+	n, err := cl.begin("RestoreSnapshot")
+	if err == nil {
+		err = cl.ready("RestoreSnapshot", n)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	r, err := open()
+	if err != nil {
+		return err
+	}
+	defer r.Close() //nolint:errcheck
+	_, err = io.Copy(io.Discard, r)
+	return err
+}
+
 // SetJWTAuth sets the JWT auth method's configuration, as self-initialization would.
 func (c *Cluster) SetJWTAuth(cfg openbao.JWTAuthConfig) {
 	c.mu.Lock()
