@@ -3,9 +3,14 @@ package executor
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openbao-operator/openbao-operator/pkg/backup"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -90,5 +95,106 @@ func TestMainUsage(t *testing.T) {
 		if errOut.Len() == 0 {
 			t.Errorf("Main(%q) printed no usage", args)
 		}
+	}
+}
+
+func TestParseRestoreFlags(t *testing.T) {
+	base := []string{"--address", "https://bao-0.bao-internal.ns.svc:8200", "--ca-file", "/openbao/tls/ca.crt",
+		"--token-file", "/var/run/secrets/openbao.org/restore/token", "--cluster", "bao",
+		"--seal-key-file", "/etc/openbao-seal/key", "--seal-key-id", "operator-1"}
+	sum := strings.Repeat("ab", 32)
+	tests := []struct {
+		name    string
+		args    []string
+		want    RestoreOptions
+		wantErr string
+	}{{
+		name: "volume",
+		args: append([]string{"--source", "pvc://bao-snapshots/backups/bao-20261130T060000Z.snap", "--snapshot-dir", "/snapshots", "--result-file", "/dev/termination-log"}, base...),
+		want: RestoreOptions{Cluster: "bao", Source: "pvc://bao-snapshots/backups/bao-20261130T060000Z.snap", SnapshotDir: "/snapshots",
+			SealKeyFile: "/etc/openbao-seal/key", SealKeyID: "operator-1", ResultFile: "/dev/termination-log"},
+	}, {
+		name: "S3, forced, with a checksum",
+		args: append([]string{"--source", "s3://backups/prod/ns/bao/bao-20261130T060000Z.snap", "--force", "--sha256", sum,
+			"--s3-endpoint", "https://s3.example.com", "--s3-bucket", "backups", "--s3-region", "eu-west-1", "--s3-path-style",
+			"--s3-ca-file", "/etc/openbao-backup/ca/ca.crt", "--s3-credentials-dir", "/etc/openbao-backup/credentials"}, base...),
+		want: RestoreOptions{Cluster: "bao", Source: "s3://backups/prod/ns/bao/bao-20261130T060000Z.snap", Force: true, SHA256: sum,
+			SealKeyFile: "/etc/openbao-seal/key", SealKeyID: "operator-1",
+			S3Endpoint: "https://s3.example.com", S3Bucket: "backups", S3Region: "eu-west-1", S3PathStyle: true,
+			S3CAFile: "/etc/openbao-backup/ca/ca.crt", S3CredentialsDir: "/etc/openbao-backup/credentials"},
+	}, {
+		name:    "the seal key is required",
+		args:    []string{"--address", "https://bao-0:8200", "--ca-file", "ca", "--token-file", "t", "--cluster", "bao", "--source", "pvc://c/a.snap", "--snapshot-dir", "/s"},
+		wantErr: "missing --seal-key-file, --seal-key-id",
+	}, {
+		name:    "a volume source needs --snapshot-dir",
+		args:    append([]string{"--source", "pvc://bao-snapshots/backups/a.snap"}, base...),
+		wantErr: "missing --snapshot-dir",
+	}, {
+		name:    "an S3 source needs the endpoint and credentials",
+		args:    append([]string{"--source", "s3://backups/a.snap"}, base...),
+		wantErr: "missing --s3-credentials-dir, --s3-endpoint",
+	}, {
+		name:    "the source's bucket is --s3-bucket",
+		args:    append([]string{"--source", "s3://other/a.snap", "--s3-endpoint", "https://s3", "--s3-credentials-dir", "/c", "--s3-bucket", "backups"}, base...),
+		wantErr: `is not in --s3-bucket "backups"`,
+	}, {
+		name:    "unknown scheme",
+		args:    append([]string{"--source", "https://example.com/a.snap"}, base...),
+		wantErr: "neither s3://<bucket>/<key> nor pvc://<claim>/<path>",
+	}, {
+		name:    "no object",
+		args:    append([]string{"--source", "s3://backups/", "--s3-endpoint", "https://s3", "--s3-credentials-dir", "/c"}, base...),
+		wantErr: "names no object or file",
+	}, {
+		name:    "a path out of the volume",
+		args:    append([]string{"--source", "pvc://claim/backups/../../etc/shadow", "--snapshot-dir", "/snapshots"}, base...),
+		wantErr: "must be a clean path inside the volume",
+	}, {
+		name:    "a checksum that is not one",
+		args:    append([]string{"--source", "pvc://claim/a.snap", "--snapshot-dir", "/snapshots", "--sha256", "abc"}, base...),
+		wantErr: "is not 64 hex digits",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseFlags(ActionRestore, tc.args, &bytes.Buffer{})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Role != "openbao-restore" || got.Timeout != 30*time.Minute {
+				t.Errorf("role %q, timeout %s: want the restore role and timeout by default", got.Role, got.Timeout)
+			}
+			if got.Restore != tc.want {
+				t.Errorf("got %+v\nwant %+v", got.Restore, tc.want)
+			}
+		})
+	}
+}
+
+// TestRestoreBadFlagsAreARefusal: the operator reads a refusal from the result file, and
+// the exit code is 1 as for any refusal.
+func TestRestoreBadFlagsAreARefusal(t *testing.T) {
+	result := filepath.Join(t.TempDir(), "result.json")
+	var out, errOut bytes.Buffer
+	code := Main(context.Background(), []string{"restore", "--source", "ftp://x/y", "--result-file", result}, &out, &errOut)
+	if code != exitFailed {
+		t.Fatalf("exit %d, want %d", code, exitFailed)
+	}
+	b, err := os.ReadFile(result)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res backup.RestoreResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Refused || res.Reason != backup.ReasonInvalidRequest || !strings.Contains(res.Message, "missing --address") || res.Location != "ftp://x/y" {
+		t.Errorf("result %+v", res)
 	}
 }
