@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/openbao-operator/openbao-operator/pkg/backup"
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
@@ -177,10 +178,12 @@ func (r *runner) restore(ctx context.Context, res *backup.RestoreResult) error {
 		r.printf("OpenBao answered after reading %d of %d bytes (the end of the archive)", sent.n, info.Size)
 	}
 	r.printf("OpenBao accepted the snapshot; waiting for the server to be back")
+	accepted := time.Now()
 	if err := r.waitServingAfterRestore(ctx, cl); err != nil {
 		res.Reason = backup.ReasonNotServingAfterRestore
 		return err
 	}
+	r.printf("%s is unsealed with an active node %s after OpenBao accepted the snapshot", r.opts.Address, time.Since(accepted).Round(10*time.Millisecond))
 	res.Message = fmt.Sprintf("restored %s (%d bytes, sha256 %s) into cluster %s", o.Source, info.Size, info.SHA256, o.Cluster)
 	if o.Force {
 		res.Message += ", forced"
