@@ -157,7 +157,12 @@ func (r *runner) restore(ctx context.Context, res *backup.RestoreResult) error {
 				return err
 			}
 		}
-		return cl.RestoreSnapshot(ctx, open, o.Force)
+		err := cl.RestoreSnapshot(ctx, open, o.Force)
+		if errors.As(err, &refusal) {
+			// A snapshot that changed is not a network error to try again after.
+			return refusal
+		}
+		return err
 	})
 	if err != nil {
 		switch {
@@ -183,7 +188,7 @@ func (r *runner) restore(ctx context.Context, res *backup.RestoreResult) error {
 		res.Reason = backup.ReasonNotServingAfterRestore
 		return err
 	}
-	r.printf("%s is unsealed with an active node %s after OpenBao accepted the snapshot", r.opts.Address, time.Since(accepted).Round(10*time.Millisecond))
+	r.printf("the snapshot is installed (the executor's token is gone) and %s is unsealed with an active node, %s after OpenBao accepted it", r.opts.Address, time.Since(accepted).Round(10*time.Millisecond))
 	res.Message = fmt.Sprintf("restored %s (%d bytes, sha256 %s) into cluster %s", o.Source, info.Size, info.SHA256, o.Cluster)
 	if o.Force {
 		res.Message += ", forced"
@@ -192,30 +197,47 @@ func (r *runner) restore(ctx context.Context, res *backup.RestoreResult) error {
 	return nil
 }
 
-// waitServingAfterRestore waits until the server at --address is unsealed and knows an
-// active node. OpenBao installs the snapshot after it answered, holding its state lock, and
-// seals the node when the installation fails.
+// waitServingAfterRestore waits until the restored data is in place and served. OpenBao
+// answers before it installs the snapshot (in the background, holding the active node's
+// state lock, sealing that node if the installation fails), so the answer proves nothing.
+// The executor's token was created after the snapshot was taken, so it does not exist in
+// the restored data: once it is gone, the snapshot is installed. Then the server at
+// --address must be unsealed and know an active node.
 func (r *runner) waitServingAfterRestore(ctx context.Context, cl openbao.Client) error {
 	var last string
+	tokenGone := false
 	for {
-		h, err := cl.Health(ctx)
-		switch {
-		case err != nil:
-			last = err.Error()
-		case !h.Serving():
-			last = fmt.Sprintf("initialized %v, sealed %v", h.Initialized, h.Sealed)
-		default:
-			l, err := cl.Leader(ctx)
-			if err == nil && (l.IsSelf || l.LeaderAddress != "") {
-				return nil
-			}
-			last = "no active node yet"
-			if err != nil {
+		if !tokenGone {
+			err := cl.CheckToken(ctx)
+			switch {
+			case errors.Is(err, openbao.ErrPermissionDenied):
+				tokenGone = true
+			case err == nil:
+				last = "the executor's token still exists: the snapshot is not installed yet"
+			default:
 				last = err.Error()
 			}
 		}
+		if tokenGone {
+			h, err := cl.Health(ctx)
+			switch {
+			case err != nil:
+				last = err.Error()
+			case !h.Serving():
+				last = fmt.Sprintf("initialized %v, sealed %v", h.Initialized, h.Sealed)
+			default:
+				l, err := cl.Leader(ctx)
+				if err == nil && (l.IsSelf || l.LeaderAddress != "") {
+					return nil
+				}
+				last = "no active node yet"
+				if err != nil {
+					last = err.Error()
+				}
+			}
+		}
 		if sleep(ctx, pollInterval) != nil {
-			return fmt.Errorf("OpenBao accepted the snapshot, but %s was not back unsealed with an active node in time: %s", r.opts.Address, last)
+			return fmt.Errorf("OpenBao accepted the snapshot, but %s was not back unsealed with the restored data and an active node in time: %s", r.opts.Address, last)
 		}
 	}
 }

@@ -85,23 +85,24 @@ func kvHas(t *testing.T, l *api.Logical, key string) bool {
 	return s != nil && s.Data["v"] == key
 }
 
-// restoreEnv is what a restore Job gets: a CA, a token for the restore audience, the seal key.
+// restoreEnv is what a restore Job gets: the server to talk to, a CA, a token for the restore
+// audience, the seal key.
 type restoreEnv struct {
 	c       *baotest.Cluster
-	leader  *baotest.Node
+	node    *baotest.Node
 	files   files
 	sealKey string
 	dir     string
 }
 
-func newRestoreEnv(t *testing.T, c *baotest.Cluster, leader *baotest.Node) restoreEnv {
+func newRestoreEnv(t *testing.T, c *baotest.Cluster, node *baotest.Node) restoreEnv {
 	jwt := c.SignJWT(c.UpgradeSubject(), resources.RestoreAudience)
-	return restoreEnv{c: c, leader: leader, files: jobFiles(t, c, jwt), sealKey: c.SealKeyPath(), dir: t.TempDir()}
+	return restoreEnv{c: c, node: node, files: jobFiles(t, c, jwt), sealKey: c.SealKeyPath(), dir: t.TempDir()}
 }
 
 func (e restoreEnv) args(resultFile, source string, extra ...string) []string {
 	return append([]string{"restore",
-		"--address", e.leader.Address(), "--tls-server-name", e.leader.DNSName,
+		"--address", e.node.Address(), "--tls-server-name", e.node.DNSName,
 		"--ca-file", e.files.ca, "--token-file", e.files.token,
 		"--cluster", "bao", "--source", source,
 		"--seal-key-file", e.sealKey, "--seal-key-id", "test-1",
