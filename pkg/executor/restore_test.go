@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -256,6 +257,23 @@ func TestRestore(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("an object replaced after the check is not read", func(t *testing.T) {
+		target := srv.Target(t, "backups", "")
+		key := "copies/replaced.snap"
+		put(key, snap, volRes.SHA256)
+		o, err := target.StatSnapshot(ctx, key)
+		if err != nil || o.SHA256 != volRes.SHA256 || o.ETag == "" {
+			t.Fatalf("stat: %+v, %v", o, err)
+		}
+		put(key, corrupted, volRes.SHA256)
+		if rc, err := target.OpenSnapshot(ctx, o); !errors.Is(err, backup.ErrObjectChanged) {
+			if rc != nil {
+				_ = rc.Close()
+			}
+			t.Errorf("open the replaced object with the checked ETag: %v, want ErrObjectChanged", err)
+		}
+	})
 
 	t.Run("least privilege", func(t *testing.T) {
 		backupJWT := c.SignJWT(c.UpgradeSubject(), resources.BackupAudience)
