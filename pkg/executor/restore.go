@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"math"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -150,6 +151,7 @@ func (r *runner) restore(ctx context.Context, res *backup.RestoreResult) error {
 	}
 	r.printf("restoring %s into cluster %s through %s (forced: %v)", o.Source, o.Cluster, r.opts.Address, o.Force)
 	attempt := 0
+	active := cl
 	err = retry(ctx, func() error {
 		attempt++
 		if attempt > 1 {
@@ -157,7 +159,16 @@ func (r *runner) restore(ctx context.Context, res *backup.RestoreResult) error {
 				return err
 			}
 		}
-		return cl.RestoreSnapshot(ctx, open, o.Force)
+		var err error
+		if active, err = r.activeClient(ctx, cl); err != nil {
+			return err
+		}
+		err = active.RestoreSnapshot(ctx, open, o.Force)
+		if errors.As(err, &refusal) {
+			// A snapshot that changed is not a network error to try again after.
+			return refusal
+		}
+		return err
 	})
 	if err != nil {
 		switch {
@@ -179,11 +190,11 @@ func (r *runner) restore(ctx context.Context, res *backup.RestoreResult) error {
 	}
 	r.printf("OpenBao accepted the snapshot; waiting for the server to be back")
 	accepted := time.Now()
-	if err := r.waitServingAfterRestore(ctx, cl); err != nil {
+	if err := r.waitServingAfterRestore(ctx, active); err != nil {
 		res.Reason = backup.ReasonNotServingAfterRestore
 		return err
 	}
-	r.printf("%s is unsealed with an active node %s after OpenBao accepted the snapshot", r.opts.Address, time.Since(accepted).Round(10*time.Millisecond))
+	r.printf("the snapshot is installed (the executor's token is gone) and %s is unsealed with an active node, %s after OpenBao accepted it", active.Address(), time.Since(accepted).Round(10*time.Millisecond))
 	res.Message = fmt.Sprintf("restored %s (%d bytes, sha256 %s) into cluster %s", o.Source, info.Size, info.SHA256, o.Cluster)
 	if o.Force {
 		res.Message += ", forced"
@@ -192,32 +203,78 @@ func (r *runner) restore(ctx context.Context, res *backup.RestoreResult) error {
 	return nil
 }
 
-// waitServingAfterRestore waits until the server at --address is unsealed and knows an
-// active node. OpenBao installs the snapshot after it answered, holding its state lock, and
-// seals the node when the installation fails.
+// waitServingAfterRestore waits until the restored data is in place and served. OpenBao
+// answers before it installs the snapshot (in the background, holding the active node's
+// state lock, sealing that node if the installation fails), so the answer proves nothing.
+// The executor's token was created after the snapshot was taken, so it does not exist in
+// the restored data: once it is gone, the snapshot is installed. Then the server at
+// the active node must be unsealed and know it is active.
 func (r *runner) waitServingAfterRestore(ctx context.Context, cl openbao.Client) error {
 	var last string
+	tokenGone := false
 	for {
-		h, err := cl.Health(ctx)
-		switch {
-		case err != nil:
-			last = err.Error()
-		case !h.Serving():
-			last = fmt.Sprintf("initialized %v, sealed %v", h.Initialized, h.Sealed)
-		default:
-			l, err := cl.Leader(ctx)
-			if err == nil && (l.IsSelf || l.LeaderAddress != "") {
-				return nil
-			}
-			last = "no active node yet"
-			if err != nil {
+		if !tokenGone {
+			err := cl.CheckToken(ctx)
+			switch {
+			case errors.Is(err, openbao.ErrPermissionDenied):
+				tokenGone = true
+			case err == nil:
+				last = "the executor's token still exists: the snapshot is not installed yet"
+			default:
 				last = err.Error()
 			}
 		}
+		if tokenGone {
+			h, err := cl.Health(ctx)
+			switch {
+			case err != nil:
+				last = err.Error()
+			case !h.Serving():
+				last = fmt.Sprintf("initialized %v, sealed %v", h.Initialized, h.Sealed)
+			default:
+				l, err := cl.Leader(ctx)
+				if err == nil && (l.IsSelf || l.LeaderAddress != "") {
+					return nil
+				}
+				last = "no active node yet"
+				if err != nil {
+					last = err.Error()
+				}
+			}
+		}
 		if sleep(ctx, pollInterval) != nil {
-			return fmt.Errorf("OpenBao accepted the snapshot, but %s was not back unsealed with an active node in time: %s", r.opts.Address, last)
+			return fmt.Errorf("OpenBao accepted the snapshot, but %s was not back unsealed with the restored data and an active node in time: %s", cl.Address(), last)
 		}
 	}
+}
+
+// activeClient is a client of the active server, sharing cl's token: cl itself when the
+// server at --address is active. A restore must only ever reach the active server: OpenBao
+// 2.6.2 lets a standby accept a snapshot, fail to install it ("node is not the leader") and
+// seal itself until it is restarted (measured; 2.7.2 redirects to the active server).
+func (r *runner) activeClient(ctx context.Context, cl openbao.Client) (openbao.Client, error) {
+	l, err := cl.Leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if l.IsSelf {
+		return cl, nil
+	}
+	if l.LeaderAddress == "" {
+		return nil, &openbao.Error{Op: "find the active server", Kind: openbao.ErrServer, StatusCode: 503, Messages: []string{"no active node"}}
+	}
+	u, err := url.Parse(l.LeaderAddress)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("the active server's address %q is not an https URL", l.LeaderAddress)
+	}
+	// The active server's api_addr names it; its certificate is checked against that name.
+	active, err := r.newClient(openbao.Config{Address: l.LeaderAddress, CACertPEM: r.caPEM, Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	active.UseSession(cl.Session())
+	r.printf("the active server is %s", l.LeaderAddress)
+	return active, nil
 }
 
 // verifyingReader hashes what OpenBao reads and fails the request at the end when the bytes

@@ -114,8 +114,9 @@ func TestOpenBaoRestoreBehaviour(t *testing.T) {
 	})
 }
 
-// TestRestoreThreeServers restores into a three-server cluster and reads, through every
-// server in turn as the active one, what was written before and after the snapshot.
+// TestRestoreThreeServers restores into a three-server cluster, through a standby that
+// redirects the request to the active server, and reads, through every server and with
+// leadership moved twice, what was written before and after the snapshot.
 func TestRestoreThreeServers(t *testing.T) {
 	c := baotest.NewCluster(t, baotest.Options{Nodes: 3, SelfInit: kvRequests()})
 	c.Start()
@@ -132,7 +133,15 @@ func TestRestoreThreeServers(t *testing.T) {
 		}
 	}
 
-	e := newRestoreEnv(t, c, leader)
+	// Through a standby: it redirects the restore to the active server.
+	var standby *baotest.Node
+	for _, n := range c.Nodes {
+		if n != leader {
+			standby = n
+			break
+		}
+	}
+	e := newRestoreEnv(t, c, standby)
 	resultFile := filepath.Join(e.dir, "result.json")
 	r := runExecutor(t, e.args(resultFile, "pvc://bao-snapshots/backups/"+filepath.Base(snapPath), "--snapshot-dir", filepath.Dir(filepath.Dir(snapPath)))...)
 	if r.code != 0 {

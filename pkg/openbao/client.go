@@ -97,6 +97,10 @@ type Client interface {
 	// background: poll Health to see the server back. open is called again when a standby
 	// redirects the request to the active server.
 	RestoreSnapshot(ctx context.Context, open func() (io.ReadCloser, error), force bool) error
+	// CheckToken looks the client's token up (auth/token/lookup-self, granted by the default
+	// policy): nil while the token exists, ErrPermissionDenied once it does not, such as
+	// after a snapshot from before the login was restored.
+	CheckToken(ctx context.Context) error
 	// SetJWTAuthConfig replaces the JWT auth method's configuration with the issuer and the
 	// validation keys of cfg. A write replaces the whole configuration: the issuer must be
 	// sent again, or OpenBao would stop checking it.
@@ -745,6 +749,15 @@ func (c *client) RestoreSnapshot(ctx context.Context, open func() (io.ReadCloser
 		}
 		return nil
 	}
+}
+
+func (c *client) CheckToken(ctx context.Context) error {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	if _, err := c.api.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+		return classify("token lookup-self", err)
+	}
+	return nil
 }
 
 // snapshotComplete reads a gzipped tar archive and says whether it holds a non-empty

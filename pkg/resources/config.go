@@ -373,6 +373,17 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 	b.request("restore_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultRestoreRole, jwtRole(j.RestoreAudience, upgradeSubject, j.TokenTTL, DefaultRestoreRole), false)
 	b.close()
 	b.blank()
+	// The restore role is for the restore executor alone: it may overwrite all of the
+	// cluster's data, so no other Job, person or policy may ever log in with it or be granted
+	// RestorePolicy. Its audience differs from every other Job's, so that neither the upgrade
+	// nor the backup Jobs' tokens (same service account) can log in to it.
+	b.open("initialize", "operator_restore_role")
+	b.request("restore_policy", "update", "sys/policies/acl/"+DefaultRestoreRole, map[string]any{
+		"policy": RestorePolicy,
+	}, false)
+	b.request("restore_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultRestoreRole, jwtRole(j.RestoreAudience, upgradeSubject, j.TokenTTL, DefaultRestoreRole), false)
+	b.close()
+	b.blank()
 	b.open("initialize", "operator_role")
 	b.request("operator_policy", "update", "sys/policies/acl/"+OperatorRole, map[string]any{
 		"policy": OperatorPolicy,

@@ -629,6 +629,18 @@ func (cl *client) RestoreSnapshot(ctx context.Context, open func() (io.ReadClose
 	return err
 }
 
+// CheckToken records the call; the fake's tokens never go away.
+func (cl *client) CheckToken(ctx context.Context) error {
+	c := cl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := cl.begin("CheckToken")
+	if err == nil {
+		err = cl.ready("CheckToken", n)
+	}
+	return err
+}
+
 // SetJWTAuth sets the JWT auth method's configuration, as self-initialization would.
 func (c *Cluster) SetJWTAuth(cfg openbao.JWTAuthConfig) {
 	c.mu.Lock()
