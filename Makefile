@@ -203,7 +203,7 @@ test: check-generated test-unit test-envtest test-openbao test-bundle test-score
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure packages (no servers)
-	$(GO_TEST) ./apis/... ./pkg/pki/... ./pkg/upgrade/... ./pkg/scaledown/... ./controllers/...
+	$(GO_TEST) ./apis/... ./pkg/pki/... ./pkg/upgrade/... ./pkg/scaledown/... ./pkg/restore/... ./controllers/...
 
 .PHONY: test-envtest
 test-envtest: kube-assets ## The API and the provisioning controller against a real kube-apiserver and etcd
