@@ -328,7 +328,8 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 		return "", err
 	}
 	j := p.JWT
-	upgradeSubject := "system:serviceaccount:" + p.Namespace + ":" + j.UpgradeServiceAccount
+	// The cluster's own Job service account, and those of the namespace's other clusters.
+	jobSubjects := []string{"system:serviceaccount:" + p.Namespace + ":" + j.UpgradeServiceAccount, JobSubjects(p.Namespace)}
 	keysPolicy, err := JWTKeysPolicy(j.Issuer)
 	if err != nil {
 		return "", err
@@ -352,14 +353,14 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 	b.request("upgrade_policy", "update", "sys/policies/acl/"+j.UpgradeRole, map[string]any{
 		"policy": UpgradePolicy,
 	}, false)
-	b.request("upgrade_role", "update", "auth/"+JWTAuthMount+"/role/"+j.UpgradeRole, jwtRole(j.UpgradeAudience, upgradeSubject, j.TokenTTL, j.TokenTTL, j.UpgradeRole), false)
+	b.request("upgrade_role", "update", "auth/"+JWTAuthMount+"/role/"+j.UpgradeRole, jobRole(j.UpgradeAudience, jobSubjects, j.TokenTTL, j.UpgradeRole), false)
 	b.close()
 	b.blank()
 	b.open("initialize", "operator_backup_role")
 	b.request("backup_policy", "update", "sys/policies/acl/"+DefaultBackupRole, map[string]any{
 		"policy": BackupPolicy,
 	}, false)
-	b.request("backup_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultBackupRole, jwtRole(j.BackupAudience, upgradeSubject, j.TokenTTL, j.TokenTTL, DefaultBackupRole), false)
+	b.request("backup_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultBackupRole, jobRole(j.BackupAudience, jobSubjects, j.TokenTTL, DefaultBackupRole), false)
 	b.close()
 	b.blank()
 	// The restore role is for the restore executor alone: it may overwrite all of the
@@ -370,18 +371,7 @@ func RenderSelfInitConfig(p ConfigParams) (string, error) {
 	b.request("restore_policy", "update", "sys/policies/acl/"+DefaultRestoreRole, map[string]any{
 		"policy": RestorePolicy,
 	}, false)
-	b.request("restore_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultRestoreRole, jwtRole(j.RestoreAudience, upgradeSubject, j.TokenTTL, DefaultRestoreRole), false)
-	b.close()
-	b.blank()
-	// The restore role is for the restore executor alone: it may overwrite all of the
-	// cluster's data, so no other Job, person or policy may ever log in with it or be granted
-	// RestorePolicy. Its audience differs from every other Job's, so that neither the upgrade
-	// nor the backup Jobs' tokens (same service account) can log in to it.
-	b.open("initialize", "operator_restore_role")
-	b.request("restore_policy", "update", "sys/policies/acl/"+DefaultRestoreRole, map[string]any{
-		"policy": RestorePolicy,
-	}, false)
-	b.request("restore_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultRestoreRole, jwtRole(j.RestoreAudience, upgradeSubject, j.TokenTTL, DefaultRestoreRole), false)
+	b.request("restore_role", "update", "auth/"+JWTAuthMount+"/role/"+DefaultRestoreRole, jobRole(j.RestoreAudience, jobSubjects, j.TokenTTL, DefaultRestoreRole), false)
 	b.close()
 	b.blank()
 	b.open("initialize", "operator_role")
@@ -438,6 +428,27 @@ func DefaultJoinTargets(p ConfigParams) []JoinTarget {
 	return out
 }
 
+// JobSubjects is the subject pattern the Job roles accept: the upgrade service account of any
+// cluster in namespace (system:serviceaccount:<namespace>:*-upgrade-serviceaccount). A
+// cluster that restores another cluster's snapshot of the same namespace (a rollback to a
+// new cluster) gets that cluster's roles with the data; its own Jobs must still log in. The
+// pattern grants no one more than before: these service accounts have no RBAC, and whoever
+// may create pods in the namespace may run them as any of its service accounts already.
+// Each role still requires its own audience.
+func JobSubjects(namespace string) string {
+	return "system:serviceaccount:" + namespace + ":*" + upgradeServiceAccountSuffix
+}
+
+// jobRole is a Job role: short-lived tokens for the service accounts whose subject matches
+// one of subjects (glob patterns).
+func jobRole(audience string, subjects []string, ttl string, policies ...string) map[string]any {
+	r := jwtRole(audience, "", ttl, ttl, policies...)
+	delete(r, "bound_subject")
+	r["bound_claims_type"] = "glob"
+	r["bound_claims"] = map[string]any{"sub": subjects}
+	return r
+}
+
 func jwtRole(audience, subject, ttl, maxTTL string, policies ...string) map[string]any {
 	return map[string]any{
 		"role_type":       "jwt",
@@ -464,7 +475,7 @@ func withConfigDefaults(p ConfigParams) ConfigParams {
 		p.JWT.UpgradeRole = DefaultUpgradeRole
 	}
 	if p.JWT.UpgradeServiceAccount == "" {
-		p.JWT.UpgradeServiceAccount = p.ClusterName + "-upgrade-serviceaccount"
+		p.JWT.UpgradeServiceAccount = p.ClusterName + upgradeServiceAccountSuffix
 	}
 	if p.JWT.BackupAudience == "" {
 		p.JWT.BackupAudience = BackupAudience

@@ -94,6 +94,13 @@ func TestRenderedConfigSelfInitializesSingleServer(t *testing.T) {
 	}
 	// A single server takes leadership back after stepping down.
 	c.WaitActive(60 * time.Second)
+	// The Job service account of another cluster of the namespace logs in too: a cluster that
+	// restored this one's snapshot runs its Jobs under its own name.
+	ns := c.Namespace()
+	rollback := login(t, c, n, resources.DefaultUpgradeRole, "system:serviceaccount:"+ns+":bao-rollback-upgrade-serviceaccount", baotest.UpgradeAudience)
+	if _, err := rollback.RaftConfiguration(ctx); err != nil {
+		t.Errorf("another cluster's Job account reads the raft configuration: %v", err)
+	}
 
 	// Refused logins: wrong subject, wrong audience, wrong signing key, unknown role.
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -101,7 +108,9 @@ func TestRenderedConfigSelfInitializesSingleServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused := map[string]struct{ role, jwt string }{
-		"wrong subject":  {resources.DefaultUpgradeRole, c.SignJWT("system:serviceaccount:ns:someone-else", baotest.UpgradeAudience)},
+		"wrong subject":                      {resources.DefaultUpgradeRole, c.SignJWT("system:serviceaccount:ns:someone-else", baotest.UpgradeAudience)},
+		"a Job account of another namespace": {resources.DefaultUpgradeRole, c.SignJWT("system:serviceaccount:elsewhere:bao-upgrade-serviceaccount", baotest.UpgradeAudience)},
+		"an account named like a Job's in another namespace's subject": {resources.DefaultUpgradeRole, c.SignJWT("system:serviceaccount:"+ns+"x:bao-upgrade-serviceaccount", baotest.UpgradeAudience)},
 		"wrong audience": {resources.DefaultUpgradeRole, c.SignJWT(c.UpgradeSubject(), "vault")},
 		"operator's audience for the upgrade role": {resources.DefaultUpgradeRole, c.SignJWT(c.UpgradeSubject(), baotest.OperatorAudience)},
 		"wrong key":    {resources.DefaultUpgradeRole, c.SignJWTWithKey(other, c.UpgradeSubject(), baotest.UpgradeAudience)},

@@ -83,7 +83,7 @@ func NamesFor(c *openbaov1alpha1.OpenBaoCluster) Names {
 		CASecret:              n + "-ca",
 		TLSSecret:             n + "-tls",
 		ServiceAccount:        n,
-		UpgradeServiceAccount: n + "-upgrade-serviceaccount",
+		UpgradeServiceAccount: n + upgradeServiceAccountSuffix,
 		PodDisruptionBudget:   n,
 	}
 }
@@ -173,3 +173,6 @@ func DesiredImage(c *openbaov1alpha1.OpenBaoCluster, repository string) string {
 	}
 	return DefaultImage(repository, c.Spec.Version)
 }
+
+// upgradeServiceAccountSuffix ends the name of every cluster's Job service account.
+const upgradeServiceAccountSuffix = "-upgrade-serviceaccount"

@@ -157,6 +157,16 @@ func TestRollbackAfterAnUpgradeThatServed(t *testing.T) {
 	b = waitFullyFormed(t, ns, "bao-back", 3)
 	checkAllOnVersion(t, b, openBaoVersion, 3)
 	checkEveryServer(t, b, before, after)
+
+	// The restored data holds the first cluster's Job roles; the new cluster's own Jobs still
+	// log in to them (they accept the Job accounts of the namespace): a backup succeeds.
+	updateSpec(t, ns, "bao-back", func(s *openbaov1alpha1.OpenBaoClusterSpec) {
+		s.Backup = s3Backup(store, "rolled-back/")
+		s.Backup.RequestID = "after-rollback"
+	})
+	waitBackup(t, ns, "bao-back", "a backup of the rolled-back cluster", func(b *openbaov1alpha1.BackupStatus) bool {
+		return b.LastRequestID == "after-rollback" && b.Running == nil && b.LastSuccessful != nil
+	})
 }
 
 // s3Backup is a backup spec for the object store under prefix, on request (and once a year).

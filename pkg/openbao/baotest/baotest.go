@@ -221,7 +221,10 @@ func (c *Cluster) JWTPublicKeyPEM() string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-// UpgradeSubject is the subject the upgrade role is bound to.
+// Namespace is the namespace the cluster's configuration names.
+func (c *Cluster) Namespace() string { return c.opts.Namespace }
+
+// UpgradeSubject is the subject of the cluster's own Job service account.
 func (c *Cluster) UpgradeSubject() string {
 	return "system:serviceaccount:" + c.opts.Namespace + ":" + c.opts.ClusterName + "-upgrade-serviceaccount"
 }

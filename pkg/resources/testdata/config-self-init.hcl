@@ -58,7 +58,13 @@ EOT
     path = "auth/jwt/role/openbao-upgrade"
     data = {
       bound_audiences = ["openbao-upgrade"]
-      bound_subject = "system:serviceaccount:secrets:vault-a-upgrade-serviceaccount"
+      bound_claims = {
+        sub = [
+          "system:serviceaccount:secrets:vault-a-upgrade-serviceaccount",
+          "system:serviceaccount:secrets:*-upgrade-serviceaccount",
+        ]
+      }
+      bound_claims_type = "glob"
       role_type = "jwt"
       token_max_ttl = "10m"
       token_policies = ["openbao-upgrade"]
@@ -86,7 +92,13 @@ EOT
     path = "auth/jwt/role/openbao-backup"
     data = {
       bound_audiences = ["openbao-backup"]
-      bound_subject = "system:serviceaccount:secrets:vault-a-upgrade-serviceaccount"
+      bound_claims = {
+        sub = [
+          "system:serviceaccount:secrets:vault-a-upgrade-serviceaccount",
+          "system:serviceaccount:secrets:*-upgrade-serviceaccount",
+        ]
+      }
+      bound_claims_type = "glob"
       role_type = "jwt"
       token_max_ttl = "10m"
       token_policies = ["openbao-backup"]
@@ -117,7 +129,13 @@ EOT
     path = "auth/jwt/role/openbao-restore"
     data = {
       bound_audiences = ["openbao-restore"]
-      bound_subject = "system:serviceaccount:secrets:vault-a-upgrade-serviceaccount"
+      bound_claims = {
+        sub = [
+          "system:serviceaccount:secrets:vault-a-upgrade-serviceaccount",
+          "system:serviceaccount:secrets:*-upgrade-serviceaccount",
+        ]
+      }
+      bound_claims_type = "glob"
       role_type = "jwt"
       token_max_ttl = "10m"
       token_policies = ["openbao-restore"]
