@@ -166,19 +166,18 @@ func (r *runner) waitOtherHealthyVoter(ctx context.Context, cl openbao.Client, n
 var errWrongNode = errors.New("not in the raft configuration")
 
 // otherHealthyVoters lists the voters other than node that autopilot reports healthy, or
-// says why there are none.
+// says why there are none: the operator's answer before it starts this Job
+// (openbao.RaftView.Successors), from the same two reads.
 func otherHealthyVoters(ctx context.Context, cl openbao.Client, node string) (ready []string, why string, err error) {
 	servers, err := cl.RaftConfiguration(ctx)
 	if err != nil {
 		return nil, "", err
 	}
-	voter := map[string]bool{}
 	found := false
 	var ids []string
 	for _, s := range servers {
 		ids = append(ids, s.NodeID)
 		found = found || s.NodeID == node
-		voter[s.NodeID] = s.Voter
 	}
 	if !found {
 		return nil, "", fmt.Errorf("node %s is %w (peers: %s); check --node-id", node, errWrongNode, strings.Join(ids, ", "))
@@ -187,11 +186,7 @@ func otherHealthyVoters(ctx context.Context, cl openbao.Client, node string) (re
 	if err != nil {
 		return nil, "", err
 	}
-	healthy := map[string]bool{}
-	for _, s := range ap.Servers {
-		healthy[s.ID] = s.Healthy && (s.Status == "voter" || s.Status == "leader")
-	}
-	ready, why = openbao.Successors(node, voter, ap.Healthy, healthy)
+	ready, why = openbao.NewRaftView(servers, ap).Successors(node)
 	if why != "" {
 		why += fmt.Sprintf(" (peers: %s)", strings.Join(ids, ", "))
 	}

@@ -304,22 +304,11 @@ func (o *Observer) observeRaft(ctx context.Context, c *openbaov1alpha1.OpenBaoCl
 	if err != nil {
 		return err
 	}
-	raft.Voters, raft.NonVoters, raft.Healthy = map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for _, srv := range servers {
-		if srv.Voter {
-			raft.Voters[srv.NodeID] = true
-		} else {
-			raft.NonVoters[srv.NodeID] = true
-		}
-	}
 	state, err := cl.AutopilotState(ctx)
 	if err != nil {
 		return err
 	}
-	raft.AutopilotHealthy = state.Healthy
-	for _, srv := range state.Servers {
-		raft.Healthy[srv.ID] = srv.Healthy
-	}
+	raft.RaftView = openbao.NewRaftView(servers, state)
 	return nil
 }
 
