@@ -167,12 +167,6 @@ path "sys/storage/raft/configuration" {
 path "sys/storage/raft/autopilot/state" {
   capabilities = ["read"]
 }
-path "sys/ha-status" {
-  capabilities = ["read"]
-}
-path "sys/health" {
-  capabilities = ["read"]
-}
 `
 
 // OperatorPolicy is what the operator may do: observe the cluster and change Raft membership
@@ -182,9 +176,6 @@ path "sys/storage/raft/configuration" {
   capabilities = ["read"]
 }
 path "sys/storage/raft/autopilot/state" {
-  capabilities = ["read"]
-}
-path "sys/ha-status" {
   capabilities = ["read"]
 }
 path "sys/version-history" {

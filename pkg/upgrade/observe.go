@@ -343,11 +343,6 @@ func (s *sessionClient) AutopilotState(ctx context.Context) (out *openbao.Autopi
 	return out, err
 }
 
-func (s *sessionClient) HAStatus(ctx context.Context) (out []openbao.HANode, err error) {
-	err = s.retry(ctx, func() error { out, err = s.Client.HAStatus(ctx); return err })
-	return out, err
-}
-
 func (s *sessionClient) VersionHistory(ctx context.Context) (out []openbao.VersionEntry, err error) {
 	err = s.retry(ctx, func() error { out, err = s.Client.VersionHistory(ctx); return err })
 	return out, err

@@ -480,27 +480,6 @@ func (cl *client) AutopilotState(ctx context.Context) (*openbao.AutopilotState, 
 	return st, nil
 }
 
-func (cl *client) HAStatus(ctx context.Context) ([]openbao.HANode, error) {
-	c := cl.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, err := cl.begin("HAStatus")
-	if err != nil {
-		return nil, err
-	}
-	if err := cl.ready("HAStatus", n); err != nil {
-		return nil, err
-	}
-	var out []openbao.HANode
-	for _, m := range c.nodes {
-		if m.Member && !m.Down && !m.Sealed {
-			out = append(out, openbao.HANode{Hostname: m.ID, APIAddress: m.Address, ActiveNode: m.ID == c.leader, Version: m.Version, UpgradeVersion: m.Version})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Hostname < out[j].Hostname })
-	return out, nil
-}
-
 func (cl *client) VersionHistory(ctx context.Context) ([]openbao.VersionEntry, error) {
 	c := cl.c
 	c.mu.Lock()
