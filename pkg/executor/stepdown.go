@@ -47,7 +47,6 @@ func (r *runner) stepDown(ctx context.Context) error {
 	start := time.Now()
 	sent := 0
 	var lastSent time.Time
-	state := "no step-down sent yet"
 	peers := map[string]openbao.Client{}
 	for {
 		if sent < r.maxStepDowns && (sent == 0 || time.Since(lastSent) >= r.stepDownResendAfter) {
@@ -60,7 +59,7 @@ func (r *runner) stepDown(ctx context.Context) error {
 				if err := cl.StepDown(ctx); err != nil && !openbao.IsTransient(err) {
 					return fmt.Errorf("step down %s: %w", node, err)
 				} else if err != nil {
-					state = err.Error()
+					r.printf("step-down request to %s failed (%v); it is sent again while %s stays active", node, err, node)
 				}
 				sent++
 				lastSent = time.Now()
@@ -75,10 +74,9 @@ func (r *runner) stepDown(ctx context.Context) error {
 			}
 			return nil
 		}
-		state = why
 		if sleep(ctx, pollInterval) != nil {
 			return fmt.Errorf("leadership did not move away from %s within %s after %d step-down request(s): %s",
-				node, r.opts.Timeout, sent, state)
+				node, r.opts.Timeout, sent, why)
 		}
 	}
 }
