@@ -19,9 +19,6 @@ const (
 	// this controller last wrote; the cache catches up within milliseconds.
 	requeueStaleCache = 200 * time.Millisecond
 
-	// openBaoRequestTimeout bounds each call to an OpenBao server.
-	openBaoRequestTimeout = 5 * time.Second
-
 	// caValidity and serverCertValidity of the operator-managed certificates; server
 	// certificates are reissued renewBefore their expiry.
 	caValidity         = 10 * 365 * 24 * time.Hour

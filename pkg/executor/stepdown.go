@@ -47,7 +47,6 @@ func (r *runner) stepDown(ctx context.Context) error {
 	start := time.Now()
 	sent := 0
 	var lastSent time.Time
-	state := "no step-down sent yet"
 	peers := map[string]openbao.Client{}
 	for {
 		if sent < r.maxStepDowns && (sent == 0 || time.Since(lastSent) >= r.stepDownResendAfter) {
@@ -60,7 +59,7 @@ func (r *runner) stepDown(ctx context.Context) error {
 				if err := cl.StepDown(ctx); err != nil && !openbao.IsTransient(err) {
 					return fmt.Errorf("step down %s: %w", node, err)
 				} else if err != nil {
-					state = err.Error()
+					r.printf("step-down request to %s failed (%v); it is sent again while %s stays active", node, err, node)
 				}
 				sent++
 				lastSent = time.Now()
@@ -75,10 +74,9 @@ func (r *runner) stepDown(ctx context.Context) error {
 			}
 			return nil
 		}
-		state = why
 		if sleep(ctx, pollInterval) != nil {
 			return fmt.Errorf("leadership did not move away from %s within %s after %d step-down request(s): %s",
-				node, r.opts.Timeout, sent, state)
+				node, r.opts.Timeout, sent, why)
 		}
 	}
 }
@@ -166,19 +164,18 @@ func (r *runner) waitOtherHealthyVoter(ctx context.Context, cl openbao.Client, n
 var errWrongNode = errors.New("not in the raft configuration")
 
 // otherHealthyVoters lists the voters other than node that autopilot reports healthy, or
-// says why there are none.
+// says why there are none: the operator's answer before it starts this Job
+// (openbao.RaftView.Successors), from the same two reads.
 func otherHealthyVoters(ctx context.Context, cl openbao.Client, node string) (ready []string, why string, err error) {
 	servers, err := cl.RaftConfiguration(ctx)
 	if err != nil {
 		return nil, "", err
 	}
-	voter := map[string]bool{}
 	found := false
 	var ids []string
 	for _, s := range servers {
 		ids = append(ids, s.NodeID)
 		found = found || s.NodeID == node
-		voter[s.NodeID] = s.Voter
 	}
 	if !found {
 		return nil, "", fmt.Errorf("node %s is %w (peers: %s); check --node-id", node, errWrongNode, strings.Join(ids, ", "))
@@ -187,11 +184,7 @@ func otherHealthyVoters(ctx context.Context, cl openbao.Client, node string) (re
 	if err != nil {
 		return nil, "", err
 	}
-	healthy := map[string]bool{}
-	for _, s := range ap.Servers {
-		healthy[s.ID] = s.Healthy && (s.Status == "voter" || s.Status == "leader")
-	}
-	ready, why = openbao.Successors(node, voter, ap.Healthy, healthy)
+	ready, why = openbao.NewRaftView(servers, ap).Successors(node)
 	if why != "" {
 		why += fmt.Sprintf(" (peers: %s)", strings.Join(ids, ", "))
 	}

@@ -78,8 +78,6 @@ type Client interface {
 	RaftConfiguration(ctx context.Context) ([]RaftServer, error)
 	// AutopilotState reads autopilot's view of the cluster.
 	AutopilotState(ctx context.Context) (*AutopilotState, error)
-	// HAStatus lists the servers of the cluster as the active node sees them.
-	HAStatus(ctx context.Context) ([]HANode, error)
 	// VersionHistory lists every version the cluster has run, oldest first.
 	VersionHistory(ctx context.Context) ([]VersionEntry, error)
 	// StepDown asks the active server to give up leadership. A nil error does not mean that
@@ -250,17 +248,6 @@ type AutopilotServer struct {
 	// NodeType is voter or non-voter ("non-voter" for servers that joined with
 	// retry_join_as_non_voter).
 	NodeType string
-}
-
-// HANode is one server in sys/ha-status.
-type HANode struct {
-	Hostname       string
-	APIAddress     string
-	ClusterAddress string
-	ActiveNode     bool
-	LastEcho       *time.Time
-	Version        string
-	UpgradeVersion string
 }
 
 // VersionEntry is one version the cluster has run.
@@ -543,23 +530,6 @@ func (c *client) AutopilotState(ctx context.Context) (*AutopilotState, error) {
 	}
 	sort.Slice(st.Servers, func(i, j int) bool { return st.Servers[i].ID < st.Servers[j].ID })
 	return st, nil
-}
-
-func (c *client) HAStatus(ctx context.Context) ([]HANode, error) {
-	ctx, cancel := c.bounded(ctx)
-	defer cancel()
-	r, err := c.api.Sys().HAStatusWithContext(ctx)
-	if err != nil {
-		return nil, classify("read ha-status", err)
-	}
-	out := make([]HANode, 0, len(r.Nodes))
-	for _, n := range r.Nodes {
-		out = append(out, HANode{
-			Hostname: n.Hostname, APIAddress: n.APIAddress, ClusterAddress: n.ClusterAddress,
-			ActiveNode: n.ActiveNode, LastEcho: n.LastEcho, Version: n.Version, UpgradeVersion: n.UpgradeVersion,
-		})
-	}
-	return out, nil
 }
 
 func (c *client) VersionHistory(ctx context.Context) ([]VersionEntry, error) {

@@ -184,12 +184,6 @@ path "sys/storage/raft/configuration" {
 path "sys/storage/raft/autopilot/state" {
   capabilities = ["read"]
 }
-path "sys/ha-status" {
-  capabilities = ["read"]
-}
-path "sys/health" {
-  capabilities = ["read"]
-}
 `
 
 // OperatorPolicy is what the operator may do: observe the cluster and change Raft membership
@@ -199,9 +193,6 @@ path "sys/storage/raft/configuration" {
   capabilities = ["read"]
 }
 path "sys/storage/raft/autopilot/state" {
-  capabilities = ["read"]
-}
-path "sys/ha-status" {
   capabilities = ["read"]
 }
 path "sys/version-history" {

@@ -130,9 +130,6 @@ func TestRenderedConfigSelfInitializesSingleServer(t *testing.T) {
 	if err != nil || len(hist) != 1 || hist[0].Version != h.Version {
 		t.Errorf("operator role lists version history: %v %+v", err, hist)
 	}
-	if _, err := op.HAStatus(ctx); err != nil {
-		t.Errorf("operator role reads ha-status: %v", err)
-	}
 	wantKind(t, "operator role steps down", op.StepDown(ctx), openbao.ErrPermissionDenied)
 	wantKind(t, "operator role takes a snapshot", op.Snapshot(ctx, io.Discard), openbao.ErrPermissionDenied)
 

@@ -210,14 +210,14 @@ type started struct{}
 type deleteJobs struct{ Names []string }
 
 // stepDown moves leadership away from pod with a step-down Job; the Job starts only when the
-// Job itself would step the server down (openbao.Successors).
+// Job itself would step the server down (openbao.RaftView.Successors).
 func stepDown(s *upgrade.State, sd *openbaov1alpha1.ScaleDownStatus, pod string, ordinal int) Step {
 	c := s.Cluster
 	name := JobName(c, ordinal)
 	job, exists := s.Jobs[name]
 	switch {
 	case !exists:
-		if _, why := openbao.Successors(pod, s.Raft.Voters, s.Raft.AutopilotHealthy, s.Raft.Healthy); why != "" {
+		if _, why := s.Raft.Successors(pod); why != "" {
 			return wait(sd, StepStepDown, pod, fmt.Sprintf("No other server could take over from %s (%s); waiting before stepping it down.", pod, why))
 		}
 		if s.ExecutorImage == "" {

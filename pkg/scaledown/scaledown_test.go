@@ -267,7 +267,7 @@ func (s *sim) state(ctx context.Context) *upgrade.State {
 		Cluster: s.cluster, Pods: map[string]*corev1.Pod{}, Jobs: map[string]*batchv1.Job{},
 		Claims: map[string]*corev1.PersistentVolumeClaim{}, Servers: map[string]upgrade.ServerState{},
 		Now: s.now, ExecutorImage: "operator:1", Leader: s.ob.Leader(),
-		Raft: &upgrade.RaftState{Voters: map[string]bool{}, NonVoters: map[string]bool{}, Healthy: map[string]bool{}, AutopilotHealthy: ptr.To(true)},
+		Raft: &upgrade.RaftState{RaftView: openbao.RaftView{Voters: map[string]bool{}, NonVoters: map[string]bool{}, Healthy: map[string]bool{}, AutopilotHealthy: ptr.To(true)}},
 	}
 	sts := &appsv1.StatefulSet{}
 	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))

@@ -77,7 +77,7 @@ func TestFailedPreCheckNamesTheCheck(t *testing.T) {
 }
 
 func TestRaftPreCheckTreatsUnknownAsUnhealthy(t *testing.T) {
-	s := &State{Cluster: cluster("2.7.2"), Raft: &RaftState{Voters: map[string]bool{"bao-0": true, "bao-1": true, "bao-2": true}}}
+	s := &State{Cluster: cluster("2.7.2"), Raft: &RaftState{RaftView: openbao.RaftView{Voters: map[string]bool{"bao-0": true, "bao-1": true, "bao-2": true}}}}
 	assert.Contains(t, raftQuorumHealthy(s), "no verdict")
 	s.Raft.AutopilotHealthy = ptr.To(true)
 	assert.Empty(t, raftQuorumHealthy(s))

@@ -353,22 +353,11 @@ func (o *Observer) observeRaft(ctx context.Context, c *openbaov1alpha1.OpenBaoCl
 	if err != nil {
 		return err
 	}
-	raft.Voters, raft.NonVoters, raft.Healthy = map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for _, srv := range servers {
-		if srv.Voter {
-			raft.Voters[srv.NodeID] = true
-		} else {
-			raft.NonVoters[srv.NodeID] = true
-		}
-	}
 	state, err := cl.AutopilotState(ctx)
 	if err != nil {
 		return err
 	}
-	raft.AutopilotHealthy = state.Healthy
-	for _, srv := range state.Servers {
-		raft.Healthy[srv.ID] = srv.Healthy
-	}
+	raft.RaftView = openbao.NewRaftView(servers, state)
 	return nil
 }
 
@@ -400,11 +389,6 @@ func (s *sessionClient) RaftConfiguration(ctx context.Context) (out []openbao.Ra
 
 func (s *sessionClient) AutopilotState(ctx context.Context) (out *openbao.AutopilotState, err error) {
 	err = s.retry(ctx, func() error { out, err = s.Client.AutopilotState(ctx); return err })
-	return out, err
-}
-
-func (s *sessionClient) HAStatus(ctx context.Context) (out []openbao.HANode, err error) {
-	err = s.retry(ctx, func() error { out, err = s.Client.HAStatus(ctx); return err })
 	return out, err
 }
 

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
-	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
 
@@ -201,29 +200,14 @@ func StepDownStep(s *State, d StepDown) Step {
 }
 
 // StepDownBlocked says why pod may not step down now, or "". It gives the answer the
-// step-down Job gives before it acts (openbao.Successors), from the Raft state observed in
+// step-down Job gives before it acts (openbao.RaftView.Successors), from the Raft state observed in
 // this pass, so that the operator never starts a Job that refuses to step the server down.
 func StepDownBlocked(s *State, pod string) string {
 	if s.Raft == nil {
 		return "Waiting to read the Raft state before stepping down."
 	}
-	if _, why := openbao.Successors(pod, s.Raft.Voters, s.Raft.AutopilotHealthy, s.Raft.Healthy); why != "" {
+	if _, why := s.Raft.Successors(pod); why != "" {
 		return fmt.Sprintf("No other server could take over from %s (%s); waiting before stepping it down.", pod, why)
-	}
-	return ""
-}
-
-// NotServingTarget says why pod's server does not serve the upgrade's target version yet,
-// or why the Raft state to judge it by is missing, or "".
-func NotServingTarget(s *State, pod string) string {
-	u, srv := s.Upgrade(), s.Servers[pod]
-	switch {
-	case !srv.Serving():
-		return fmt.Sprintf("Waiting for %s to answer as an unsealed server.", pod)
-	case !SameVersion(srv.Version, u.ToVersion):
-		return fmt.Sprintf("Waiting for %s to report version %s (it reports %s).", pod, u.ToVersion, srv.Version)
-	case s.Raft == nil:
-		return "Waiting to read the Raft state with the operator's role."
 	}
 	return ""
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
 
@@ -31,10 +32,10 @@ func TestStepDownStepFollowsItsJob(t *testing.T) {
 	step := StepDownStep(s, d)
 	assert.Equal(t, StepWait, step.Kind)
 	assert.Contains(t, step.Message, "Waiting to read the Raft state")
-	s.Raft = &RaftState{
+	s.Raft = &RaftState{RaftView: openbao.RaftView{
 		Voters:  map[string]bool{"bao-0": true, "bao-1": true, "bao-2": true},
 		Healthy: map[string]bool{"bao-0": true, "bao-1": true, "bao-2": true},
-	}
+	}}
 	step = StepDownStep(s, d)
 	assert.Equal(t, StepWait, step.Kind)
 	assert.Contains(t, step.Message, "autopilot has no verdict on the cluster yet")

@@ -37,13 +37,9 @@ func (s ServerState) Serving() bool { return s.Reachable && s.Initialized && !s.
 
 // RaftState is the cluster's Raft view, read from the active node with the operator's token.
 type RaftState struct {
-	// Voters and NonVoters hold the node IDs (pod names) of the Raft configuration.
-	Voters    map[string]bool
-	NonVoters map[string]bool
-	// AutopilotHealthy is nil while autopilot has no verdict yet.
-	AutopilotHealthy *bool
-	// Healthy is autopilot's verdict per server.
-	Healthy map[string]bool
+	// RaftView is the membership and autopilot's verdicts, judged as the step-down Job
+	// judges them.
+	openbao.RaftView
 	// LeaderCommittedIndex is the active node's committed index, read before any other
 	// server's applied index, so that a server at or beyond it has caught up.
 	LeaderCommittedIndex uint64

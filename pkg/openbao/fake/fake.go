@@ -3,7 +3,9 @@
 // active, sealed, a voter, which version runs, how far each server has applied the log) and
 // changes it the way OpenBao does: StepDown moves leadership to another healthy voter (and
 // leaves the cluster without a leader for a while when that voter runs an older version than
-// a majority of the voters), Promote of a voter fails with a 500, RemovePeer of an unknown ID succeeds. It records every
+// a majority of the voters), Promote of a voter fails with a 500 and, with a PromotionDelay,
+// a promotion shows only once that time has passed on the cluster's Clock (autopilot applies
+// it on its next cycle), RemovePeer of an unknown ID succeeds. It records every
 // call; errors can be injected per method and server.
 package fake
 
@@ -40,6 +42,9 @@ type Node struct {
 	Healthy bool
 	// AppliedIndex is how far the server has applied the Raft log.
 	AppliedIndex uint64
+
+	// promoteAt is when a requested promotion takes effect (zero: none pending).
+	promoteAt time.Time
 }
 
 // Call is one recorded call. Args never holds a JWT or a token.
@@ -73,6 +78,12 @@ type Cluster struct {
 	// LeaderlessCalls is how many calls see no leader after an election the standing
 	// candidate could not win (2 by default).
 	LeaderlessCalls int
+	// PromotionDelay is how long a promoted server stays a non-voter (0 by default: at
+	// once). OpenBao answers a promotion at once and autopilot applies it on its next
+	// cycle, about 10 s later.
+	PromotionDelay time.Duration
+	// Clock tells the time for PromotionDelay (time.Now when nil).
+	Clock func() time.Time
 	// electing is set while no candidate has won: leaderlessFor counts the calls down, lost
 	// is the leader that was lost.
 	electing      bool
@@ -118,6 +129,7 @@ func NewHealthyCluster(prefix string, n int, version string) *Cluster {
 func (c *Cluster) Update(id string, change func(n *Node)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.applyPromotionsLocked()
 	n, ok := c.nodes[id]
 	if !ok {
 		panic("fake: no node " + id)
@@ -133,6 +145,7 @@ func (c *Cluster) Update(id string, change func(n *Node)) {
 func (c *Cluster) Node(id string) (Node, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.applyPromotionsLocked()
 	n, ok := c.nodes[id]
 	if !ok {
 		return Node{}, false
@@ -305,6 +318,7 @@ func (cl *client) begin(method string, args ...string) (*Node, error) {
 	c := cl.c
 	c.calls = append(c.calls, Call{Address: cl.address, Method: method, Args: args})
 	c.electWinnerLocked()
+	c.applyPromotionsLocked()
 	for i, inj := range c.inject {
 		if inj.method == method && (inj.address == "" || inj.address == cl.address) && inj.times > 0 {
 			inj.times--
@@ -494,27 +508,6 @@ func (cl *client) AutopilotState(ctx context.Context) (*openbao.AutopilotState, 
 	return st, nil
 }
 
-func (cl *client) HAStatus(ctx context.Context) ([]openbao.HANode, error) {
-	c := cl.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, err := cl.begin("HAStatus")
-	if err != nil {
-		return nil, err
-	}
-	if err := cl.ready("HAStatus", n); err != nil {
-		return nil, err
-	}
-	var out []openbao.HANode
-	for _, m := range c.nodes {
-		if m.Member && !m.Down && !m.Sealed {
-			out = append(out, openbao.HANode{Hostname: m.ID, APIAddress: m.Address, ActiveNode: m.ID == c.leader, Version: m.Version, UpgradeVersion: m.Version})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Hostname < out[j].Hostname })
-	return out, nil
-}
-
 func (cl *client) VersionHistory(ctx context.Context) ([]openbao.VersionEntry, error) {
 	c := cl.c
 	c.mu.Lock()
@@ -554,14 +547,41 @@ func (cl *client) Promote(ctx context.Context, nodeID string) error {
 			return &openbao.Error{Op: "Promote", StatusCode: http.StatusInternalServerError, Kind: openbao.ErrServer,
 				Messages: []string{"server is not a non-voter"}}
 		}
-		m.Voter = true
+		switch {
+		case cl.c.PromotionDelay == 0:
+			m.Voter = true
+		case m.promoteAt.IsZero():
+			// A second request while one is pending changes nothing: the server is still a
+			// non-voter in the configuration, so OpenBao accepts it.
+			m.promoteAt = cl.c.now().Add(cl.c.PromotionDelay)
+		}
 		return nil
 	})
 }
 
+func (c *Cluster) now() time.Time {
+	if c.Clock != nil {
+		return c.Clock()
+	}
+	return time.Now()
+}
+
+// applyPromotionsLocked applies the pending promotions that are due.
+func (c *Cluster) applyPromotionsLocked() {
+	for _, n := range c.nodes {
+		if n.promoteAt.IsZero() || c.now().Before(n.promoteAt) {
+			continue
+		}
+		n.promoteAt = time.Time{}
+		if n.Member {
+			n.Voter = true
+		}
+	}
+}
+
 func (cl *client) RemovePeer(ctx context.Context, nodeID string) error {
 	return cl.membership("RemovePeer", nodeID, func(m *Node) error {
-		m.Member, m.Voter = false, false
+		m.Member, m.Voter, m.promoteAt = false, false, time.Time{}
 		return nil
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/openbao/fake"
@@ -110,12 +111,24 @@ func TestMembershipChangesBehaveLikeOpenBao(t *testing.T) {
 	if !errors.Is(err, openbao.ErrServer) || openbao.IsTransient(err) {
 		t.Errorf("promote a voter: %v", err)
 	}
+	// The promotion is answered at once and applied on autopilot's next cycle.
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c.Clock, c.PromotionDelay = func() time.Time { return now }, 10*time.Second
 	if err := cl.Promote(ctx, "green-0"); err != nil {
 		t.Fatal(err)
 	}
+	now = now.Add(9 * time.Second)
+	if err := cl.Promote(ctx, "green-0"); err != nil {
+		t.Errorf("promote a server whose promotion is pending: %v", err)
+	}
 	st, err := cl.AutopilotState(ctx)
+	if err != nil || len(st.Voters) != 3 {
+		t.Fatalf("autopilot before the promotion took effect: %+v %v, want green-0 a non-voter", st, err)
+	}
+	now = now.Add(time.Second)
+	st, err = cl.AutopilotState(ctx)
 	if err != nil || len(st.Voters) != 4 || !st.IsHealthy() {
-		t.Fatalf("autopilot after promote: %+v %v", st, err)
+		t.Fatalf("autopilot after the promotion took effect: %+v %v", st, err)
 	}
 	if err := cl.RemovePeer(ctx, "no-such-node"); err != nil {
 		t.Errorf("remove an unknown peer: %v", err)

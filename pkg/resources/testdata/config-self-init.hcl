@@ -44,12 +44,6 @@ path "sys/storage/raft/configuration" {
 path "sys/storage/raft/autopilot/state" {
   capabilities = ["read"]
 }
-path "sys/ha-status" {
-  capabilities = ["read"]
-}
-path "sys/health" {
-  capabilities = ["read"]
-}
 EOT
     }
   }
@@ -156,9 +150,6 @@ path "sys/storage/raft/configuration" {
   capabilities = ["read"]
 }
 path "sys/storage/raft/autopilot/state" {
-  capabilities = ["read"]
-}
-path "sys/ha-status" {
   capabilities = ["read"]
 }
 path "sys/version-history" {

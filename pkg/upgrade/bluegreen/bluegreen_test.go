@@ -66,10 +66,7 @@ type sim struct {
 	brokenImage   string
 	paused        bool
 	failStepDowns bool
-	// promoteLag: OpenBao applies a promotion on autopilot's next cycle, not at once.
-	promoteLag time.Duration
-	promotions map[string]time.Time // pending, by node
-	promotes   int
+	promotes      int
 
 	// What happened.
 	crashes, persists int
@@ -106,10 +103,11 @@ func newSim(t *testing.T, replicas int, seed uint64) *sim {
 	token := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(token, []byte("operator-jwt\n"), 0o600))
 	s := &sim{
-		t: t, cluster: c, replicas: replicas, bao: baofake.NewCluster(), promotions: map[string]time.Time{}, commit: 100,
+		t: t, cluster: c, replicas: replicas, bao: baofake.NewCluster(), commit: 100,
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), rng: rand.New(rand.NewPCG(seed, seed)),
 		client: k8sfake.NewClientBuilder().WithScheme(scheme).Build(),
 	}
+	s.bao.Clock = func() time.Time { return s.now }
 	s.observer = &upgrade.Observer{NewClient: s.bao.NewClient, TokenFile: token}
 	ctx := context.Background()
 	sts := resources.StatefulSet(c, resources.StatefulSetParams{Name: "bao", Image: image(oldVersion), Replicas: int32(replicas), Partition: int32(replicas)})
@@ -188,14 +186,6 @@ func (s *sim) tick(ctx context.Context) {
 	active := &appsv1.StatefulSet{}
 	if err := s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: resources.ActiveStatefulSet(s.cluster)}, active); apierrors.IsNotFound(err) {
 		t.Errorf("the active StatefulSet %s is missing: the provisioning controller would create it again", resources.ActiveStatefulSet(s.cluster))
-	}
-
-	// Autopilot applies the promotions that are due.
-	for id, due := range s.promotions {
-		if !s.now.Before(due) {
-			s.bao.Update(id, func(n *baofake.Node) { n.Voter = true })
-			delete(s.promotions, id)
-		}
 	}
 
 	// Clients write all the time: the leader commits, and at any instant its followers
@@ -356,16 +346,6 @@ func (s *sim) check() {
 	promotes := s.bao.CallsTo("Promote")
 	if len(promotes) > 0 && s.firstPromote.IsZero() {
 		s.firstPromote = s.now
-	}
-	for _, call := range promotes[s.promotes:] {
-		id := call.Args[0]
-		if s.promoteLag > 0 {
-			// Not a voter yet: autopilot applies it later (see tick).
-			s.bao.Update(id, func(n *baofake.Node) { n.Voter = false })
-			if _, pending := s.promotions[id]; !pending {
-				s.promotions[id] = s.now.Add(s.promoteLag)
-			}
-		}
 	}
 	s.promotes = len(promotes)
 	voters, members := 0, 0
@@ -592,7 +572,7 @@ func TestBlueGreenUpgradeSequences(t *testing.T) {
 			for _, crash := range []bool{false, true} {
 				t.Run(fmt.Sprintf("replicas=%d/seed=%d/crash=%v", replicas, seed, crash), func(t *testing.T) {
 					s := newSim(t, replicas, seed)
-					s.promoteLag = 12 * time.Second
+					s.bao.PromotionDelay = 12 * time.Second // autopilot applies a promotion on its next cycle
 					s.run(crash, nil, nil)
 
 					c := s.cluster
@@ -652,7 +632,7 @@ func TestBlueGreenStepTraces(t *testing.T) {
 	for _, replicas := range []int{1, 3, 5} {
 		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
 			s := newSim(t, replicas, 1)
-			s.promoteLag = 12 * time.Second
+			s.bao.PromotionDelay = 12 * time.Second // autopilot applies a promotion on its next cycle
 			s.trace = &steptrace.Recorder{}
 			s.run(false, nil, nil)
 			require.Nil(t, s.cluster.Status.Upgrade, "upgrade finished")

@@ -52,14 +52,14 @@ func forward(s *upgrade.State) upgrade.Step {
 	// committed at its start when it ends.
 	if len(nonVoters) == len(pods) {
 		for _, pod := range pods {
-			if why := notJoined(s, pod); why != "" {
+			if _, why := upgrade.ServerGap(s, pod, upgrade.ServerWant{}); why != "" {
 				bg.Phase = openbaov1alpha1.BlueGreenJoiningNonVoters
 				bg.SyncStartTime, bg.SyncCommitIndex = nil, 0
 				return upgrade.Wait(StepWaitGreenJoined, pod, why)
 			}
 		}
 		for _, pod := range pods {
-			if why := notHealthy(s, pod); why != "" {
+			if _, why := upgrade.ServerGap(s, pod, upgrade.ServerWant{Healthy: true}); why != "" {
 				bg.Phase = openbaov1alpha1.BlueGreenSyncing
 				bg.SyncStartTime, bg.SyncCommitIndex = nil, 0
 				return upgrade.Wait(StepWaitGreenSynced, pod, why)
@@ -74,9 +74,9 @@ func forward(s *upgrade.State) upgrade.Step {
 			return upgrade.Wait(StepWaitGreenSynced, "", fmt.Sprintf("Every Green server replicates and is healthy; checking that they stay so for %s more before promoting them.", left.Round(time.Second)))
 		}
 		for _, pod := range pods {
-			if applied := s.Servers[pod].AppliedIndex; int64(applied) < bg.SyncCommitIndex {
+			if why := upgrade.NotCaughtUp(s, pod, bg.SyncCommitIndex); why != "" {
 				bg.Phase = openbaov1alpha1.BlueGreenSyncing
-				return upgrade.Wait(StepWaitGreenSynced, pod, fmt.Sprintf("Waiting for %s to apply the Raft index %d, committed when syncing started (it applied %d).", pod, bg.SyncCommitIndex, applied))
+				return upgrade.Wait(StepWaitGreenSynced, pod, why)
 			}
 		}
 	}
@@ -183,52 +183,11 @@ func deployGreen(s *upgrade.State) upgrade.Step {
 	}
 }
 
-// notJoined says why a Green pod is not yet an unsealed member of the Raft cluster, or "".
-func notJoined(s *upgrade.State, pod string) string {
-	u := s.Upgrade()
-	p, ok := s.Pods[pod]
-	switch {
-	case !ok:
-		return fmt.Sprintf("Waiting for the StatefulSet controller to create %s.", pod)
-	case p.DeletionTimestamp != nil:
-		return fmt.Sprintf("Waiting for %s to stop.", pod)
-	case upgrade.PodImage(p) != u.ToImage:
-		return fmt.Sprintf("%s runs %s instead of %s.", pod, upgrade.PodImage(p), u.ToImage)
-	case !upgrade.PodReady(p):
-		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, upgrade.ContainerProblem(p))
-	}
-	if why := upgrade.NotServingTarget(s, pod); why != "" {
-		return why
-	}
-	switch {
-	case !s.Raft.Voters[pod] && !s.Raft.NonVoters[pod]:
-		return fmt.Sprintf("Waiting for %s to join the Raft cluster as a non-voter.", pod)
-	}
-	return ""
-}
-
-// notHealthy says why autopilot does not call a joined Green pod healthy, or "". Autopilot's
-// health bounds how far a server trails the leader (max_trailing_logs) and how long ago the
-// leader last heard from it.
-func notHealthy(s *upgrade.State, pod string) string {
-	if !s.Raft.Healthy[pod] {
-		return fmt.Sprintf("Waiting for autopilot to report %s healthy (replicating, close behind the leader).", pod)
-	}
-	return ""
-}
-
 // greenProblem returns the first Green pod that is not a healthy member (a voter when voters
 // is true) and why.
 func greenProblem(s *upgrade.State, pods []string, voters bool) (string, string) {
 	for _, pod := range pods {
-		why := notJoined(s, pod)
-		if why == "" {
-			why = notHealthy(s, pod)
-		}
-		if why == "" && voters && !s.Raft.Voters[pod] {
-			why = fmt.Sprintf("%s is not a Raft voter.", pod)
-		}
-		if why != "" {
+		if _, why := upgrade.ServerGap(s, pod, upgrade.ServerWant{Voter: voters, Healthy: true}); why != "" {
 			return pod, why
 		}
 	}

@@ -183,38 +183,24 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 	}
 }
 
-// notUpdated says why a released pod does not count as done yet, or "".
+// notUpdated says why a released pod does not count as done yet, or "": it must run the
+// update revision and the target, be a healthy voter and, the first time, catch up with
+// the leader (upgrade.ServerGap).
 func notUpdated(s *upgrade.State, pod string) string {
-	u, sts := s.Upgrade(), s.StatefulSet
-	p, ok := s.Pods[pod]
-	switch {
-	case !ok:
-		return fmt.Sprintf("Waiting for the StatefulSet controller to create %s.", pod)
-	case p.DeletionTimestamp != nil:
-		return fmt.Sprintf("Waiting for %s to stop.", pod)
-	case p.Labels[appsv1.ControllerRevisionHashLabelKey] != sts.Status.UpdateRevision:
-		return fmt.Sprintf("Waiting for %s to be replaced with the new template (revision %s).", pod, sts.Status.UpdateRevision)
-	case upgrade.PodImage(p) != u.ToImage:
-		return fmt.Sprintf("Waiting for %s to run %s.", pod, u.ToImage)
-	case !upgrade.PodReady(p):
-		return fmt.Sprintf("Waiting for %s to become Ready (unsealed and serving).%s", pod, upgrade.ContainerProblem(p))
+	u := s.Upgrade()
+	st := status(u)
+	done := slices.Contains(st.PodsDone, pod)
+	want := upgrade.ServerWant{Revision: s.StatefulSet.Status.UpdateRevision, Voter: true, Healthy: true}
+	if !done {
+		// It caught up once when it was done; it must stay healthy, but need not chase the
+		// leader's index again.
+		want.CatchUpIndex = func() int64 { return catchUpIndex(s, pod) }
 	}
-	if why := upgrade.NotServingTarget(s, pod); why != "" {
-		return why
-	}
-	switch {
-	case !s.Raft.Voters[pod]:
-		return fmt.Sprintf("Waiting for %s to be a Raft voter again.", pod)
-	case !s.Raft.Healthy[pod] && slices.Contains(status(u).PodsDone, pod):
+	rung, why := upgrade.ServerGap(s, pod, want)
+	if rung == upgrade.RungHealthy && done {
 		return fmt.Sprintf("%s is done (on %s); autopilot on the active node %s does not call it healthy at the moment, as happens for a few seconds after leadership moves. No other server moves until it does.", pod, u.ToVersion, s.Leader)
-	case !s.Raft.Healthy[pod]:
-		return fmt.Sprintf("Waiting for autopilot to report %s healthy.", pod)
 	}
-	if slices.Contains(status(u).PodsDone, pod) {
-		// It caught up once; it must stay healthy, but need not chase the leader's index.
-		return ""
-	}
-	return caughtUp(s, pod, s.Servers[pod])
+	return why
 }
 
 // onUpdateRevision says whether pod already runs the StatefulSet's update revision, so that
@@ -224,20 +210,15 @@ func onUpdateRevision(s *upgrade.State, pod string) bool {
 	return ok && p.DeletionTimestamp == nil && p.Labels[appsv1.ControllerRevisionHashLabelKey] == s.StatefulSet.Status.UpdateRevision
 }
 
-// caughtUp compares the pod's applied index with the leader's committed index recorded when
-// the pod was first seen healthy on the target (recorded now if it was not yet). The leader's
-// index is read before the pod's, so a pod at or beyond it has caught up, also on the pass
-// that records it.
-func caughtUp(s *upgrade.State, pod string, srv upgrade.ServerState) string {
+// catchUpIndex is the leader's committed index recorded when pod was first seen healthy on
+// the target, recorded now if it was not yet (upgrade.NotCaughtUp).
+func catchUpIndex(s *upgrade.State, pod string) int64 {
 	u := s.Upgrade()
 	st := status(u)
 	if u.CurrentPod != pod || u.Step != StepWaitPodHealthy || st.CatchUpIndex == 0 {
 		st.CatchUpIndex = int64(s.Raft.LeaderCommittedIndex)
 	}
-	if int64(srv.AppliedIndex) < st.CatchUpIndex {
-		return fmt.Sprintf("Waiting for %s to catch up with the leader (applied %d of the leader's committed index %d).", pod, srv.AppliedIndex, st.CatchUpIndex)
-	}
-	return ""
+	return st.CatchUpIndex
 }
 
 // stuckOnOldRevision returns the pod when it is released (at or above the partition) but

@@ -302,7 +302,7 @@ func (s *sim) state(ctx context.Context) *upgrade.State {
 	st := &upgrade.State{
 		Cluster: s.cluster, Pods: map[string]*corev1.Pod{}, Jobs: map[string]*batchv1.Job{},
 		Servers: map[string]upgrade.ServerState{}, Now: s.now, ExecutorImage: "operator:1", Leader: s.leader,
-		Raft: &upgrade.RaftState{Voters: map[string]bool{}, Healthy: map[string]bool{}, LeaderCommittedIndex: s.commit, AutopilotHealthy: ptr.To(true)},
+		Raft: &upgrade.RaftState{RaftView: openbao.RaftView{Voters: map[string]bool{}, Healthy: map[string]bool{}, AutopilotHealthy: ptr.To(true)}, LeaderCommittedIndex: s.commit},
 	}
 	sts := &appsv1.StatefulSet{}
 	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
@@ -696,19 +696,23 @@ func TestCaughtUpUsesTheRecordedIndex(t *testing.T) {
 	c := &openbaov1alpha1.OpenBaoCluster{Status: openbaov1alpha1.OpenBaoClusterStatus{Upgrade: &openbaov1alpha1.UpgradeStatus{
 		Step: StepUpdatePod, CurrentPod: "bao-2",
 	}}}
-	s := &upgrade.State{Cluster: c, Raft: &upgrade.RaftState{LeaderCommittedIndex: 100}}
-	assert.Contains(t, caughtUp(s, "bao-2", upgrade.ServerState{AppliedIndex: 90}), "applied 90 of the leader's committed index 100")
+	s := &upgrade.State{Cluster: c, Raft: &upgrade.RaftState{LeaderCommittedIndex: 100}, Servers: map[string]upgrade.ServerState{}}
+	caughtUp := func(pod string, applied uint64) string {
+		s.Servers[pod] = upgrade.ServerState{AppliedIndex: applied}
+		return upgrade.NotCaughtUp(s, pod, catchUpIndex(s, pod))
+	}
+	assert.Contains(t, caughtUp("bao-2", 90), "applied 90 of the leader's committed index 100")
 	assert.Equal(t, int64(100), c.Status.Upgrade.Rolling.CatchUpIndex)
 
 	// The next pass: the leader moved on, the record stays.
 	c.Status.Upgrade.Step = StepWaitPodHealthy
 	s.Raft.LeaderCommittedIndex = 130
-	assert.Contains(t, caughtUp(s, "bao-2", upgrade.ServerState{AppliedIndex: 99}), "applied 99 of the leader's committed index 100")
-	assert.Empty(t, caughtUp(s, "bao-2", upgrade.ServerState{AppliedIndex: 100}))
+	assert.Contains(t, caughtUp("bao-2", 99), "applied 99 of the leader's committed index 100")
+	assert.Empty(t, caughtUp("bao-2", 100))
 
 	// Already at the leader's index when first seen: done on that pass.
 	c.Status.Upgrade.Step, c.Status.Upgrade.CurrentPod, c.Status.Upgrade.Rolling.CatchUpIndex = StepUpdatePod, "bao-1", 0
-	assert.Empty(t, caughtUp(s, "bao-1", upgrade.ServerState{AppliedIndex: 130}))
+	assert.Empty(t, caughtUp("bao-1", 130))
 }
 
 // After the early step-down, no server moves until another server reports itself active.
