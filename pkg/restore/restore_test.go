@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
@@ -175,7 +176,7 @@ func (w *world) newPod(name string) *corev1.Pod {
 func (w *world) state() *State {
 	s := &State{Restore: w.restore.DeepCopy(), Cluster: w.cluster.DeepCopy(), Pods: map[string]*corev1.Pod{},
 		Servers: map[string]upgrade.ServerState{}, Leader: w.leader, Now: time.Unix(1000, 0),
-		Raft: &upgrade.RaftState{Voters: map[string]bool{}, LeaderCommittedIndex: w.index}}
+		Raft: &upgrade.RaftState{RaftView: openbao.RaftView{Voters: map[string]bool{}}, LeaderCommittedIndex: w.index}}
 	for n, p := range w.pods {
 		s.Pods[n] = p.DeepCopy()
 		s.Servers[n] = upgrade.ServerState{Reachable: true, Initialized: true, Active: n == w.leader, AppliedIndex: w.index}
@@ -389,7 +390,7 @@ func TestNextRestartWaitsForTheServersToBeReady(t *testing.T) {
 	r.Status.Phase = openbaov1alpha1.RestoreRestarting
 	r.Status.RestartedPods = []string{"bao-2"}
 	s := &State{Restore: r, Cluster: c, Leader: "bao-0", Pods: map[string]*corev1.Pod{},
-		Servers: map[string]upgrade.ServerState{}, Raft: &upgrade.RaftState{Voters: map[string]bool{"bao-0": true, "bao-1": true, "bao-2": true}}}
+		Servers: map[string]upgrade.ServerState{}, Raft: &upgrade.RaftState{RaftView: openbao.RaftView{Voters: map[string]bool{"bao-0": true, "bao-1": true, "bao-2": true}}}}
 	for i := range 3 {
 		n := fmt.Sprintf("bao-%d", i)
 		s.Pods[n] = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: n, UID: types.UID(n)}, Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
