@@ -137,15 +137,15 @@ func TestAgainstThreeNodes(t *testing.T) {
 
 	t.Run("a token for another audience or subject is refused", func(t *testing.T) {
 		for _, tc := range []struct{ name, jwt, reason string }{
-			{"audience", c.SignJWT(c.UpgradeSubject(), baotest.OperatorAudience), "invalid audience (aud) claim"},
-			{"subject", c.SignJWT("system:serviceaccount:ns:someone-else", baotest.UpgradeAudience), "invalid subject (sub) claim"},
+			{"audience", c.SignJWT(c.UpgradeSubject(), baotest.OperatorAudience), "error validating token: invalid audience (aud) claim"},
+			{"subject", c.SignJWT("system:serviceaccount:ns:someone-else", baotest.UpgradeAudience), `error validating claims: claim "sub" does not match any associated bound claim values`},
 		} {
 			name, jwt := tc.name, tc.jwt
 			r := runExecutor(t, stepDownArgs(jobFiles(t, c, jwt), leader, "30s")...)
 			if r.code != 1 {
 				t.Errorf("wrong %s: exit %d, want 1", name, r.code)
 			}
-			want := "log in to " + leader.Address() + " as role openbao-upgrade (auth mount jwt): jwt login as role openbao-upgrade: login refused (HTTP 400): error validating token: " + tc.reason
+			want := "log in to " + leader.Address() + " as role openbao-upgrade (auth mount jwt): jwt login as role openbao-upgrade: login refused (HTTP 400): " + tc.reason
 			if !strings.Contains(r.stderr, want) {
 				t.Errorf("wrong %s: stderr does not say %q:\n%s", name, want, r.stderr)
 			}
