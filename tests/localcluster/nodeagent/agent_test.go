@@ -16,6 +16,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -289,10 +290,17 @@ func (c *cluster) testNode(t *testing.T) {
 		}
 		return false, nil
 	})
-	lease, err := c.cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, testNode, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The lease is created at registration, or at the next heartbeat when the API server had
+	// not created the kube-node-lease namespace yet.
+	var lease *coordinationv1.Lease
+	waitFor(t, "node lease", func() (bool, error) {
+		l, err := c.cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, testNode, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		lease = l
+		return true, nil
+	})
 	first := lease.Spec.RenewTime.Time
 	waitFor(t, "lease renewal", func() (bool, error) {
 		l, err := c.cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, testNode, metav1.GetOptions{})
