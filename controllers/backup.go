@@ -150,7 +150,7 @@ func (r *OpenBaoClusterReconciler) followBackup(ctx context.Context, s *scope) c
 		log.FromContext(ctx).Error(err, "Could not read the backup Job", "job", run.JobName)
 		return ctrl.Result{RequeueAfter: requeueAfterError}
 	}
-	succeeded, failed := jobFinished(job)
+	succeeded, failed := upgrade.JobFinished(job)
 	if !succeeded && !failed {
 		return ctrl.Result{RequeueAfter: requeueBackupRunning}
 	}
@@ -223,29 +223,26 @@ func (r *OpenBaoClusterReconciler) createBackupJob(ctx context.Context, s *scope
 	return nil
 }
 
-// jobFinished reads a Job's terminal conditions.
-func jobFinished(job *batchv1.Job) (succeeded, failed bool) {
-	for _, cond := range job.Status.Conditions {
-		if cond.Status != corev1.ConditionTrue {
-			continue
-		}
-		switch cond.Type {
-		case batchv1.JobComplete:
-			succeeded = true
-		case batchv1.JobFailed:
-			failed = true
-		}
-	}
-	return succeeded, failed
-}
-
 // backupResult reads the executor's result from the termination message of the Job's
 // newest pod that ended the way the Job did.
 func (r *OpenBaoClusterReconciler) backupResult(ctx context.Context, job *batchv1.Job, succeeded bool) (backup.Result, error) {
 	var res backup.Result
+	msg, err := jobTerminationMessage(ctx, r, job, succeeded)
+	if err != nil {
+		return res, err
+	}
+	if err := json.Unmarshal([]byte(msg), &res); err != nil {
+		return res, fmt.Errorf("the Job's result is not readable (%v): %q", err, truncate(msg, 200))
+	}
+	return res, nil
+}
+
+// jobTerminationMessage is the termination message of the Job's newest pod that ended the way
+// the Job did.
+func jobTerminationMessage(ctx context.Context, r client.Reader, job *batchv1.Job, succeeded bool) (string, error) {
 	pods := &corev1.PodList{}
 	if err := r.List(ctx, pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.JobNameLabel: job.Name}); err != nil {
-		return res, fmt.Errorf("list the Job's pods: %w", err)
+		return "", fmt.Errorf("list the Job's pods: %w", err)
 	}
 	var newest *corev1.ContainerStateTerminated
 	for i := range pods.Items {
@@ -260,12 +257,9 @@ func (r *OpenBaoClusterReconciler) backupResult(ctx context.Context, job *batchv
 		}
 	}
 	if newest == nil {
-		return res, fmt.Errorf("no finished pod of the Job is left to report the result")
+		return "", fmt.Errorf("no finished pod of the Job is left to report the result")
 	}
-	if err := json.Unmarshal([]byte(newest.Message), &res); err != nil {
-		return res, fmt.Errorf("the Job's result is not readable (%v): %q", err, truncate(newest.Message, 200))
-	}
-	return res, nil
+	return newest.Message, nil
 }
 
 func (r *OpenBaoClusterReconciler) setBackupCondition(ctx context.Context, s *scope, status metav1.ConditionStatus, reason, msg string) {

@@ -24,6 +24,7 @@ import (
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/restore"
+	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
 
 // Pacing of a restore.
@@ -219,8 +220,8 @@ func (r *OpenBaoRestoreReconciler) restoreState(ctx context.Context, rs *openbao
 	}
 	state.Job = job
 	if job != nil {
-		if succeeded, failed := jobFinished(job); succeeded || failed {
-			msg, err := r.terminationMessage(ctx, job, succeeded)
+		if succeeded, failed := upgrade.JobFinished(job); succeeded || failed {
+			msg, err := jobTerminationMessage(ctx, r, job, succeeded)
 			if err != nil {
 				state.JobResultError = err.Error()
 			} else {
@@ -285,31 +286,6 @@ func (r *OpenBaoRestoreReconciler) clusterCA(ctx context.Context, c *openbaov1al
 		return nil, fmt.Errorf("read the cluster's CA from %s: %w", key.Name, err)
 	}
 	return secret.Data["ca.crt"], nil
-}
-
-// terminationMessage is the termination message of the Job's newest pod that ended the way
-// the Job did.
-func (r *OpenBaoRestoreReconciler) terminationMessage(ctx context.Context, job *batchv1.Job, succeeded bool) (string, error) {
-	pods := &corev1.PodList{}
-	if err := r.List(ctx, pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.JobNameLabel: job.Name}); err != nil {
-		return "", fmt.Errorf("list the Job's pods: %w", err)
-	}
-	var newest *corev1.ContainerStateTerminated
-	for i := range pods.Items {
-		for _, cs := range pods.Items[i].Status.ContainerStatuses {
-			t := cs.State.Terminated
-			if t == nil || (t.ExitCode == 0) != succeeded {
-				continue
-			}
-			if newest == nil || t.FinishedAt.After(newest.FinishedAt.Time) {
-				newest = t
-			}
-		}
-	}
-	if newest == nil {
-		return "", fmt.Errorf("no finished pod of the Job is left to report the result")
-	}
-	return newest.Message, nil
 }
 
 // takeLock writes the cluster's operation lock, conditional on the cluster not having

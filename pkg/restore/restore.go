@@ -200,7 +200,7 @@ func planJob(s *State) Step {
 		setProgress(s, msg)
 		return Step{Kind: CreateJob, Pod: leader, EventType: corev1.EventTypeNormal, Reason: "JobCreated", Message: fmt.Sprintf("Restore Job %s created against %s.", st.JobName, leader)}
 	}
-	succeeded, failed := jobFinished(s.Job)
+	succeeded, failed := upgrade.JobFinished(s.Job)
 	if !succeeded && !failed {
 		if st.Phase != openbaov1alpha1.RestoreRestoring {
 			st.Phase = openbaov1alpha1.RestoreRestoring
@@ -295,7 +295,7 @@ func planCurrentPod(s *State) Step {
 				return Step{Kind: CreateStepDownJob, Pod: name, EventType: corev1.EventTypeNormal, Reason: "JobCreated",
 					Message: fmt.Sprintf("Step-down Job %s created: leadership moves away from %s before its restart.", st.StepDownJob, name)}
 			}
-			succeeded, failed := jobFinished(s.StepDownJob)
+			succeeded, failed := upgrade.JobFinished(s.StepDownJob)
 			if !failed {
 				why := "the step-down Job runs"
 				if succeeded {
@@ -547,21 +547,6 @@ func setCondition(s *State, status bool, reason, msg string) {
 		ObservedGeneration: s.Restore.Generation, LastTransitionTime: metav1.NewTime(s.Now),
 	})
 	s.Restore.Status.ObservedGeneration = s.Restore.Generation
-}
-
-func jobFinished(job *batchv1.Job) (succeeded, failed bool) {
-	for _, cond := range job.Status.Conditions {
-		if cond.Status != corev1.ConditionTrue {
-			continue
-		}
-		switch cond.Type {
-		case batchv1.JobComplete:
-			succeeded = true
-		case batchv1.JobFailed:
-			failed = true
-		}
-	}
-	return succeeded, failed
 }
 
 func ordinal(pod string) int {

@@ -218,6 +218,22 @@ func StepDownJobName(s *State, ordinal int, suffix string) string {
 	return fmt.Sprintf("%s-stepdown-%s-%d%s", s.Cluster.Name, s.Upgrade().Revision, ordinal, suffix)
 }
 
+// JobFinished reads a Job's terminal conditions.
+func JobFinished(j *batchv1.Job) (succeeded, failed bool) {
+	for _, c := range j.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete:
+			succeeded = true
+		case batchv1.JobFailed:
+			failed = true
+		}
+	}
+	return succeeded, failed
+}
+
 // JobFailed is true once a Job has given up.
 func JobFailed(j *batchv1.Job) bool {
 	for _, c := range j.Status.Conditions {
