@@ -198,8 +198,16 @@ test-openbao-versions: openbao-bins ## Run the real-server tests once per versio
 # gotestsum-free on purpose: plain `go test` output is what CI reads.
 GO_TEST ?= go test -count=1
 
+# The end-to-end suite takes most of the time and keeps half a core busy on
+# average, so everything else runs beside it, one target at a time (two make
+# jobs: the local cluster's suite and the rest). The generated files and the
+# bundle are checked first: the OLM and scorecard tests read bundle/.
 .PHONY: test
-test: check-generated test-unit test-envtest test-openbao test-bundle test-scorecard test-localcluster test-olm ## Run every test: unit, envtest, real OpenBao, bundle, scorecard, local cluster, OLM (builds what it needs)
+test: check-generated test-bundle ## Run every test: unit, envtest, real OpenBao, bundle, scorecard, local cluster, OLM (builds what it needs)
+	$(MAKE) -j2 test-localcluster test-beside-localcluster
+
+.PHONY: test-beside-localcluster
+test-beside-localcluster: test-unit test-envtest test-openbao test-scorecard test-olm
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure packages (no servers)
