@@ -211,7 +211,7 @@ test-beside-localcluster: test-unit test-envtest test-openbao test-scorecard tes
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure packages (no servers)
-	$(GO_TEST) ./apis/... ./pkg/pki/... ./pkg/upgrade/... ./pkg/scaledown/... ./pkg/restore/... ./controllers/...
+	$(GO_TEST) ./apis/... ./pkg/pki/... ./pkg/upgrade/... ./pkg/scaledown/... ./pkg/restore/... ./controllers/... ./tests/bench/...
 
 .PHONY: test-envtest
 test-envtest: kube-assets ## The API and the provisioning controller against a real kube-apiserver and etcd

@@ -56,6 +56,33 @@ func LoadAvg() string {
 	return strings.TrimSpace(string(data))
 }
 
+// MachineCPU is what /proc/stat's first line says of every core together, in seconds:
+// time spent working (user, nice, system, irq, softirq, steal) and time idle (idle, iowait).
+type MachineCPU struct{ Busy, Idle float64 }
+
+// ReadMachineCPU reads /proc/stat (clock ticks of 1/100 s); zero when it cannot.
+func ReadMachineCPU() MachineCPU {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return MachineCPU{}
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return MachineCPU{}
+	}
+	var m MachineCPU
+	for i, v := range f[1:9] {
+		ticks, _ := strconv.ParseFloat(v, 64)
+		if i == 3 || i == 4 { // idle, iowait
+			m.Idle += ticks / 100
+		} else {
+			m.Busy += ticks / 100
+		}
+	}
+	return m
+}
+
 // ThisMachine reads the CPU count, memory and kernel.
 func ThisMachine() Machine {
 	m := Machine{CPUs: runtime.NumCPU()}

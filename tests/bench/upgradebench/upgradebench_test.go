@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/openbao-operator/openbao-operator/tests/loadclient"
@@ -135,4 +136,15 @@ func TestEvaluate(t *testing.T) {
 	if !strings.Contains(res.SummaryLine(), "unavailability 0.25") || !strings.Contains(res.SummaryLine(), "failed requests 0.10") {
 		t.Errorf("summary %q", res.SummaryLine())
 	}
+}
+
+func TestReadMachineCPUCountsWorkAndIdle(t *testing.T) {
+	before := ReadMachineCPU()
+	require.Positive(t, before.Busy+before.Idle, "/proc/stat gave no CPU time")
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) { // work, so that the busy time grows
+	}
+	after := ReadMachineCPU()
+	require.Greater(t, after.Busy, before.Busy)
+	require.GreaterOrEqual(t, after.Idle, before.Idle)
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,6 +90,14 @@ type Phase struct {
 	UntilNewPodSeconds   []float64 `json:"untilNewPodSeconds,omitempty"`
 	NewPodToReadySeconds []float64 `json:"newPodToReadySeconds,omitempty"`
 	ReadyToDoneSeconds   []float64 `json:"readyToDoneSeconds,omitempty"`
+	// What the machine's cores did during the phase (/proc/stat, every process): the CPU
+	// seconds worked, the share of the cores' time that was idle, and the operator's own
+	// CPU seconds. MinSeconds is the worked seconds spread over every core: no scheduler on
+	// this machine could have finished the phase's work sooner.
+	MachineCPUSeconds  float64 `json:"machineCpuSeconds"`
+	MachineIdlePercent float64 `json:"machineIdlePercent"`
+	OperatorCPUSeconds float64 `json:"operatorCpuSeconds"`
+	MinSeconds         float64 `json:"cpuBoundMinSeconds"`
 }
 
 // Steady is the operator's cost with Clusters clusters and nothing to do.
@@ -254,6 +263,7 @@ func (b *clusterBench) phase(ctx context.Context, what string, namespaces, measu
 	}
 	defer func() { b.onDone = nil }()
 	before, _ := b.scrape(ctx)
+	cpuBefore, opBefore := upgradebench.ReadMachineCPU(), b.operatorCPU()
 	start := time.Now()
 	b.progress("%s: %d clusters", what, len(namespaces))
 	if err := act(); err != nil {
@@ -277,6 +287,14 @@ func (b *clusterBench) phase(ctx context.Context, what string, namespaces, measu
 		p.MaxSeconds = p.Seconds[len(p.Seconds)-1]
 		p.AllSeconds = round1(p.MaxSeconds)
 	}
+	cpuAfter := upgradebench.ReadMachineCPU()
+	busy, idle := cpuAfter.Busy-cpuBefore.Busy, cpuAfter.Idle-cpuBefore.Idle
+	p.MachineCPUSeconds = round1(busy)
+	if busy+idle > 0 {
+		p.MachineIdlePercent = round1(100 * idle / (busy + idle))
+	}
+	p.MinSeconds = round1(busy / float64(runtime.NumCPU()))
+	p.OperatorCPUSeconds = round1(b.operatorCPU() - opBefore)
 	after, _ := b.scrape(ctx)
 	p.QueueWaitMaxSeconds, p.QueueItems = queueWait(before, after)
 	p.Logins = after.value("openbao_operator_openbao_logins_total") - before.value("openbao_operator_openbao_logins_total")
@@ -518,6 +536,14 @@ func (b *clusterBench) rss() float64 {
 	return round1(float64(rss) / (1 << 20))
 }
 
+// operatorCPU is the operator's CPU seconds so far, 0 when its process is not found.
+func (b *clusterBench) operatorCPU() float64 {
+	if pid := upgradebench.FindOperatorPid(b.manager); pid != 0 {
+		return cpuSeconds(pid)
+	}
+	return 0
+}
+
 // cpuSeconds is the user and system CPU time of a process (/proc/<pid>/stat, clock ticks
 // of 1/100 s).
 func cpuSeconds(pid int) float64 {
@@ -651,6 +677,8 @@ func writeClusterTable(r *ClusterRuns) {
 		if p.Error != "" {
 			fmt.Printf("  error: %s\n", p.Error)
 		}
+		fmt.Printf("  cores: %.1f CPU s worked (%.1f s on %d cores at the least), %.0f %% idle; operator %.1f CPU s\n",
+			p.MachineCPUSeconds, p.MinSeconds, runtime.NumCPU(), p.MachineIdlePercent, p.OperatorCPUSeconds)
 		if n := len(p.UntilNewPodSeconds); n > 0 {
 			fmt.Printf("  median / max s: until the new pod %.0f / %.0f, new pod to Ready %.0f / %.0f, Ready to done %.0f / %.0f\n",
 				p.UntilNewPodSeconds[n/2], p.UntilNewPodSeconds[n-1], p.NewPodToReadySeconds[n/2], p.NewPodToReadySeconds[n-1], p.ReadyToDoneSeconds[n/2], p.ReadyToDoneSeconds[n-1])
