@@ -2,6 +2,8 @@ package upgradebench
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -147,4 +149,17 @@ func TestReadMachineCPUCountsWorkAndIdle(t *testing.T) {
 	after := ReadMachineCPU()
 	require.Greater(t, after.Busy, before.Busy)
 	require.GreaterOrEqual(t, after.Idle, before.Idle)
+}
+
+func TestTreeCPUSecondsCountsEndedChildren(t *testing.T) {
+	before := TreeCPUSeconds(os.Getpid())
+	// A child that does a fixed amount of work and ends: its time must still count, in
+	// this process (whatever else the machine runs meanwhile).
+	cmd := exec.Command("sh", "-c", `i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done`)
+	require.NoError(t, cmd.Run())
+	child := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	after := TreeCPUSeconds(os.Getpid())
+	require.Greater(t, child, 0.05, "the child did too little work to measure")
+	require.GreaterOrEqual(t, after-before, child-0.02, "the ended child's CPU time is missing")
+	require.Zero(t, TreeCPUSeconds(-1), "a process that does not exist has no time")
 }
