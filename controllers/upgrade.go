@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
@@ -44,6 +45,9 @@ func (r *OpenBaoClusterReconciler) reconcileUpgrade(ctx context.Context, s *scop
 		}
 	}
 	r.fillState(s, state, jobs.Items)
+	if err := r.readJobResults(ctx, state); err != nil {
+		return ctrl.Result{}, err
+	}
 	persist := func(ctx context.Context) error { return r.persistStatus(ctx, s) }
 	res, err := r.Upgrades.Reconcile(ctx, state, &upgradeEnv{r: r, s: s}, persist)
 	if err != nil {
@@ -133,4 +137,30 @@ func (r *OpenBaoClusterReconciler) fillState(s *scope, state *upgrade.State, job
 	if s.observed != nil {
 		state.Servers, state.Leader, state.Raft = s.observed.Servers, s.observed.Leader, s.observed.Raft
 	}
+}
+
+// readJobResults reads the result of the pre-upgrade snapshot Job once it finished, while
+// the upgrade waits for it: the executor's termination message, read as the backup
+// controller reads a backup Job's.
+func (r *OpenBaoClusterReconciler) readJobResults(ctx context.Context, state *upgrade.State) error {
+	u := state.Cluster.Status.Upgrade
+	if u == nil || u.Snapshot == nil || u.Snapshot.CompletionTime != nil {
+		return nil
+	}
+	job, ok := state.Jobs[u.Snapshot.JobName]
+	if !ok || job.Labels[resources.LabelBackupName] == "" {
+		return nil
+	}
+	succeeded, failed := upgrade.JobFinished(job)
+	if !succeeded && !failed {
+		return nil
+	}
+	msg, err := jobTerminationMessage(ctx, r, job, succeeded)
+	if err != nil {
+		// No finished pod is left to read; the step goes on without the result.
+		log.FromContext(ctx).V(1).Info("No result of the snapshot Job", "job", job.Name, "reason", err.Error())
+		return nil
+	}
+	state.JobResults = map[string]string{job.Name: msg}
+	return nil
 }
