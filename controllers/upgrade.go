@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -156,10 +157,14 @@ func (r *OpenBaoClusterReconciler) readJobResults(ctx context.Context, state *up
 		return nil
 	}
 	msg, err := jobTerminationMessage(ctx, r, job, succeeded)
-	if err != nil {
-		// No finished pod is left to read; the step goes on without the result.
-		log.FromContext(ctx).V(1).Info("No result of the snapshot Job", "job", job.Name, "reason", err.Error())
+	if errors.Is(err, errNoFinishedPod) {
+		// The step goes on without the result: the location is recorded, and the object
+		// carries its size and SHA-256 as tags.
+		log.FromContext(ctx).Info("No pod of the snapshot Job is left to read its result from", "job", job.Name)
 		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the result of the snapshot Job %s: %w", job.Name, err)
 	}
 	state.JobResults = map[string]string{job.Name: msg}
 	return nil
