@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -237,6 +238,9 @@ func (r *OpenBaoClusterReconciler) backupResult(ctx context.Context, job *batchv
 	return res, nil
 }
 
+// errNoFinishedPod: no pod of the Job that ended the way the Job did is left to read.
+var errNoFinishedPod = errors.New("no finished pod of the Job is left to report the result")
+
 // jobTerminationMessage is the termination message of the Job's newest pod that ended the way
 // the Job did.
 func jobTerminationMessage(ctx context.Context, r client.Reader, job *batchv1.Job, succeeded bool) (string, error) {
@@ -257,7 +261,7 @@ func jobTerminationMessage(ctx context.Context, r client.Reader, job *batchv1.Jo
 		}
 	}
 	if newest == nil {
-		return "", fmt.Errorf("no finished pod of the Job is left to report the result")
+		return "", errNoFinishedPod
 	}
 	return newest.Message, nil
 }

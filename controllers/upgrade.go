@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -9,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/openbao-operator/openbao-operator/pkg/openbao"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
@@ -44,6 +46,9 @@ func (r *OpenBaoClusterReconciler) reconcileUpgrade(ctx context.Context, s *scop
 		}
 	}
 	r.fillState(s, state, jobs.Items)
+	if err := r.readJobResults(ctx, state); err != nil {
+		return ctrl.Result{}, err
+	}
 	persist := func(ctx context.Context) error { return r.persistStatus(ctx, s) }
 	res, err := r.Upgrades.Reconcile(ctx, state, &upgradeEnv{r: r, s: s}, persist)
 	if err != nil {
@@ -133,4 +138,34 @@ func (r *OpenBaoClusterReconciler) fillState(s *scope, state *upgrade.State, job
 	if s.observed != nil {
 		state.Servers, state.Leader, state.Raft = s.observed.Servers, s.observed.Leader, s.observed.Raft
 	}
+}
+
+// readJobResults reads the result of the pre-upgrade snapshot Job once it finished, while
+// the upgrade waits for it: the executor's termination message, read as the backup
+// controller reads a backup Job's.
+func (r *OpenBaoClusterReconciler) readJobResults(ctx context.Context, state *upgrade.State) error {
+	u := state.Cluster.Status.Upgrade
+	if u == nil || u.Snapshot == nil || u.Snapshot.CompletionTime != nil {
+		return nil
+	}
+	job, ok := state.Jobs[u.Snapshot.JobName]
+	if !ok || job.Labels[resources.LabelBackupName] == "" {
+		return nil
+	}
+	succeeded, failed := upgrade.JobFinished(job)
+	if !succeeded && !failed {
+		return nil
+	}
+	msg, err := jobTerminationMessage(ctx, r, job, succeeded)
+	if errors.Is(err, errNoFinishedPod) {
+		// The step goes on without the result: the location is recorded, and the object
+		// carries its size and SHA-256 as tags.
+		log.FromContext(ctx).Info("No pod of the snapshot Job is left to read its result from", "job", job.Name)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the result of the snapshot Job %s: %w", job.Name, err)
+	}
+	state.JobResults = map[string]string{job.Name: msg}
+	return nil
 }

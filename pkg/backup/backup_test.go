@@ -108,6 +108,57 @@ func TestSnapshotNames(t *testing.T) {
 	}
 }
 
+// A pre-upgrade snapshot has a name of its own, which retention's listing never matches.
+func TestPreUpgradeNames(t *testing.T) {
+	name := PreUpgradeName("bao", "2.6.2", "5d41402a")
+	if name != "bao-pre-upgrade-2.6.2-5d41402a.snap" {
+		t.Fatalf("PreUpgradeName = %q", name)
+	}
+	if got := PreUpgradeName("bao", "2.7.0+ent/x", "r1"); got != "bao-pre-upgrade-2.7.0-ent-x-r1.snap" {
+		t.Errorf("PreUpgradeName of a version with other characters = %q", got)
+	}
+	if !IsPreUpgradeName("bao", name) {
+		t.Errorf("IsPreUpgradeName(bao, %q) = false", name)
+	}
+	if _, ok := ParseSnapshotName("bao", name); ok {
+		t.Errorf("ParseSnapshotName accepted the pre-upgrade snapshot %q: retention would delete it", name)
+	}
+	for _, other := range []string{
+		SnapshotName("bao", mustTime(t, "2026-11-30T06:00:00Z")),
+		"bao-pre-upgrade-.snap",
+		"bao-pre-upgrade-2.6.2-r1.snap.partial",
+		"bao-pre-upgrade-../x.snap",
+		"other-pre-upgrade-2.6.2-r1.snap",
+	} {
+		if IsPreUpgradeName("bao", other) {
+			t.Errorf("IsPreUpgradeName(bao, %q) accepted it", other)
+		}
+	}
+}
+
+func TestRetentionKeepsPreUpgradeSnapshots(t *testing.T) {
+	ctx := context.Background()
+	v := &Volume{Dir: filepath.Join(t.TempDir(), VolumeDir), Claim: "bao-snapshots", SubPath: VolumeDir}
+	now := mustTime(t, "2026-11-30T12:00:00Z")
+	pre := PreUpgradeName("bao", "2.6.2", "r1")
+	names := []string{pre, SnapshotName("bao", now.Add(-2*time.Hour)), SnapshotName("bao", now)}
+	for _, n := range names {
+		if err := v.Put(ctx, n, strings.NewReader(n), sumOf([]byte(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted, err := ApplyRetention(ctx, v, "bao", names[2], Retention{KeepLast: 1, MaxAge: time.Minute}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"pvc://bao-snapshots/backups/" + names[1]}; !slices.Equal(deleted, want) {
+		t.Errorf("deleted %v, want %v", deleted, want)
+	}
+	if _, err := os.Stat(filepath.Join(v.Dir, pre)); err != nil {
+		t.Errorf("retention removed the pre-upgrade snapshot: %v", err)
+	}
+}
+
 func TestRetentionExpired(t *testing.T) {
 	now := mustTime(t, "2026-11-30T12:00:00Z")
 	var items []Item

@@ -49,3 +49,34 @@ func ParseSnapshotName(cluster, name string) (time.Time, bool) {
 func ObjectPrefix(prefix, namespace, cluster string) string {
 	return prefix + namespace + "/" + cluster + "/"
 }
+
+// PreUpgradeInfix marks the snapshot an upgrade takes before it changes a server:
+// <cluster>-pre-upgrade-<from version>-<revision>.snap. ParseSnapshotName does not accept
+// it, so that retention never lists, and never deletes, a pre-upgrade snapshot.
+const PreUpgradeInfix = "-pre-upgrade-"
+
+// PreUpgradeName is the name of the snapshot taken before the upgrade revision of cluster
+// from fromVersion; characters other than letters, digits, '.', '_' and '-' become '-'.
+func PreUpgradeName(cluster, fromVersion, revision string) string {
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			switch {
+			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+				return r
+			}
+			return '-'
+		}, s)
+	}
+	return cluster + PreUpgradeInfix + clean(fromVersion) + "-" + clean(revision) + Suffix
+}
+
+// IsPreUpgradeName says whether name is a pre-upgrade snapshot name of cluster (see
+// PreUpgradeName).
+func IsPreUpgradeName(cluster, name string) bool {
+	rest, found := strings.CutPrefix(name, cluster+PreUpgradeInfix)
+	if !found || strings.ContainsAny(rest, "/\\") {
+		return false
+	}
+	stem, found := strings.CutSuffix(rest, Suffix)
+	return found && stem != "" && strings.Trim(stem, ".") != ""
+}

@@ -151,6 +151,37 @@ func TestBackupToObjectStorage(t *testing.T) {
 		}
 	})
 
+	t.Run("a pre-upgrade snapshot outlives retention", func(t *testing.T) {
+		pre := backup.PreUpgradeName("bao", "2.6.2", "r1")
+		preResult := filepath.Join(dir, "pre-upgrade.json")
+		if r := runExecutor(t, args(pre, preResult)...); r.code != 0 {
+			t.Fatalf("pre-upgrade snapshot failed: %s", r)
+		}
+		res := readResult(preResult)
+		if res.Error != "" || res.Location != "s3://backups/"+prefix+pre || res.Size < 100 || len(res.SHA256) != 64 || len(res.Deleted) != 0 {
+			t.Fatalf("result of the pre-upgrade snapshot %+v", res)
+		}
+		tags, err := mc.GetObjectTagging(ctx, "backups", prefix+pre, minio.GetObjectTaggingOptions{})
+		if err != nil || tags.ToMap()[backup.TagSHA256] != res.SHA256 {
+			t.Fatalf("tags of the pre-upgrade snapshot: %v, %v", tags, err)
+		}
+		// The next scheduled backup keeps only itself; the pre-upgrade snapshot stays.
+		next := backup.SnapshotName("bao", now.Add(30*time.Second))
+		nextResult := filepath.Join(dir, "next.json")
+		if r := runExecutor(t, args(next, nextResult, "--keep-last", "1")...); r.code != 0 {
+			t.Fatalf("backup failed: %s", r)
+		}
+		if got := readResult(nextResult).Deleted; slices.Contains(got, "s3://backups/"+prefix+pre) || len(got) != 2 {
+			t.Errorf("retention deleted %v; want the two older backups and never the pre-upgrade snapshot", got)
+		}
+		if _, err := mc.StatObject(ctx, "backups", prefix+pre, minio.StatObjectOptions{}); err != nil {
+			t.Errorf("the pre-upgrade snapshot is gone after retention: %v", err)
+		}
+		if r := runExecutor(t, args("bao-pre-upgrade-../x.snap", preResult)...); r.code == 0 {
+			t.Errorf("a name that is neither a backup's nor a pre-upgrade snapshot's was accepted: %s", r)
+		}
+	})
+
 	t.Run("a failed upload leaves no object", func(t *testing.T) {
 		writeFile(filepath.Join(creds, "AWS_SECRET_ACCESS_KEY"), "not-the-secret")
 		failed := backup.SnapshotName("bao", now.Add(time.Minute))

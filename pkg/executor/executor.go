@@ -184,7 +184,7 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 	case ActionBackup:
 		b := &o.Backup
 		fs.StringVar(&b.Cluster, "cluster", "", "Name of the OpenBaoCluster; snapshots are named <cluster>-<time>.snap (required)")
-		fs.StringVar(&b.Name, "name", "", "Name of the snapshot to write, <cluster>-<YYYYMMDDTHHMMSSZ>.snap (required)")
+		fs.StringVar(&b.Name, "name", "", "Name of the snapshot to write, <cluster>-<YYYYMMDDTHHMMSSZ>.snap, or <cluster>-pre-upgrade-<version>-<revision>.snap, which retention never deletes (required)")
 		fs.StringVar(&b.ResultFile, "result-file", "", "File to write the JSON result to, such as /dev/termination-log")
 		fs.StringVar(&b.Dir, "dir", "", "Directory of the snapshot volume to write to, when --s3-endpoint is not set")
 		fs.StringVar(&b.Claim, "claim", "", "PersistentVolumeClaim mounted at --dir's volume, for the reported location")
@@ -264,8 +264,9 @@ func parseFlags(action string, args []string, stderr io.Writer) (Options, error)
 		return o, fmt.Errorf("--timeout must be positive, not %s", o.Timeout)
 	}
 	if action == ActionBackup {
-		if _, ok := backup.ParseSnapshotName(o.Backup.Cluster, o.Backup.Name); !ok {
-			return o, fmt.Errorf("--name %q is not a snapshot name of cluster %q (<cluster>-<YYYYMMDDTHHMMSSZ>.snap)", o.Backup.Name, o.Backup.Cluster)
+		_, scheduled := backup.ParseSnapshotName(o.Backup.Cluster, o.Backup.Name)
+		if !scheduled && !backup.IsPreUpgradeName(o.Backup.Cluster, o.Backup.Name) {
+			return o, fmt.Errorf("--name %q is not a snapshot name of cluster %q (<cluster>-<YYYYMMDDTHHMMSSZ>.snap, or <cluster>-pre-upgrade-<version>-<revision>.snap before an upgrade)", o.Backup.Name, o.Backup.Cluster)
 		}
 		if o.Backup.KeepLast < 0 || o.Backup.MaxAge < 0 {
 			return o, errors.New("--keep-last and --max-age must not be negative")

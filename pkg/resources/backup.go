@@ -2,6 +2,7 @@ package resources
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"strconv"
 	"strings"
@@ -73,14 +74,58 @@ type BackupJobParams struct {
 // upgrade service account (no RBAC) with a token only the backup role accepts; it mounts
 // the snapshot volume or the S3 credentials and CA bundle, nothing else.
 func BackupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams) *batchv1.Job {
+	name := backup.SnapshotName(c.Name, p.Time)
+	labels := Labels(c, ComponentBackup)
+	labels[LabelBackupName] = strings.TrimSuffix(name, backup.Suffix)
+	var retention []string
+	if n := c.Spec.Backup.Retention.KeepLast; n != nil {
+		retention = append(retention, "--keep-last", strconv.Itoa(int(*n)))
+	}
+	if d := c.Spec.Backup.Retention.MaxAge; d != nil {
+		retention = append(retention, "--max-age", d.Duration.String())
+	}
+	job := backupJob(c, p, name, labels, retention)
+	job.Spec.TTLSecondsAfterFinished = ptr.To(backupJobTTL)
+	return job
+}
+
+// PreUpgradeSnapshotParams are the inputs of the Job that writes an upgrade's snapshot to
+// the backup bucket.
+type PreUpgradeSnapshotParams struct {
+	Name     string
+	Revision string
+	Image    string
+	// TargetPod is the active node.
+	TargetPod string
+	// Object is the snapshot's name in the bucket (backup.PreUpgradeName).
+	Object   string
+	Platform Platform
+}
+
+// PreUpgradeSnapshotJob builds the Job that writes the snapshot taken before an upgrade to
+// the bucket of spec.backup.target.s3: the backup Job (the backup role, streaming, SHA-256,
+// no partial object) with a name retention never lists and no retention of its own. It is
+// labelled as an upgrade Job, so that the upgrade finds it and removes it when it ends.
+func PreUpgradeSnapshotJob(c *openbaov1alpha1.OpenBaoCluster, p PreUpgradeSnapshotParams) *batchv1.Job {
+	labels := Labels(c, ComponentJob)
+	labels[LabelUpgradeRevision] = p.Revision
+	labels[LabelBackupName] = strings.TrimSuffix(p.Object, backup.Suffix)
+	return backupJob(c, BackupJobParams{Name: p.Name, Image: p.Image, TargetPod: p.TargetPod, Platform: p.Platform}, p.Object, labels, nil)
+}
+
+// PreUpgradeSnapshotLocation is where PreUpgradeSnapshotJob writes object.
+func PreUpgradeSnapshotLocation(c *openbaov1alpha1.OpenBaoCluster, object string) string {
+	return "s3://" + c.Spec.Backup.Target.S3.Bucket + "/" + BackupS3Prefix(c) + object
+}
+
+// backupJob is the Job of the executor's backup action that writes the snapshot name to
+// the target of spec.backup, with the given labels and retention flags.
+func backupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams, name string, labels map[string]string, retention []string) *batchv1.Job {
 	spec := c.Spec.Backup
 	timeout := BackupTimeout
 	if spec.Timeout != nil && spec.Timeout.Duration > 0 {
 		timeout = spec.Timeout.Duration
 	}
-	name := backup.SnapshotName(c.Name, p.Time)
-	labels := Labels(c, ComponentBackup)
-	labels[LabelBackupName] = strings.TrimSuffix(name, backup.Suffix)
 	args := []string{
 		"executor", string(ActionBackup),
 		"--address", fmt.Sprintf("https://%s:%d", PodDNSName(c, p.TargetPod), APIPort),
@@ -93,12 +138,7 @@ func BackupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams) *batchv1.Jo
 		"--name", name,
 		"--result-file", corev1.TerminationMessagePathDefault,
 	}
-	if n := spec.Retention.KeepLast; n != nil {
-		args = append(args, "--keep-last", strconv.Itoa(int(*n)))
-	}
-	if d := spec.Retention.MaxAge; d != nil {
-		args = append(args, "--max-age", d.Duration.String())
-	}
+	args = append(args, retention...)
 	volumes, mounts := executorVolumes(c, BackupAudience)
 	if s3 := spec.Target.S3; s3 != nil {
 		s3Args, s3Volumes, s3Mounts := s3Access(s3, s3.Bucket)
@@ -119,11 +159,10 @@ func BackupJob(c *openbaov1alpha1.OpenBaoCluster, p BackupJobParams) *batchv1.Jo
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: c.Namespace, Labels: labels},
 		Spec: batchv1.JobSpec{
-			BackoffLimit:            ptr.To[int32](1),
-			ActiveDeadlineSeconds:   ptr.To(int64(timeout.Seconds()) * 2),
-			TTLSecondsAfterFinished: ptr.To(backupJobTTL),
+			BackoffLimit:          ptr.To[int32](1),
+			ActiveDeadlineSeconds: ptr.To(int64(timeout.Seconds()) * 2),
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(labels)},
 				Spec:       pod,
 			},
 		},

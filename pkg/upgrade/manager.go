@@ -491,6 +491,14 @@ func (m *Manager) complete(s *State, env Env) {
 	if u.ToVersion == u.FromVersion && u.ToImage == u.FromImage {
 		msg = fmt.Sprintf("Back on %s%s: every server runs it again.", u.FromVersion, took)
 	}
+	if snap := u.Snapshot; snap != nil && snap.CompletionTime != nil && snap.Location != "" {
+		// status.upgrade goes away now: the way back must stay readable.
+		msg += fmt.Sprintf(" The snapshot taken before it is at %s", snap.Location)
+		if snap.SHA256 != "" {
+			msg += fmt.Sprintf(" (sha256 %s)", snap.SHA256)
+		}
+		msg += "."
+	}
 	c.Status.CurrentVersion, c.Status.CurrentImage = u.ToVersion, u.ToImage
 	c.Status.Upgrade = nil
 	setCondition(c, openbaov1alpha1.ConditionUpgrading, false, openbaov1alpha1.ReasonUpgradeCompleted, msg)

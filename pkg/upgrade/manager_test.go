@@ -244,3 +244,18 @@ func TestANewTargetWhileRunningSaysWhatHappensToIt(t *testing.T) {
 		assert.Equal(t, "2.7.2", c.Status.Upgrade.ToVersion)
 	}
 }
+
+// status.upgrade goes away when the upgrade completes; the Upgrading condition keeps where
+// the pre-upgrade snapshot is, for the way back.
+func TestCompletionKeepsThePreUpgradeSnapshotsLocation(t *testing.T) {
+	c := cluster("2.7.2")
+	done := metav1.Now()
+	c.Status.Upgrade = &openbaov1alpha1.UpgradeStatus{FromVersion: "2.6.2", ToVersion: "2.7.2", Snapshot: &openbaov1alpha1.SnapshotStatus{
+		Location: "s3://b/ns/bao/bao-pre-upgrade-2.6.2-r1.snap", SHA256: "abc", CompletionTime: &done,
+	}}
+	testManager().complete(&State{Cluster: c, Now: time.Now()}, &recordingEnv{})
+	up := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading)
+	require.NotNil(t, up)
+	assert.Equal(t, "Upgraded from 2.6.2 to 2.7.2. The snapshot taken before it is at s3://b/ns/bao/bao-pre-upgrade-2.6.2-r1.snap (sha256 abc).", up.Message)
+	assert.Nil(t, c.Status.Upgrade)
+}

@@ -2,7 +2,9 @@ package upgrade
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/pkg/backup"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
 
@@ -91,22 +94,37 @@ func CreateOwnedOrExisting(ctx context.Context, cl client.Client, owner *openbao
 }
 
 // Snapshot runs the pre-upgrade snapshot Job; done is true once it completed. before says,
-// for people, what the snapshot precedes ("the first server moves").
+// for people, what the snapshot precedes ("the first server moves"). The snapshot goes to
+// the bucket of spec.backup.target.s3 when there is one, else to the snapshot volume. Where
+// it goes is recorded in status.upgrade.snapshot before the Job is created, so a pass after
+// a restart of the operator finds the same Job and the same location; its size and SHA-256
+// are recorded from the Job's result once it completed.
 func Snapshot(s *State, before string) (step Step, done bool) {
 	c, u := s.Cluster, s.Upgrade()
 	name := fmt.Sprintf("%s-snapshot-%s", c.Name, u.Revision)
 	if u.Snapshot == nil {
-		u.Snapshot = &openbaov1alpha1.SnapshotStatus{
-			JobName:               name,
-			PersistentVolumeClaim: resources.SnapshotClaimName(c),
-			Path:                  fmt.Sprintf("%s/%s-%s-%s.snap", resources.SnapshotDir, c.Name, u.FromVersion, u.Revision),
-		}
+		u.Snapshot = snapshotIntent(c, u, name)
 	}
+	toBucket := u.Snapshot.PersistentVolumeClaim == ""
 	job, exists := s.Jobs[name]
 	switch {
 	case !exists:
 		if s.Leader == "" {
 			return Wait(StepSnapshot, "", "Waiting for an active node to take the snapshot from."), false
+		}
+		if toBucket {
+			if c.Spec.Backup == nil || c.Spec.Backup.Target.S3 == nil {
+				return Step{Kind: StepHalt, Name: StepSnapshot,
+					Message: fmt.Sprintf("The pre-upgrade snapshot is recorded to go to %s, but spec.backup.target.s3 was removed, so the upgrade is blocked before %s. Set spec.backup.target.s3 again, or turn spec.upgrade.preUpgradeSnapshot off.", u.Snapshot.Location, before)}, false
+			}
+			object := path.Base(u.Snapshot.Location)
+			return Step{
+				Kind: StepAct, Name: StepSnapshot, NewStep: true,
+				Message: fmt.Sprintf("Saving a Raft snapshot to %s before %s.", u.Snapshot.Location, before),
+				Action: CreateJob{Job: resources.PreUpgradeSnapshotJob(c, resources.PreUpgradeSnapshotParams{
+					Name: name, Revision: u.Revision, Image: s.ExecutorImage, TargetPod: s.Leader, Object: object, Platform: s.Platform,
+				})},
+			}, false
 		}
 		file := strings.TrimPrefix(u.Snapshot.Path, resources.SnapshotDir+"/")
 		return Step{
@@ -128,9 +146,20 @@ func Snapshot(s *State, before string) (step Step, done bool) {
 			Action:  DeleteJob{Name: name},
 		}, false
 	case JobFailed(job):
+		why := ""
+		if res, ok := snapshotResult(s, name); ok && res.Error != "" {
+			why = ": " + res.Error
+		}
 		return Step{Kind: StepHalt, Name: StepSnapshot,
-			Message: fmt.Sprintf("The pre-upgrade snapshot Job %s failed (see `kubectl logs -n %s job/%s`), so the upgrade is blocked before %s.", name, c.Namespace, name, before)}, false
+			Message: fmt.Sprintf("The pre-upgrade snapshot Job %s failed%s (see `kubectl logs -n %s job/%s`), so the upgrade is blocked before %s.", name, why, c.Namespace, name, before)}, false
 	case job.Status.Succeeded > 0:
+		if toBucket {
+			// Without a readable result (no pod left) the location still holds: the object
+			// carries its size and SHA-256 as tags, which a restore reads.
+			if res, ok := snapshotResult(s, name); ok && res.Location != "" {
+				u.Snapshot.Location, u.Snapshot.Endpoint, u.Snapshot.Size, u.Snapshot.SHA256 = res.Location, res.Endpoint, res.Size, res.SHA256
+			}
+		}
 		completed := job.Status.CompletionTime
 		if completed == nil {
 			completed = &metav1.Time{Time: s.Now}
@@ -140,6 +169,36 @@ func Snapshot(s *State, before string) (step Step, done bool) {
 	default:
 		return Wait(StepSnapshot, "", fmt.Sprintf("Waiting for the snapshot Job %s.", name)), false
 	}
+}
+
+// snapshotIntent is where the pre-upgrade snapshot of u goes: the backup bucket, or else the
+// snapshot volume.
+func snapshotIntent(c *openbaov1alpha1.OpenBaoCluster, u *openbaov1alpha1.UpgradeStatus, job string) *openbaov1alpha1.SnapshotStatus {
+	if b := c.Spec.Backup; b != nil && b.Target.S3 != nil {
+		object := backup.PreUpgradeName(c.Name, u.FromVersion, u.Revision)
+		return &openbaov1alpha1.SnapshotStatus{
+			JobName:  job,
+			Location: resources.PreUpgradeSnapshotLocation(c, object),
+			Endpoint: strings.TrimSuffix(b.Target.S3.Endpoint, "/"),
+		}
+	}
+	file := fmt.Sprintf("%s-%s-%s.snap", c.Name, u.FromVersion, u.Revision)
+	return &openbaov1alpha1.SnapshotStatus{
+		JobName:               job,
+		PersistentVolumeClaim: resources.SnapshotClaimName(c),
+		Path:                  resources.SnapshotDir + "/" + file,
+		Location:              "pvc://" + resources.SnapshotClaimName(c) + "/" + file,
+	}
+}
+
+// snapshotResult is the backup result the snapshot Job reported, if it could be read.
+func snapshotResult(s *State, job string) (backup.Result, bool) {
+	var res backup.Result
+	msg, ok := s.JobResults[job]
+	if !ok || json.Unmarshal([]byte(msg), &res) != nil {
+		return res, false
+	}
+	return res, true
 }
 
 // StepDown describes moving leadership away from the active node before it goes.

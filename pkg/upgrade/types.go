@@ -54,6 +54,10 @@ type State struct {
 	Pods map[string]*corev1.Pod
 	// Jobs of the cluster's upgrades, by name.
 	Jobs map[string]*batchv1.Job
+	// JobResults are the termination messages of the finished upgrade Jobs that report a
+	// result (the pre-upgrade snapshot to object storage: a backup.Result), by Job name; a
+	// Job without an entry had no finished pod left to read.
+	JobResults map[string]string
 	// Servers by pod name; a pod without an entry was not asked.
 	Servers map[string]ServerState
 	// Leader is the pod that reported itself active, or "".

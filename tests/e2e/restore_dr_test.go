@@ -10,6 +10,7 @@ import (
 	"github.com/openbao/openbao/api/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -93,26 +94,97 @@ func TestDisasterRecoveryFromObjectStorage(t *testing.T) {
 
 // TestRollbackAfterAnUpgradeThatServed goes back to the release before an upgrade after the
 // upgraded cluster took writes: a new cluster on the old release, with the first cluster's
-// seal key, restores the snapshot taken before the upgrade; every server of it serves
-// exactly that snapshot's data. A cluster with another seal key refuses the snapshot and is
-// left as it was.
+// seal key, restores the snapshot the upgrade took to the backup bucket before it changed a
+// server; every server of it serves exactly that snapshot's data. A restore asked for while
+// the upgrade runs is refused without touching anything, and a cluster with another seal key
+// refuses the snapshot and is left as it was.
 func TestRollbackAfterAnUpgradeThatServed(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t, "e2e-rollback")
 	store := startObjectStore(t, ns)
 	old := newCluster(ns, "bao", 1)
 	old.Spec.Backup = s3Backup(store, "rollback/")
+	old.Spec.Upgrade.PreUpgradeSnapshot = true
 	if err := k8s.Create(ctx, old); err != nil {
 		t.Fatalf("create OpenBaoCluster: %v", err)
 	}
 	c := waitFullyFormed(t, ns, "bao", 1)
 	before := writeMarkers(t, c, "before-upgrade", 10)
-	updateSpec(t, ns, "bao", func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Backup.RequestID = "before-upgrade" })
-	snap := waitBackup(t, ns, "bao", "the backup before the upgrade", func(b *openbaov1alpha1.BackupStatus) bool {
-		return b.LastRequestID == "before-upgrade" && b.Running == nil && b.LastSuccessful != nil
-	})
 	updateSpec(t, ns, "bao", func(s *openbaov1alpha1.OpenBaoClusterSpec) { s.Version = upgradeVersion })
+
+	// The upgrade records where its snapshot goes before the Job runs: a restore asked for
+	// now is refused, with the upgrade as the reason, and changes nothing.
+	var intent *openbaov1alpha1.SnapshotStatus
+	eventually(t, waitShort, "the upgrade recording its snapshot", func() (bool, string) {
+		cur := getCluster(t, ns, "bao")
+		if u := cur.Status.Upgrade; u != nil && u.Snapshot != nil {
+			intent = u.Snapshot.DeepCopy()
+			return true, ""
+		}
+		if cur.Status.CurrentVersion == upgradeVersion {
+			t.Fatalf("the upgrade ended before its snapshot was seen in status.upgrade")
+		}
+		return false, describeCluster(ns, cur)
+	})
+	wantKey := "rollback/" + ns + "/bao/bao-pre-upgrade-" + openBaoVersion + "-"
+	if !strings.HasPrefix(intent.Location, "s3://"+s3Bucket+"/"+wantKey) || intent.PersistentVolumeClaim != "" {
+		t.Fatalf("the pre-upgrade snapshot goes to %q (volume %q), want s3://%s/%s<revision>.snap", intent.Location, intent.PersistentVolumeClaim, s3Bucket, wantKey)
+	}
+	during := newRestore(ns, "during-upgrade", "bao", openbaov1alpha1.RestoreSource{Location: intent.Location})
+	if err := k8s.Create(ctx, during); err != nil {
+		t.Fatalf("create OpenBaoRestore: %v", err)
+	}
+	refusedDuring := waitRestoreDone(t, ns, "during-upgrade")
+	if refusedDuring.Status.Phase != openbaov1alpha1.RestoreRefused || conditionReason(refusedDuring) != openbaov1alpha1.ReasonRestoreUpgradeInProgress {
+		t.Errorf("a restore during the upgrade: phase %s, reason %s, message %s; want Refused, %s",
+			refusedDuring.Status.Phase, conditionReason(refusedDuring), refusedDuring.Status.Message, openbaov1alpha1.ReasonRestoreUpgradeInProgress)
+	}
+	eventually(t, waitShort, "a Warning event of the refused restore", func() (bool, string) {
+		events, err := cs.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Kind == "OpenBaoRestore" && e.Regarding.Name == "during-upgrade" && e.Type == corev1.EventTypeWarning &&
+				e.Reason == "RestoreRefused" && strings.Contains(e.Note, openbaov1alpha1.ReasonRestoreUpgradeInProgress) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events in the namespace, none a Warning RestoreRefused naming %s", len(events.Items), openbaov1alpha1.ReasonRestoreUpgradeInProgress)
+	})
+	jobs, err := cs.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: resources.LabelRestoreName + "=during-upgrade"})
+	if err != nil || len(jobs.Items) != 0 {
+		t.Errorf("the refused restore has Jobs: %v, %v", jobs, err)
+	}
+	if l := getCluster(t, ns, "bao").Status.Restore; l != nil {
+		t.Errorf("the refused restore holds the cluster's operation lock: %+v", l)
+	}
+
+	// The snapshot completes before the first server moves; the upgrade then finishes.
+	var snap *openbaov1alpha1.SnapshotStatus
+	eventually(t, waitUpgrade, "the pre-upgrade snapshot recorded", func() (bool, string) {
+		cur := getCluster(t, ns, "bao")
+		u := cur.Status.Upgrade
+		if u == nil {
+			t.Fatalf("the upgrade ended before its completed snapshot was seen in status.upgrade: %s", describeCluster(ns, cur))
+		}
+		if u.Snapshot != nil && u.Snapshot.CompletionTime != nil {
+			snap = u.Snapshot.DeepCopy()
+			return true, ""
+		}
+		return false, describeCluster(ns, cur)
+	})
 	c = waitUpgraded(t, ns, "bao", upgradeVersion, 1)
+	t.Logf("pre-upgrade snapshot: %s, %d bytes, sha256 %s", snap.Location, snap.Size, snap.SHA256)
+	if snap.Location != intent.Location || snap.Size <= 0 || len(snap.SHA256) != 64 {
+		t.Fatalf("the completed snapshot is recorded as %+v; want the location %s with its size and SHA-256", snap, intent.Location)
+	}
+	if _, sum := downloadObject(t, store, strings.TrimPrefix(snap.Location, "s3://"+s3Bucket+"/")); sum != snap.SHA256 {
+		t.Errorf("the object %s has SHA-256 %s, status.upgrade.snapshot says %s", snap.Location, sum, snap.SHA256)
+	}
+	if cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionUpgrading); cond == nil || !strings.Contains(cond.Message, snap.Location) {
+		t.Errorf("the Upgrading condition after the upgrade does not name the snapshot %s: %+v", snap.Location, cond)
+	}
 	after := writeMarkers(t, c, "after-upgrade", 3)
 
 	// The new cluster on the release before the upgrade, with the first cluster's seal key.
@@ -125,7 +197,7 @@ func TestRollbackAfterAnUpgradeThatServed(t *testing.T) {
 			t.Fatalf("create OpenBaoCluster %s: %v", obj.GetName(), err)
 		}
 	}
-	source := openbaov1alpha1.RestoreSource{Location: snap.Location, S3: &openbaov1alpha1.RestoreS3Source{
+	source := openbaov1alpha1.RestoreSource{Location: snap.Location, SHA256: snap.SHA256, S3: &openbaov1alpha1.RestoreS3Source{
 		Endpoint: store.Endpoint, Region: s3Region, PathStyle: true, CredentialsSecret: store.CredentialsSecret,
 		CABundle: &openbaov1alpha1.CABundleSource{ConfigMapName: store.CAConfigMap},
 	}}

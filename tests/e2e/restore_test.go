@@ -12,11 +12,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
+	"github.com/openbao-operator/openbao-operator/tests/loadclient"
 )
 
 // TestRestoreOnDemandBackup takes a backup to the snapshot volume on request, writes more,
-// and restores that backup with an OpenBaoRestore: afterwards every server, restarted one
-// at a time, serves what was written before the backup and nothing written after it.
+// and restores that backup with an OpenBaoRestore, all under a steady write load through
+// the client Service: afterwards every server, restarted one at a time, serves what was
+// acknowledged before the backup, nothing acknowledged between the backup and the restore,
+// and every write acknowledged after the restore.
 func TestRestoreOnDemandBackup(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t, "e2e-restore")
@@ -25,6 +28,13 @@ func TestRestoreOnDemandBackup(t *testing.T) {
 		t.Fatalf("create cluster: %v", err)
 	}
 	c = waitFullyFormed(t, ns, "bao", 3)
+	// The load writes through the client Service during the backup and the restore. While
+	// the restore restarts the servers some requests fail (connection refused, a server
+	// sealed or standing by, the load's token gone with the data it was created after);
+	// that is expected: the load retries each write until it is acknowledged, and only
+	// acknowledged writes are checked.
+	load := startLoad(t, c, "restore")
+	waitAcknowledged(t, load, "writes before the backup", time.Time{}, 20)
 
 	write := func(key, value string) {
 		t.Helper()
@@ -40,6 +50,7 @@ func TestRestoreOnDemandBackup(t *testing.T) {
 	write("before", "1")
 
 	// An on-demand backup to the snapshot volume.
+	backupStart := time.Now()
 	cur := getCluster(t, ns, "bao")
 	before := cur.DeepCopy()
 	cur.Spec.Backup = &openbaov1alpha1.BackupSpec{RequestID: "restore-e2e"}
@@ -59,8 +70,10 @@ func TestRestoreOnDemandBackup(t *testing.T) {
 		location = b.LastSuccessful.Location
 		return true, ""
 	})
+	backupDone := time.Now()
 	t.Logf("backup at %s", location)
 	write("after", "2")
+	waitAcknowledged(t, load, "writes after the backup", backupDone, 20)
 
 	start := time.Now()
 	rs := &openbaov1alpha1.OpenBaoRestore{
@@ -82,7 +95,10 @@ func TestRestoreOnDemandBackup(t *testing.T) {
 		}
 		return rs.Status.Phase == openbaov1alpha1.RestoreSucceeded, fmt.Sprintf("%s: %s", rs.Status.Phase, rs.Status.Message)
 	})
-	t.Logf("restore succeeded in %s: %s", time.Since(start).Round(time.Second), rs.Status.Message)
+	restoreDone := time.Now()
+	t.Logf("restore succeeded in %s: %s", restoreDone.Sub(start).Round(time.Second), rs.Status.Message)
+	waitAcknowledged(t, load, "writes after the restore", restoreDone, 20)
+	load.Stop()
 	if got := rs.Status.RestartedPods; len(got) != 3 {
 		t.Errorf("restarted servers: %v, want all three", got)
 	}
@@ -112,6 +128,84 @@ func TestRestoreOnDemandBackup(t *testing.T) {
 		}
 		if got != nil && got.Data["data"] != nil {
 			t.Errorf("%s: the value written after the backup is still there: %v", pod.Name, got.Data)
+		}
+	}
+	checkLoadAroundRestore(t, c, load, backupStart, backupDone, start, restoreDone)
+}
+
+// waitAcknowledged waits until the load has n writes acknowledged that it first sent after
+// since.
+func waitAcknowledged(t *testing.T, load *loadclient.Client, what string, since time.Time, n int) {
+	t.Helper()
+	eventually(t, waitShort, what, func() (bool, string) {
+		got := 0
+		for _, w := range load.Writes() {
+			if w.Start.After(since) {
+				got++
+			}
+		}
+		r := load.Report()
+		return got >= n, fmt.Sprintf("%d of %d acknowledged; %d failed requests, first errors %v", got, n, r.FailedRequests, r.FirstErrors)
+	})
+}
+
+// checkLoadAroundRestore reads the load's acknowledged writes through every server: those
+// acknowledged before the backup started hold their value, those sent after the backup
+// completed and acknowledged before the restore started are gone, those acknowledged after
+// the restore finished hold their value. Writes in flight while the backup ran may or may
+// not be in it, and are not checked.
+func checkLoadAroundRestore(t *testing.T, c *openbaov1alpha1.OpenBaoCluster, load *loadclient.Client, backupStart, backupDone, restoreStart, restoreDone time.Time) {
+	t.Helper()
+	var present, absent []loadclient.Write
+	for _, w := range load.Writes() {
+		switch {
+		case w.Acknowledged.Before(backupStart):
+			present = append(present, w)
+		case w.Start.After(backupDone) && w.Acknowledged.Before(restoreStart):
+			absent = append(absent, w)
+		case w.Acknowledged.After(restoreDone):
+			present = append(present, w)
+		}
+	}
+	r := load.Report()
+	t.Logf("load: %d writes acknowledged (%d to keep, %d written after the backup to be gone), %d failed requests during the restarts, longest write gap %s; first errors: %v",
+		r.Acknowledged, len(present), len(absent), r.FailedRequests, r.LongestWriteGap.Round(time.Millisecond), r.FirstErrors)
+	if len(present) == 0 || len(absent) == 0 {
+		t.Fatalf("the load has %d writes to keep and %d to be gone: nothing to check", len(present), len(absent))
+	}
+	ctx := context.Background()
+	for _, pod := range serverPods(t, c) {
+		cl := appLogin(t, c, &pod)
+		for _, w := range absent {
+			got, err := cl.Logical().ReadWithContext(ctx, w.Key)
+			if err != nil && !strings.Contains(err.Error(), "404") {
+				t.Errorf("%s: read %s: %v", pod.Name, w.Key, err)
+			} else if got != nil && got.Data["data"] != nil {
+				t.Errorf("%s: %s, acknowledged after the backup and before the restore, is still there: %v", pod.Name, w.Key, got.Data)
+			}
+		}
+		var lost []string
+		for _, w := range present {
+			// A standby may lag the active node by a moment.
+			var v any
+			for attempt := 0; attempt < 20; attempt++ {
+				got, err := cl.Logical().ReadWithContext(ctx, w.Key)
+				if err == nil && got != nil {
+					if data, ok := got.Data["data"].(map[string]any); ok {
+						v = data["value"]
+					}
+				}
+				if v == w.Value {
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			if v != w.Value {
+				lost = append(lost, w.Key)
+			}
+		}
+		if len(lost) > 0 {
+			t.Errorf("%s: %d of %d acknowledged writes lost: %v", pod.Name, len(lost), len(present), lost[:min(len(lost), 10)])
 		}
 	}
 }

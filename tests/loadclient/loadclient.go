@@ -59,6 +59,7 @@ type Client struct {
 	mu        sync.Mutex
 	requests  []Request
 	acked     map[string]string // key -> value
+	writes    []Write           // acknowledged writes, in the order of their acknowledgement
 	token     string
 	endpoints []string
 	resolved  time.Time
@@ -116,6 +117,7 @@ func (c *Client) loop(ctx context.Context) {
 func (c *Client) writeOne(ctx context.Context, n int) {
 	key := c.cfg.KeyPrefix + "k" + strconv.Itoa(n)
 	value := fmt.Sprintf("v%d-%d", n, rand.Int64())
+	first := time.Now()
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := c.do(ctx, true, key, func(cl *api.Client, rctx context.Context) error {
@@ -125,6 +127,7 @@ func (c *Client) writeOne(ctx context.Context, n int) {
 		if err == nil {
 			c.mu.Lock()
 			c.acked[key] = value
+			c.writes = append(c.writes, Write{Key: key, Value: value, Start: first, Acknowledged: time.Now()})
 			c.mu.Unlock()
 			return
 		}
@@ -357,6 +360,21 @@ func (c *Client) Report() Report {
 		r.Duration = last.Start.Add(last.Duration).Sub(first)
 	}
 	return r
+}
+
+// Write is one acknowledged write.
+type Write struct {
+	Key, Value string
+	// Start is when the write was first sent (a retry keeps it), Acknowledged when the
+	// server acknowledged it.
+	Start, Acknowledged time.Time
+}
+
+// Writes returns every acknowledged write, in the order of acknowledgement.
+func (c *Client) Writes() []Write {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Write(nil), c.writes...)
 }
 
 // Requests returns a copy of every recorded request.

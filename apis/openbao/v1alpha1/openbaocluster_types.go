@@ -195,8 +195,11 @@ type UpgradeSpec struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="JWT auth role for upgrades",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
 	JWTAuthRole string `json:"jwtAuthRole,omitempty"`
 
-	// PreUpgradeSnapshot saves a Raft snapshot to a persistent volume before the first server
-	// is touched. The upgrade waits for it and does not start if it fails.
+	// PreUpgradeSnapshot saves a Raft snapshot before the first server is touched: to the
+	// bucket of spec.backup.target.s3 when it is set (as
+	// <cluster>-pre-upgrade-<version>-<revision>.snap, which backup retention never deletes),
+	// otherwise to the <cluster>-snapshots volume. status.upgrade.snapshot says where. The
+	// upgrade waits for it and does not start if it fails.
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Snapshot before upgrading",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:booleanSwitch"}
 	PreUpgradeSnapshot bool `json:"preUpgradeSnapshot,omitempty"`
@@ -559,15 +562,33 @@ type RollingStatus struct {
 	PodsDone []string `json:"podsDone,omitempty"`
 }
 
-// SnapshotStatus records the pre-upgrade snapshot.
+// SnapshotStatus records the pre-upgrade snapshot. It goes where spec.backup.target says:
+// to the bucket of spec.backup.target.s3 (location, endpoint, size and sha256 set), or else
+// to the <cluster>-snapshots volume (persistentVolumeClaim and path set).
 type SnapshotStatus struct {
 	// JobName is the Job that takes the snapshot.
 	// +optional
 	JobName string `json:"jobName,omitempty"`
-	// PersistentVolumeClaim holds the snapshot file.
+	// Location is where the snapshot is, in the form an OpenBaoRestore's
+	// spec.source.location takes: s3://<bucket>/<key> or pvc://<claim>/<path inside the
+	// volume>. It is recorded before the Job runs.
+	// +optional
+	Location string `json:"location,omitempty"`
+	// Endpoint is the S3 endpoint, for a snapshot in object storage.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// Size of the snapshot in bytes, for a snapshot in object storage.
+	// +optional
+	Size int64 `json:"size,omitempty"`
+	// SHA256 of the snapshot, hex encoded, for a snapshot in object storage (also the
+	// object's sha256 tag).
+	// +optional
+	SHA256 string `json:"sha256,omitempty"`
+	// PersistentVolumeClaim holds the snapshot file, for a snapshot on the volume.
 	// +optional
 	PersistentVolumeClaim string `json:"persistentVolumeClaim,omitempty"`
-	// Path of the snapshot file inside that volume.
+	// Path of the snapshot file inside the mounted volume (/snapshots/...), for a snapshot
+	// on the volume.
 	// +optional
 	Path string `json:"path,omitempty"`
 	// CompletionTime is when the snapshot was saved.
