@@ -20,7 +20,8 @@ import (
 )
 
 // reconcileSealKey creates the static seal key once. It is never regenerated nor
-// overwritten: OpenBao's data is encrypted under it. It has no owner reference, so that
+// overwritten: OpenBao's data is encrypted under it. Once the cluster is initialized, a
+// deleted key is reported, not replaced. It has no owner reference, so that
 // deleting the OpenBaoCluster leaves the key beside the data volumes, which are kept too.
 func (r *OpenBaoClusterReconciler) reconcileSealKey(ctx context.Context, s *scope) (ctrl.Result, error) {
 	name := resources.NamesFor(s.cluster).SealSecret
@@ -49,6 +50,14 @@ func (r *OpenBaoClusterReconciler) reconcileSealKey(ctx context.Context, s *scop
 	}
 	if !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("read seal key: %w", err)
+	}
+	if s.cluster.Status.Initialized {
+		// The cluster's data is encrypted under the key that was deleted: a new key would not
+		// decrypt it, and would stand in the way of the original being put back. The running
+		// servers keep the key they read at start; the Secret must come back before any of
+		// them restarts.
+		s.invalidSpec = fmt.Sprintf("Secret %s, the seal key that encrypts this cluster's data, is missing. Create it again from your copy of the key (kubectl -n %s create secret generic %s --from-file=%s=<file>) before any server restarts; the operator never generates a new key for an initialized cluster.", name, s.cluster.Namespace, name, resources.SealKeyFile)
+		return ctrl.Result{RequeueAfter: requeueAfterError}, nil
 	}
 	key := make([]byte, 32)
 	if existingSealSecret(s.cluster) != "" {
