@@ -60,7 +60,7 @@ func ManagedSelector() labels.Selector {
 // each Secret it needs by name from the API server (get): its seal key, CA and server
 // certificate, and the user's spec.tls.existingSecret and spec.seal.existingSecret. It
 // does not watch them either: a deleted or changed Secret of a cluster is seen at that
-// cluster's next pass (requeueSteady at most).
+// cluster's next pass (within requeueSteady for an Available cluster).
 func UncachedKinds() []client.Object {
 	return []client.Object{&corev1.Secret{}}
 }

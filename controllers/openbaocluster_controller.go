@@ -105,7 +105,7 @@ func (r *OpenBaoClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ConfigMap{}).
 		// No Secret informer (UncachedKinds): a deleted or changed Secret of a cluster is
-		// repaired at the cluster's next pass, every requeueSteady at most.
+		// repaired at the cluster's next pass (within requeueSteady when it is Available).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&batchv1.Job{}).
