@@ -61,9 +61,9 @@ const DefaultMaxConcurrentReconciles = 10
 // and reports what the cluster's servers say about themselves.
 type OpenBaoClusterReconciler struct {
 	client.Client
-	// APIReader reads from the API server, past the cache, which holds only the objects
-	// the operator labelled (CacheOptions): a user's Secret, read by name. The Client when
-	// nil.
+	// APIReader reads from the API server, past the cache: every Secret, by name (Secrets
+	// are never cached: UncachedKinds), and an object whose labels were removed, which the
+	// cache (CacheOptions) no longer holds. The Client when nil.
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Recorder  events.EventRecorder
@@ -87,7 +87,9 @@ type OpenBaoClusterReconciler struct {
 // +kubebuilder:rbac:groups=openbao.org,resources=openbaoclusters/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// Secrets are read by name and never listed or watched (UncachedKinds); the operator
+// deletes none (the garbage collector removes the owned ones with their cluster).
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 
@@ -102,7 +104,8 @@ func (r *OpenBaoClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ConfigMap{}).
-		Owns(&corev1.Secret{}).
+		// No Secret informer (UncachedKinds): a deleted or changed Secret of a cluster is
+		// repaired at the cluster's next pass (within requeueSteady when it is Available).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&batchv1.Job{}).
@@ -229,7 +232,7 @@ func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj cli
 		return err
 	}
 	existing := obj.DeepCopyObject().(client.Object)
-	err := r.Get(ctx, client.ObjectKeyFromObject(obj), existing)
+	err := r.readerFor(obj).Get(ctx, client.ObjectKeyFromObject(obj), existing)
 	if apierrors.IsNotFound(err) {
 		log.FromContext(ctx).Info("Creating object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())
 		err = r.Create(ctx, obj)
@@ -254,6 +257,15 @@ func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj cli
 	}
 	log.FromContext(ctx).Info("Updating object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())
 	return r.Update(ctx, existing)
+}
+
+// readerFor is where obj is read: Secrets from the API server (UncachedKinds), everything
+// else from the cache.
+func (r *OpenBaoClusterReconciler) readerFor(obj client.Object) client.Reader {
+	if _, ok := obj.(*corev1.Secret); ok {
+		return r.apiReader()
+	}
+	return r.Client
 }
 
 // apiReader reads past the cache.

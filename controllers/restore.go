@@ -48,8 +48,8 @@ const restoreFinalizer = "openbao.org/restore-lock"
 // decides, one step per pass; this reconciler applies the step).
 type OpenBaoRestoreReconciler struct {
 	client.Client
-	// APIReader reads past the cache (the cluster, right after its lock was taken; a user's
-	// TLS Secret). The Client when nil.
+	// APIReader reads past the cache (the cluster, right after its lock was taken; the
+	// cluster's TLS Secret, as Secrets are never cached: UncachedKinds). The Client when nil.
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Recorder  events.EventRecorder
@@ -275,14 +275,8 @@ func (r *OpenBaoRestoreReconciler) getJob(ctx context.Context, namespace, name s
 func (r *OpenBaoRestoreReconciler) clusterCA(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster) ([]byte, error) {
 	secret := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: c.Namespace, Name: resources.TLSSecretName(c)}
-	var err error
-	if c.Spec.TLS != nil && c.Spec.TLS.ExistingSecret != "" {
-		// A user's Secret is not in the cache.
-		err = r.apiReader().Get(ctx, key, secret)
-	} else {
-		err = r.Get(ctx, key, secret)
-	}
-	if err != nil {
+	// Read by name from the API server, as every Secret (UncachedKinds).
+	if err := r.apiReader().Get(ctx, key, secret); err != nil {
 		return nil, fmt.Errorf("read the cluster's CA from %s: %w", key.Name, err)
 	}
 	return secret.Data["ca.crt"], nil

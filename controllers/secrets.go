@@ -20,17 +20,13 @@ import (
 )
 
 // reconcileSealKey creates the static seal key once. It is never regenerated nor
-// overwritten: OpenBao's data is encrypted under it. It has no owner reference, so that
+// overwritten: OpenBao's data is encrypted under it. Once the cluster is initialized, a
+// deleted key is reported, not replaced. It has no owner reference, so that
 // deleting the OpenBaoCluster leaves the key beside the data volumes, which are kept too.
 func (r *OpenBaoClusterReconciler) reconcileSealKey(ctx context.Context, s *scope) (ctrl.Result, error) {
 	name := resources.NamesFor(s.cluster).SealSecret
 	existing := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: s.cluster.Namespace, Name: name}, existing)
-	if apierrors.IsNotFound(err) {
-		// Not in the cache, which holds only labelled Secrets: it may exist with its labels
-		// removed. Never create a second key over the first.
-		err = r.relabel(ctx, s, client.ObjectKey{Namespace: s.cluster.Namespace, Name: name}, existing)
-	}
+	err := r.readOwnSecret(ctx, s, client.ObjectKey{Namespace: s.cluster.Namespace, Name: name}, existing)
 	if err == nil {
 		if len(existing.Data[resources.SealKeyFile]) != 32 {
 			s.invalidSpec = fmt.Sprintf("Secret %s must hold a 32-byte key under %q; the operator never replaces it. Restore the original key.", name, resources.SealKeyFile)
@@ -54,6 +50,14 @@ func (r *OpenBaoClusterReconciler) reconcileSealKey(ctx context.Context, s *scop
 	}
 	if !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("read seal key: %w", err)
+	}
+	if s.cluster.Status.Initialized {
+		// The cluster's data is encrypted under the key that was deleted: a new key would not
+		// decrypt it, and would stand in the way of the original being put back. The running
+		// servers keep the key they read at start; the Secret must come back before any of
+		// them restarts.
+		s.invalidSpec = fmt.Sprintf("Secret %s, the seal key that encrypts this cluster's data, is missing. Create it again from your copy of the key (kubectl -n %s create secret generic %s --from-file=%s=<file>) before any server restarts; the operator never generates a new key for an initialized cluster.", name, s.cluster.Namespace, name, resources.SealKeyFile)
+		return ctrl.Result{RequeueAfter: requeueAfterError}, nil
 	}
 	key := make([]byte, 32)
 	if existingSealSecret(s.cluster) != "" {
@@ -97,7 +101,7 @@ func existingSealSecret(c *openbaov1alpha1.OpenBaoCluster) string {
 }
 
 // readExistingSealKey reads the key of spec.seal.existingSecret by name from the API server
-// (a user's Secret is not in the cache). problem says, for the Degraded condition, why it
+// (Secrets are never cached: UncachedKinds). problem says, for the Degraded condition, why it
 // cannot be used.
 func (r *OpenBaoClusterReconciler) readExistingSealKey(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster) (key []byte, problem string, err error) {
 	name := c.Spec.Seal.ExistingSecret
@@ -120,8 +124,7 @@ func (r *OpenBaoClusterReconciler) readExistingSealKey(ctx context.Context, c *o
 func (r *OpenBaoClusterReconciler) reconcileTLS(ctx context.Context, s *scope) (ctrl.Result, error) {
 	c := s.cluster
 	if c.Spec.TLS != nil && c.Spec.TLS.ExistingSecret != "" {
-		// The user's Secret does not carry the operator's labels, so it is not in the cache:
-		// it is read by name from the API server.
+		// Read by name from the API server, as every Secret (UncachedKinds).
 		secret := &corev1.Secret{}
 		if err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: c.Spec.TLS.ExistingSecret}, secret); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -151,7 +154,7 @@ func (r *OpenBaoClusterReconciler) reconcileTLS(ctx context.Context, s *scope) (
 		return ctrl.Result{}, err
 	}
 	existing := &corev1.Secret{}
-	err = r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: names.TLSSecret}, existing)
+	err = r.apiReader().Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: names.TLSSecret}, existing)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
@@ -185,10 +188,7 @@ func (r *OpenBaoClusterReconciler) reconcileTLS(ctx context.Context, s *scope) (
 func (r *OpenBaoClusterReconciler) ensureCA(ctx context.Context, s *scope, name string) (pki.KeyPair, error) {
 	c := s.cluster
 	existing := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: name}, existing)
-	if apierrors.IsNotFound(err) {
-		err = r.relabel(ctx, s, client.ObjectKey{Namespace: c.Namespace, Name: name}, existing)
-	}
+	err := r.readOwnSecret(ctx, s, client.ObjectKey{Namespace: c.Namespace, Name: name}, existing)
 	if err == nil {
 		kp := pki.KeyPair{CertPEM: existing.Data[corev1.TLSCertKey], KeyPEM: existing.Data[corev1.TLSPrivateKeyKey]}
 		if _, perr := pki.ParseCertificate(kp.CertPEM); perr != nil {
@@ -218,10 +218,11 @@ func (r *OpenBaoClusterReconciler) ensureCA(ctx context.Context, s *scope, name 
 	return kp, nil
 }
 
-// relabel reads, past the cache, a Secret of the cluster that the cache does not hold and,
-// if it is the cluster's own but has lost the operator's labels, puts them back so that the
-// cache holds it from then on. NotFound when it does not exist.
-func (r *OpenBaoClusterReconciler) relabel(ctx context.Context, s *scope, key client.ObjectKey, secret *corev1.Secret) error {
+// readOwnSecret reads one of the cluster's own Secrets by name from the API server (Secrets
+// are never cached: UncachedKinds) and, if it has lost the operator's labels, puts them
+// back, so that everything the operator created for a cluster is found by its labels.
+// NotFound when it does not exist.
+func (r *OpenBaoClusterReconciler) readOwnSecret(ctx context.Context, s *scope, key client.ObjectKey, secret *corev1.Secret) error {
 	if err := r.apiReader().Get(ctx, key, secret); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -216,6 +217,39 @@ func TestSealKeyIsNeverRegenerated(t *testing.T) {
 	require.NoError(t, h.get("bao-unseal-key", seal))
 	assert.Equal(t, key, seal.Data["key"])
 	assert.True(t, *seal.Immutable)
+}
+
+// TestDeletedSealKeyOfInitializedClusterIsReported: the operator does not watch Secrets, so
+// a deleted seal key is found missing at the next pass; once the cluster is initialized its
+// data is encrypted under that key, so the pass reports it instead of generating another,
+// and the original, put back, is used again.
+func TestDeletedSealKeyOfInitializedClusterIsReported(t *testing.T) {
+	h := newHarness(t)
+	require.NoError(t, h.client.Create(t.Context(), newCluster(h.namespace, "bao")))
+	h.converge("bao")
+	c := h.cluster("bao")
+	c.Status.Initialized = true
+	require.NoError(t, h.client.Status().Update(t.Context(), c))
+	seal := &corev1.Secret{}
+	require.NoError(t, h.get("bao-unseal-key", seal))
+	original := seal.DeepCopy()
+	require.NoError(t, h.client.Delete(t.Context(), seal))
+
+	_, err := h.reconcile("bao")
+	require.NoError(t, err)
+	cond := meta.FindStatusCondition(h.cluster("bao").Status.Conditions, openbaov1alpha1.ConditionDegraded)
+	require.NotNil(t, cond)
+	assert.Equal(t, openbaov1alpha1.ReasonInvalidSpec, cond.Reason)
+	assert.Contains(t, cond.Message, "bao-unseal-key, the seal key that encrypts this cluster's data, is missing")
+	assert.True(t, apierrors.IsNotFound(h.get("bao-unseal-key", &corev1.Secret{})), "no new key generated")
+
+	original.ObjectMeta = metav1.ObjectMeta{Namespace: original.Namespace, Name: original.Name}
+	require.NoError(t, h.client.Create(t.Context(), original))
+	h.converge("bao")
+	assert.False(t, meta.IsStatusConditionTrue(h.cluster("bao").Status.Conditions, openbaov1alpha1.ConditionDegraded))
+	require.NoError(t, h.get("bao-unseal-key", seal))
+	assert.Equal(t, original.Data, seal.Data)
+	assert.Equal(t, resources.ManagedBy, seal.Labels[resources.LabelManagedBy], "the operator's labels put back")
 }
 
 func TestPausedClusterIsNotChanged(t *testing.T) {

@@ -738,6 +738,18 @@ func TestInstallSettings(t *testing.T) {
 			t.Errorf("the CSV's namespaced permissions lack %s %s/%s", r.verb, r.group, r.resource)
 		}
 	}
+	// Secrets are read by name, never listed or watched: RBAC cannot grant list or watch
+	// by label, so either would let the operator read every Secret of the namespaces it
+	// watches (of the whole cluster for AllNamespaces).
+	for _, r := range []struct{ group, resource, verb string }{
+		{"", "secrets", "list"},
+		{"", "secrets", "watch"},
+		{"", "secrets", "delete"},
+	} {
+		if hasRule(strategy.Permissions, r.group, r.resource, r.verb) || hasRule(strategy.ClusterPermissions, r.group, r.resource, r.verb) {
+			t.Errorf("the CSV grants %s on %s: the operator reads Secrets by name only", r.verb, r.resource)
+		}
+	}
 	var urls []string
 	for _, p := range strategy.ClusterPermissions {
 		for _, r := range p.Rules {
