@@ -9,9 +9,11 @@
 // derived from the servers' state, as OpenBao derives them (see AutopilotState). It records
 // every call; errors can be injected per method and server.
 //
-// What sys/storage/raft/autopilot/state reports, measured with three OpenBao 2.7.2 and 2.6.2
-// servers (raft storage, static seal, TLS, loopback; autopilot's defaults:
-// last_contact_threshold 10s, max_trailing_logs 1000, server_stabilization_time 10s):
+// What sys/storage/raft/autopilot/state reports, measured with three OpenBao 2.7.2 servers
+// (raft storage, static seal, TLS, loopback; autopilot's defaults: last_contact_threshold
+// 10s, max_trailing_logs 1000, server_stabilization_time 10s). The steps of the shared
+// scenario that pkg/openbao's TestAutopilotScenarioOnRealServers runs on real servers and
+// on this fake gave the same answers on 2.6.2 and 2.7.2:
 //   - All healthy: healthy=true, failure_tolerance 1 with three voters and also with four.
 //   - failure_tolerance is the number of healthy voters minus a quorum of the voters (never
 //     below 0): three voters with one down, 0; four voters with one down, 0; a lone voter, 0.
@@ -34,6 +36,11 @@
 //     non-voter until promoted. A promotion showed in the voters 1.5-5.6 s after the request.
 //   - Right after a cluster forms, the followers are "non-voter" (node_type voter) until
 //     autopilot promotes them after server_stabilization_time; healthy=true with one voter.
+//   - Autopilot's state follows the Raft configuration on its next update, a few seconds
+//     later: right after the cluster formed, a server joined or was promoted, the
+//     configuration shows the change while autopilot's voters, failure_tolerance and
+//     verdict still describe the cluster before it (a server just joined is not listed yet,
+//     and the verdict stays true until it is). The fake's autopilot follows at once.
 //   - Right after a step-down the new leader's autopilot reports the others node_status
 //     "left", last_index 0, unhealthy for about 1.5 s; a step-down sent while autopilot calls
 //     the cluster unhealthy (one of four voters down) still moved leadership.
