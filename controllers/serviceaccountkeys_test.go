@@ -59,7 +59,7 @@ func newKeysFixture(t *testing.T) *keysFixture {
 		ip := fmt.Sprintf("10.0.0.%d", i+1)
 		name := fmt.Sprintf("bao-%d", i)
 		f.bao.AddNode(fake.Node{ID: name, Address: openbao.PodAddress(ip, resources.APIPort), Version: "2.7.2",
-			Initialized: true, Member: true, Voter: true, Healthy: true})
+			Initialized: true, Member: true, Voter: true, AppliedIndex: 100})
 		f.pods = append(f.pods, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
 			Status: corev1.PodStatus{PodIP: ip, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}})
 	}

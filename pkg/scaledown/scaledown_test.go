@@ -113,11 +113,20 @@ func (s *sim) createServer(ctx context.Context, ordinal int, member bool) {
 	s.generation[name]++
 	if _, ok := s.ob.Node(name); ok {
 		s.ob.Update(name, func(n *fake.Node) {
-			*n = fake.Node{ID: name, Address: "https://" + name + ":8200", Version: version, Initialized: true, Member: true, Voter: member, Healthy: member}
+			*n = fake.Node{ID: name, Address: "https://" + name + ":8200", Version: version, Initialized: true, Member: true, Voter: member, AppliedIndex: appliedIndex(member)}
 		})
 		return
 	}
-	s.ob.AddNode(fake.Node{ID: name, Address: "https://" + name + ":8200", Version: version, Initialized: true, Member: true, Voter: member, Healthy: member})
+	s.ob.AddNode(fake.Node{ID: name, Address: "https://" + name + ":8200", Version: version, Initialized: true, Member: true, Voter: member, AppliedIndex: appliedIndex(member)})
+}
+
+// appliedIndex is where a server starts: a member restarted on its volume has the log
+// (the fake's commit index), a new server has sent autopilot no statistics yet.
+func appliedIndex(member bool) uint64 {
+	if member {
+		return 100
+	}
+	return 0
 }
 
 // tick advances the simulated controllers and servers by one step.
@@ -141,11 +150,11 @@ func (s *sim) tick(ctx context.Context) {
 		require.NoError(s.t, s.client.Update(ctx, sts))
 	}
 
-	// New servers become voters after a tick (autopilot's promotion).
+	// New servers catch up and become voters after a tick (autopilot's promotion).
 	for i := range int(want) {
 		name := resources.PodName("bao", i)
 		if n, ok := s.ob.Node(name); ok && n.Member && !n.Voter {
-			s.ob.Update(name, func(n *fake.Node) { n.Voter, n.Healthy = true, true })
+			s.ob.Update(name, func(n *fake.Node) { n.Voter, n.AppliedIndex = true, appliedIndex(true) })
 		}
 	}
 
@@ -267,7 +276,7 @@ func (s *sim) state(ctx context.Context) *upgrade.State {
 		Cluster: s.cluster, Pods: map[string]*corev1.Pod{}, Jobs: map[string]*batchv1.Job{},
 		Claims: map[string]*corev1.PersistentVolumeClaim{}, Servers: map[string]upgrade.ServerState{},
 		Now: s.now, ExecutorImage: "operator:1", Leader: s.ob.Leader(),
-		Raft: &upgrade.RaftState{RaftView: openbao.RaftView{Voters: map[string]bool{}, NonVoters: map[string]bool{}, Healthy: map[string]bool{}, AutopilotHealthy: ptr.To(true)}},
+		Raft: &upgrade.RaftState{},
 	}
 	sts := &appsv1.StatefulSet{}
 	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
@@ -287,22 +296,23 @@ func (s *sim) state(ctx context.Context) *upgrade.State {
 	for i := range claims.Items {
 		st.Claims[claims.Items[i].Name] = &claims.Items[i]
 	}
+	// The Raft configuration and autopilot's verdicts, which the fake derives from its
+	// servers' state.
+	var servers []openbao.RaftServer
 	for i := range 10 {
 		name := resources.PodName("bao", i)
 		n, ok := s.ob.Node(name)
 		if !ok {
 			continue
 		}
-		if n.Member && n.Voter {
-			st.Raft.Voters[name] = true
-		} else if n.Member {
-			st.Raft.NonVoters[name] = true
+		if n.Member {
+			servers = append(servers, openbao.RaftServer{NodeID: name, Voter: n.Voter, Leader: s.ob.Leader() == name})
 		}
-		st.Raft.Healthy[name] = n.Healthy && n.Member && !n.Down
 		if !n.Down {
 			st.Servers[name] = upgrade.ServerState{Reachable: true, Initialized: n.Initialized, Sealed: n.Sealed, Active: s.ob.Leader() == name, Version: n.Version}
 		}
 	}
+	st.Raft.RaftView = openbao.NewRaftView(servers, s.ob.Autopilot())
 	return st
 }
 

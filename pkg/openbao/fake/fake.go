@@ -5,8 +5,45 @@
 // leaves the cluster without a leader for a while when that voter runs an older version than
 // a majority of the voters), Promote of a voter fails with a 500 and, with a PromotionDelay,
 // a promotion shows only once that time has passed on the cluster's Clock (autopilot applies
-// it on its next cycle), RemovePeer of an unknown ID succeeds. It records every
-// call; errors can be injected per method and server.
+// it on its next cycle), RemovePeer of an unknown ID succeeds. Autopilot's verdicts are
+// derived from the servers' state, as OpenBao derives them (see AutopilotState). It records
+// every call; errors can be injected per method and server.
+//
+// What sys/storage/raft/autopilot/state reports, measured with three OpenBao 2.7.2 servers
+// (raft storage, static seal, TLS, loopback; autopilot's defaults: last_contact_threshold
+// 10s, max_trailing_logs 1000, server_stabilization_time 10s). The steps of the shared
+// scenario that pkg/openbao's TestAutopilotScenarioOnRealServers runs on real servers and
+// on this fake gave the same answers on 2.6.2 and 2.7.2:
+//   - All healthy: healthy=true, failure_tolerance 1 with three voters and also with four.
+//   - failure_tolerance is the number of healthy voters minus a quorum of the voters (never
+//     below 0): three voters with one down, 0; four voters with one down, 0; a lone voter, 0.
+//   - healthy (the overall verdict) is false as soon as any server of the configuration is
+//     unhealthy, non-voters included: a non-voter that is still joining makes it false while
+//     failure_tolerance stays 1.
+//   - A follower stopped (SIGTERM) stays healthy, node_status "alive", until autopilot has had
+//     no contact with it for last_contact_threshold: its healthy flag and the overall verdict
+//     turned false 10-11 s after the stop. Restarted, it was healthy again 3-5 s later. A dead
+//     server is never removed by itself (dead server cleanup is off by default).
+//   - A follower restarted sealed (a static seal key that no longer matches) looks the same as
+//     a stopped one: "alive", its last index frozen, unhealthy once the last contact is older
+//     than 10 s.
+//   - A follower that trails the leader by more than max_trailing_logs is unhealthy even with
+//     fresh contact (2,662 entries behind with a contact 0.24 s old: unhealthy); one 680
+//     entries behind stayed healthy. A frozen follower (SIGSTOP) turned unhealthy after 10 s
+//     without contact and healthy again within 10 s of resuming, once it had caught up.
+//   - A server joining as a non-voter is listed at once with last_index 0 and healthy=false
+//     (autopilot has no statistics from it yet) for about 8 s, then healthy; it stays a
+//     non-voter until promoted. A promotion showed in the voters 1.5-5.6 s after the request.
+//   - Right after a cluster forms, the followers are "non-voter" (node_type voter) until
+//     autopilot promotes them after server_stabilization_time; healthy=true with one voter.
+//   - Autopilot's state follows the Raft configuration on its next update, a few seconds
+//     later: right after the cluster formed, a server joined or was promoted, the
+//     configuration shows the change while autopilot's voters, failure_tolerance and
+//     verdict still describe the cluster before it (a server just joined is not listed yet,
+//     and the verdict stays true until it is). The fake's autopilot follows at once.
+//   - Right after a step-down the new leader's autopilot reports the others node_status
+//     "left", last_index 0, unhealthy for about 1.5 s; a step-down sent while autopilot calls
+//     the cluster unhealthy (one of four voters down) still moved leadership.
 package fake
 
 import (
@@ -38,14 +75,21 @@ type Node struct {
 	// Member says the server is in the Raft configuration.
 	Member bool
 	Voter  bool
-	// Healthy is autopilot's verdict on the server.
-	Healthy bool
-	// AppliedIndex is how far the server has applied the Raft log.
+	// AppliedIndex is how far the server has applied the Raft log. 0 stands for a server
+	// that autopilot has no statistics from yet (one that is joining): it reports such a
+	// server with last_index 0 and unhealthy.
 	AppliedIndex uint64
 
 	// promoteAt is when a requested promotion takes effect (zero: none pending).
 	promoteAt time.Time
+	// unreachableSince is when the server went down or sealed (zero: reachable, or out of
+	// reach since before autopilot's leader knew it).
+	unreachableSince time.Time
 }
+
+// MaxTrailingLogs is autopilot's max_trailing_logs (OpenBao's default): a server that trails
+// the leader's last index by more entries is unhealthy.
+const MaxTrailingLogs = 1000
 
 // Call is one recorded call. Args never holds a JWT or a token.
 type Call struct {
@@ -62,16 +106,15 @@ type injected struct {
 
 // Cluster is the simulated cluster.
 type Cluster struct {
-	mu               sync.Mutex
-	nodes            map[string]*Node // by ID
-	leader           string
-	commitIndex      uint64
-	autopilotHealthy *bool
-	history          []openbao.VersionEntry
-	calls            []Call
-	inject           []*injected
-	refuseLogins     bool
-	jwtAuth          openbao.JWTAuthConfig
+	mu           sync.Mutex
+	nodes        map[string]*Node // by ID
+	leader       string
+	commitIndex  uint64
+	history      []openbao.VersionEntry
+	calls        []Call
+	inject       []*injected
+	refuseLogins bool
+	jwtAuth      openbao.JWTAuthConfig
 	// StepDownMovesLeadership, true by default, can be cleared to simulate a step-down that
 	// answers 204 and leaves the same server active.
 	StepDownMovesLeadership bool
@@ -82,7 +125,11 @@ type Cluster struct {
 	// once). OpenBao answers a promotion at once and autopilot applies it on its next
 	// cycle, about 10 s later.
 	PromotionDelay time.Duration
-	// Clock tells the time for PromotionDelay (time.Now when nil).
+	// LastContactThreshold is how long autopilot still calls a server that went down or
+	// sealed healthy (0 by default: not at all). OpenBao's default is 10 s: autopilot judges
+	// a server by its last contact, which it only notices as too old after that time.
+	LastContactThreshold time.Duration
+	// Clock tells the time for PromotionDelay and LastContactThreshold (time.Now when nil).
 	Clock func() time.Time
 	// electing is set while no candidate has won: leaderlessFor counts the calls down, lost
 	// is the leader that was lost.
@@ -93,10 +140,9 @@ type Cluster struct {
 
 var _ openbao.NewFunc = (&Cluster{}).NewClient
 
-// NewCluster returns an empty cluster whose autopilot says healthy.
+// NewCluster returns an empty cluster.
 func NewCluster() *Cluster {
-	healthy := true
-	return &Cluster{nodes: map[string]*Node{}, autopilotHealthy: &healthy, StepDownMovesLeadership: true, LeaderlessCalls: 2, commitIndex: 100}
+	return &Cluster{nodes: map[string]*Node{}, StepDownMovesLeadership: true, LeaderlessCalls: 2, commitIndex: 100}
 }
 
 // AddNode adds a server (a copy of n) and returns the cluster for chaining. The first
@@ -105,6 +151,7 @@ func (c *Cluster) AddNode(n Node) *Cluster {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cp := n
+	cp.promoteAt, cp.unreachableSince = time.Time{}, time.Time{}
 	c.nodes[n.ID] = &cp
 	if c.leader == "" && cp.Initialized && !cp.Sealed && cp.Voter && cp.Member {
 		c.leader = cp.ID
@@ -112,14 +159,14 @@ func (c *Cluster) AddNode(n Node) *Cluster {
 	return c
 }
 
-// NewHealthyCluster has n initialized, unsealed, healthy voters <prefix>-0 … at version,
+// NewHealthyCluster has n initialized, unsealed, caught-up voters <prefix>-0 … at version,
 // addressed https://<prefix>-<i>:8200, with <prefix>-0 the leader.
 func NewHealthyCluster(prefix string, n int, version string) *Cluster {
 	c := NewCluster()
 	for i := range n {
 		id := fmt.Sprintf("%s-%d", prefix, i)
 		c.AddNode(Node{ID: id, Address: "https://" + id + ":8200", Version: version, Initialized: true,
-			Member: true, Voter: true, Healthy: true, AppliedIndex: 100})
+			Member: true, Voter: true, AppliedIndex: 100})
 	}
 	c.history = []openbao.VersionEntry{{Version: version, InstalledAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	return c
@@ -134,11 +181,49 @@ func (c *Cluster) Update(id string, change func(n *Node)) {
 	if !ok {
 		panic("fake: no node " + id)
 	}
+	wasReachable := n.reachable()
 	change(n)
+	switch reachable := n.reachable(); {
+	case wasReachable && !reachable:
+		n.unreachableSince = c.now()
+	case reachable:
+		n.unreachableSince = time.Time{}
+	}
 	if c.leader == id && (n.Down || n.Sealed || !n.Member) {
 		c.leader = ""
 		c.electLocked("")
 	}
+}
+
+// reachable says whether the server answers Raft: it runs and is unsealed.
+func (n *Node) reachable() bool { return n.Initialized && !n.Sealed && !n.Down }
+
+// healthyLocked is autopilot's verdict on a server, derived from its state as OpenBao
+// derives it: the leader is healthy; a follower is unhealthy once autopilot has had no
+// contact with it for LastContactThreshold (down or sealed), while it has sent no
+// statistics yet (joining, AppliedIndex 0), and while it trails the leader by more than
+// MaxTrailingLogs entries.
+func (c *Cluster) healthyLocked(n *Node) bool {
+	switch {
+	case !n.Member:
+		return false
+	case n.ID == c.leader:
+		return true
+	case !n.reachable():
+		return !n.unreachableSince.IsZero() && c.now().Sub(n.unreachableSince) < c.LastContactThreshold
+	case n.AppliedIndex == 0:
+		return false
+	}
+	return n.AppliedIndex+MaxTrailingLogs >= c.commitIndex
+}
+
+// Healthy is autopilot's verdict on server id (false for an unknown server).
+func (c *Cluster) Healthy(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.applyPromotionsLocked()
+	n, ok := c.nodes[id]
+	return ok && c.healthyLocked(n)
 }
 
 // Node returns a copy of a server's state.
@@ -172,13 +257,6 @@ func (c *Cluster) SetCommitIndex(i uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.commitIndex = i
-}
-
-// SetAutopilotHealthy sets autopilot's overall verdict; nil means "not known yet".
-func (c *Cluster) SetAutopilotHealthy(h *bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.autopilotHealthy = h
 }
 
 // SetVersionHistory sets what VersionHistory answers.
@@ -239,7 +317,7 @@ func (c *Cluster) electLocked(except string) {
 		return
 	}
 	if c.canWinLocked(candidates[0]) {
-		c.leader = candidates[0].ID
+		c.setLeaderLocked(candidates[0].ID)
 		return
 	}
 	c.leader, c.electing, c.leaderlessFor, c.lost = "", true, c.LeaderlessCalls, except
@@ -258,13 +336,26 @@ func (c *Cluster) electWinnerLocked() {
 	}
 	for _, n := range c.candidatesLocked(c.lost) {
 		if c.canWinLocked(n) {
-			c.leader, c.electing = n.ID, false
+			c.setLeaderLocked(n.ID)
+			c.electing = false
 			return
 		}
 	}
 }
 
-// candidatesLocked are the healthy voters other than except, by ID.
+// setLeaderLocked makes id the leader. Its autopilot has never heard from the servers that
+// are out of reach: they are unhealthy at once.
+func (c *Cluster) setLeaderLocked(id string) {
+	c.leader = id
+	for _, n := range c.nodes {
+		if !n.reachable() {
+			n.unreachableSince = time.Time{}
+		}
+	}
+}
+
+// candidatesLocked are the reachable voters other than except that autopilot calls healthy,
+// by ID.
 func (c *Cluster) candidatesLocked(except string) []*Node {
 	ids := make([]string, 0, len(c.nodes))
 	for id := range c.nodes {
@@ -274,7 +365,7 @@ func (c *Cluster) candidatesLocked(except string) []*Node {
 	var out []*Node
 	for _, id := range ids {
 		n := c.nodes[id]
-		if id != except && n.Member && n.Voter && n.Healthy && n.Initialized && !n.Sealed && !n.Down {
+		if id != except && n.Member && n.Voter && n.reachable() && c.healthyLocked(n) {
 			out = append(out, n)
 		}
 	}
@@ -289,8 +380,7 @@ func (c *Cluster) canWinLocked(candidate *Node) bool {
 			continue
 		}
 		voters++
-		up := n.Healthy && n.Initialized && !n.Sealed && !n.Down
-		if n == candidate || up && !olderVersion(candidate.Version, n.Version) {
+		if n == candidate || n.reachable() && !olderVersion(candidate.Version, n.Version) {
 			votes++
 		}
 	}
@@ -476,19 +566,39 @@ func (cl *client) AutopilotState(ctx context.Context) (*openbao.AutopilotState, 
 	if err := cl.ready("AutopilotState", n); err != nil {
 		return nil, err
 	}
-	st := &openbao.AutopilotState{Leader: c.leader}
-	if c.autopilotHealthy != nil {
-		h := *c.autopilotHealthy
-		st.Healthy = &h
+	return c.autopilotLocked(), nil
+}
+
+// Autopilot is the state autopilot on the active server reports, nil while there is none
+// (a call to AutopilotState then fails). It records no call.
+func (c *Cluster) Autopilot() *openbao.AutopilotState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.applyPromotionsLocked()
+	if c.leader == "" {
+		return nil
 	}
+	return c.autopilotLocked()
+}
+
+// autopilotLocked derives autopilot's state from the servers'.
+func (c *Cluster) autopilotLocked() *openbao.AutopilotState {
+	st := &openbao.AutopilotState{Leader: c.leader}
+	healthy, voters, healthyVoters := true, 0, 0
 	for _, m := range c.nodes {
 		if !m.Member {
 			continue
 		}
 		status, nodeType := "non-voter", "non-voter"
+		serverHealthy := c.healthyLocked(m)
+		healthy = healthy && serverHealthy
 		if m.Voter {
 			status, nodeType = "voter", "voter"
 			st.Voters = append(st.Voters, m.ID)
+			voters++
+			if serverHealthy {
+				healthyVoters++
+			}
 		} else {
 			st.NonVoters = append(st.NonVoters, m.ID)
 		}
@@ -496,16 +606,18 @@ func (cl *client) AutopilotState(ctx context.Context) (*openbao.AutopilotState, 
 			status = "leader"
 		}
 		st.Servers = append(st.Servers, openbao.AutopilotServer{
-			ID: m.ID, Name: m.ID, Address: m.ID + ":8201", NodeStatus: "alive", Healthy: m.Healthy && !m.Down && !m.Sealed,
+			ID: m.ID, Name: m.ID, Address: m.ID + ":8201", NodeStatus: "alive", Healthy: serverHealthy,
 			LastIndex: m.AppliedIndex, Status: status, Version: m.Version, UpgradeVersion: m.Version, NodeType: nodeType,
 		})
 	}
 	sort.Strings(st.Voters)
 	sort.Strings(st.NonVoters)
 	sort.Slice(st.Servers, func(i, j int) bool { return st.Servers[i].ID < st.Servers[j].ID })
-	voters := len(st.Voters)
-	st.FailureTolerance = max(0, (voters-1)/2)
-	return st, nil
+	// As OpenBao computes them: the cluster is healthy when every server is, non-voters
+	// included; it tolerates as many failures as it has healthy voters beyond a quorum.
+	st.Healthy = &healthy
+	st.FailureTolerance = max(0, healthyVoters-(voters/2+1))
+	return st
 }
 
 func (cl *client) VersionHistory(ctx context.Context) ([]openbao.VersionEntry, error) {

@@ -3,6 +3,7 @@ package fake_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -25,7 +26,9 @@ func clientOf(t *testing.T, c *fake.Cluster, id string) openbao.Client {
 func TestStepDownMovesLeadershipToAnotherHealthyVoter(t *testing.T) {
 	ctx := context.Background()
 	c := fake.NewHealthyCluster("bao", 3, "2.6.2")
-	c.Update("bao-1", func(n *fake.Node) { n.Healthy = false })
+	// bao-1 trails the leader by more than autopilot allows: unhealthy, no successor.
+	c.SetCommitIndex(100 + fake.MaxTrailingLogs + 1)
+	c.Update("bao-2", func(n *fake.Node) { n.AppliedIndex = 100 + fake.MaxTrailingLogs + 1 })
 	standby := clientOf(t, c, "bao-2")
 
 	if h, _ := standby.Health(ctx); h.StatusCode != 429 || !h.Standby {
@@ -104,7 +107,7 @@ func TestStepDownToAnOldServerFailsWhenTheNewVersionHoldsAMajority(t *testing.T)
 func TestMembershipChangesBehaveLikeOpenBao(t *testing.T) {
 	ctx := context.Background()
 	c := fake.NewHealthyCluster("bao", 3, "2.6.2")
-	c.AddNode(fake.Node{ID: "green-0", Address: "https://green-0:8200", Version: "2.7.2", Initialized: true, Member: true, Healthy: true})
+	c.AddNode(fake.Node{ID: "green-0", Address: "https://green-0:8200", Version: "2.7.2", Initialized: true, Member: true, AppliedIndex: 100})
 	cl := clientOf(t, c, "bao-0")
 
 	err := cl.Promote(ctx, "bao-1")
@@ -156,11 +159,6 @@ func TestInjectedErrorsAndUnknownState(t *testing.T) {
 	if _, err := cl.Health(ctx); err != nil {
 		t.Errorf("second call still fails: %v", err)
 	}
-	c.SetAutopilotHealthy(nil)
-	st, err := cl.AutopilotState(ctx)
-	if err != nil || st.Healthy != nil || st.IsHealthy() {
-		t.Errorf("autopilot without a verdict: %+v %v", st, err)
-	}
 	c.Update("bao-2", func(n *fake.Node) { n.Down = true })
 	if _, err := clientOf2(c, "bao-2").Health(ctx); !errors.Is(err, openbao.ErrUnavailable) {
 		t.Errorf("down node: %v", err)
@@ -195,5 +193,70 @@ func TestVerifiedMembershipChanges(t *testing.T) {
 	}
 	if n, ok := c.Node("bao-2"); ok && n.Member {
 		t.Errorf("bao-2 is still a member: %+v", n)
+	}
+}
+
+// TestAutopilotVerdictDerivesFromTheServers: autopilot's verdicts follow the servers' state
+// the way OpenBao's do (the measurements are in the package documentation).
+func TestAutopilotVerdictDerivesFromTheServers(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := fake.NewHealthyCluster("bao", 3, "2.7.2")
+	c.Clock, c.LastContactThreshold = func() time.Time { return now }, 10*time.Second
+	cl := clientOf(t, c, "bao-0")
+	verdict := func() string {
+		t.Helper()
+		st, err := cl.AutopilotState(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := fmt.Sprintf("healthy=%v tolerance=%d", st.IsHealthy(), st.FailureTolerance)
+		for _, srv := range st.Servers {
+			if !srv.Healthy {
+				out += " unhealthy:" + srv.ID
+			}
+		}
+		return out
+	}
+	steps := []struct {
+		what   string
+		change func()
+		want   string
+	}{
+		{"three healthy voters", func() {}, "healthy=true tolerance=1"},
+		{"a follower stops: healthy until the last contact is too old", func() { c.Update("bao-2", func(n *fake.Node) { n.Down = true }) }, "healthy=true tolerance=1"},
+		{"10 s later", func() { now = now.Add(10 * time.Second) }, "healthy=false tolerance=0 unhealthy:bao-2"},
+		{"it runs again", func() { c.Update("bao-2", func(n *fake.Node) { n.Down = false }) }, "healthy=true tolerance=1"},
+		{"it restarts sealed", func() { c.Update("bao-2", func(n *fake.Node) { n.Sealed = true }); now = now.Add(11 * time.Second) }, "healthy=false tolerance=0 unhealthy:bao-2"},
+		{"unsealed", func() { c.Update("bao-2", func(n *fake.Node) { n.Sealed = false }) }, "healthy=true tolerance=1"},
+		{"it trails by more than max_trailing_logs", func() {
+			c.SetCommitIndex(100 + fake.MaxTrailingLogs + 1)
+			c.Update("bao-1", func(n *fake.Node) { n.AppliedIndex = 100 + fake.MaxTrailingLogs + 1 })
+		}, "healthy=false tolerance=0 unhealthy:bao-2"},
+		{"caught up", func() { c.Update("bao-2", func(n *fake.Node) { n.AppliedIndex = 100 + fake.MaxTrailingLogs }) }, "healthy=true tolerance=1"},
+		{"a non-voter joins", func() {
+			c.AddNode(fake.Node{ID: "bao-3", Address: "https://bao-3:8200", Version: "2.7.2", Initialized: true, Member: true})
+		}, "healthy=false tolerance=1 unhealthy:bao-3"},
+		{"its statistics arrive", func() { c.Update("bao-3", func(n *fake.Node) { n.AppliedIndex = 1100 }) }, "healthy=true tolerance=1"},
+		{"it is promoted: four voters", func() { c.Update("bao-3", func(n *fake.Node) { n.Voter = true }) }, "healthy=true tolerance=1"},
+		{"one of four stops", func() { c.Update("bao-1", func(n *fake.Node) { n.Down = true }); now = now.Add(10 * time.Second) }, "healthy=false tolerance=0 unhealthy:bao-1"},
+	}
+	for _, s := range steps {
+		s.change()
+		if got := verdict(); got != s.want {
+			t.Errorf("%s: %s, want %s", s.what, got, s.want)
+		}
+	}
+	// A new leader's autopilot never heard from the stopped server: unhealthy at once.
+	c.Update("bao-1", func(n *fake.Node) { n.Down = false })
+	c.Update("bao-2", func(n *fake.Node) { n.Down = true })
+	if !c.Healthy("bao-2") {
+		t.Fatal("bao-2 is unhealthy at once after it stopped")
+	}
+	if err := cl.StepDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Healthy("bao-2") || c.Leader() == "bao-0" {
+		t.Errorf("after a step-down: leader %s, bao-2 healthy=%v", c.Leader(), c.Healthy("bao-2"))
 	}
 }

@@ -120,7 +120,7 @@ func newSim(t *testing.T, replicas int, seed uint64) *sim {
 	for i := range replicas {
 		pod := s.createPod(ctx, sts, i)
 		s.addNode(baofake.Node{ID: pod.Name, Address: openbao.PodAddress(pod.Status.PodIP, resources.APIPort), Version: oldVersion,
-			Initialized: true, Member: true, Voter: true, Healthy: true, AppliedIndex: 100})
+			Initialized: true, Member: true, Voter: true, AppliedIndex: 100})
 		s.setReady(ctx, pod.Name, true)
 	}
 	s.bao.SetLeader(resources.PodName("bao", s.rng.IntN(replicas)))
@@ -204,13 +204,13 @@ func (s *sim) tick(ctx context.Context) {
 		switch {
 		case p.Name == s.bao.Leader():
 			applied = s.commit
-		case !n.Healthy:
+		case n.AppliedIndex == 0: // autopilot has no statistics from it yet: unhealthy
 			applied = s.commit - 40 // still catching up
 			if s.firstPromote.IsZero() {
 				s.greenCaughtUp = s.now
 			}
 		}
-		s.bao.Update(p.Name, func(n *baofake.Node) { n.Healthy, n.AppliedIndex = true, applied })
+		s.bao.Update(p.Name, func(n *baofake.Node) { n.AppliedIndex = applied })
 		s.setReady(ctx, p.Name, true)
 	}
 
@@ -303,7 +303,7 @@ func (s *sim) startServer(ctx context.Context, sts *appsv1.StatefulSet, pod *cor
 		assert.Empty(s.t, cm.Data[resources.SelfInitConfigFile], "no self-initialization for Green")
 	}
 	s.addNode(baofake.Node{ID: pod.Name, Address: openbao.PodAddress(pod.Status.PodIP, resources.APIPort), Version: versionOf(img),
-		Initialized: true, Member: true, Voter: !nonVoter, Healthy: false, AppliedIndex: 0})
+		Initialized: true, Member: true, Voter: !nonVoter, AppliedIndex: 0})
 }
 
 func argAfter(args []string, flag string) string {

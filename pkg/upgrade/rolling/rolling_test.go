@@ -302,7 +302,7 @@ func (s *sim) state(ctx context.Context) *upgrade.State {
 	st := &upgrade.State{
 		Cluster: s.cluster, Pods: map[string]*corev1.Pod{}, Jobs: map[string]*batchv1.Job{},
 		Servers: map[string]upgrade.ServerState{}, Now: s.now, ExecutorImage: "operator:1", Leader: s.leader,
-		Raft: &upgrade.RaftState{RaftView: openbao.RaftView{Voters: map[string]bool{}, Healthy: map[string]bool{}, AutopilotHealthy: ptr.To(true)}, LeaderCommittedIndex: s.commit},
+		Raft: &upgrade.RaftState{RaftView: openbao.RaftView{Voters: map[string]bool{}, Healthy: map[string]bool{}}, LeaderCommittedIndex: s.commit},
 	}
 	sts := &appsv1.StatefulSet{}
 	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
@@ -317,11 +317,16 @@ func (s *sim) state(ctx context.Context) *upgrade.State {
 	for i := range jobs.Items {
 		st.Jobs[jobs.Items[i].Name] = &jobs.Items[i]
 	}
+	// Autopilot's verdict on the cluster derives from its verdicts on the servers, as in
+	// OpenBao (pkg/openbao/fake documents the measurements): false while any is unhealthy.
+	healthy := true
 	for n, srv := range s.servers {
 		st.Servers[n] = *srv
 		st.Raft.Voters[n] = true
 		st.Raft.Healthy[n] = srv.Serving()
+		healthy = healthy && srv.Serving()
 	}
+	st.Raft.AutopilotHealthy = &healthy
 	return st
 }
 
@@ -564,7 +569,9 @@ func TestRollingWaitsWhileNoSuccessorExists(t *testing.T) {
 	}
 	u := s.cluster.Status.Upgrade
 	assert.Equal(t, StepStepDown, u.Step)
-	assert.Contains(t, u.Message, "No other server could take over from bao-2 (autopilot reports no healthy voter other than bao-2)")
+	// Autopilot's verdict follows its verdicts on the servers: with two of them sealed the
+	// cluster is unhealthy, which is the first reason Successors gives.
+	assert.Contains(t, u.Message, "No other server could take over from bao-2 (autopilot reports the cluster unhealthy)")
 	jobs := &batchv1.JobList{}
 	require.NoError(t, s.client.List(ctx, jobs))
 	assert.Empty(t, jobs.Items, "no step-down without a successor")
