@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -324,17 +325,36 @@ func (r *OpenBaoRestoreReconciler) takeLock(ctx context.Context, rs, original *o
 	return ctrl.Result{RequeueAfter: requeueRestoreActed}, nil
 }
 
-// releaseLock clears the cluster's operation lock if it names rs.
+// releaseLock clears the cluster's operation lock if it names rs. The cluster controller
+// writes the same status, so a write that finds the cluster changed reads it again from the
+// API server and, if the lock still names rs, clears it on that version.
 func (r *OpenBaoRestoreReconciler) releaseLock(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster, rs *openbaov1alpha1.OpenBaoRestore) error {
-	if c == nil || !restore.HoldsLock(c, rs) {
+	if c == nil {
 		return nil
 	}
-	before := c.DeepCopy()
-	c.Status.Restore = nil
-	if err := r.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	released := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !restore.HoldsLock(c, rs) {
+			return nil
+		}
+		before := c.DeepCopy()
+		c.Status.Restore = nil
+		err := r.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		if apierrors.IsConflict(err) {
+			log.FromContext(ctx).V(1).Info("The cluster changed while the lock was released; reading it again")
+			if rerr := r.apiReader().Get(ctx, client.ObjectKeyFromObject(c), c); rerr != nil {
+				return rerr
+			}
+		}
+		released = err == nil
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("release the cluster's operation lock: %w", err)
 	}
-	log.FromContext(ctx).Info("Released the cluster's operation lock")
+	if released {
+		log.FromContext(ctx).Info("Released the cluster's operation lock")
+	}
 	return nil
 }
 
