@@ -808,15 +808,19 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *core
 	s.probeCancel = cancel
 	klog.V(1).InfoS("Container started", "pod", klog.KObj(pod), "container", c.Name, "pid", cmd.Process.Pid)
 	w.agent.events.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
-	go w.wait(s, cmd, s.exited, cancel)
+	go w.wait(s, cmd, s.exited, cancel, logPath)
 	if !s.init || isSidecar(c) {
 		w.startProbes(probeCtx, pod, c, s)
 	}
 	return nil
 }
 
+// logDrainTimeout bounds the wait for the last of a container's output to reach its log
+// after it exited (a process that left the container's process group may hold the pipe).
+const logDrainTimeout = 2 * time.Second
+
 // wait records the container's exit.
-func (w *podWorker) wait(s *ctrState, cmd *exec.Cmd, exited chan struct{}, cancel context.CancelFunc) {
+func (w *podWorker) wait(s *ctrState, cmd *exec.Cmd, exited chan struct{}, cancel context.CancelFunc, logPath string) {
 	err := cmd.Wait()
 	cancel()
 	code := 0
@@ -836,6 +840,12 @@ func (w *podWorker) wait(s *ctrState, cmd *exec.Cmd, exited chan struct{}, cance
 	}
 	// The container's own children die with it, as in a PID namespace.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	// Its output goes to the log through a pipe: the termination message may be read from
+	// the log (FallbackToLogsOnError), so the log must hold everything it wrote first.
+	select {
+	case <-w.agent.logs.done(logPath):
+	case <-time.After(logDrainTimeout):
+	}
 	w.mu.Lock()
 	if s.cmd == cmd {
 		if s.killReason != "" && code != 0 {
