@@ -190,11 +190,7 @@ func TestDowngradeIsBlocked(t *testing.T) {
 	require.NoError(t, h.client.Update(t.Context(), c))
 	h.converge("bao")
 	c = h.cluster("bao")
-	cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
-	require.NotNil(t, cond)
-	assert.Equal(t, metav1.ConditionTrue, cond.Status)
-	assert.Equal(t, openbaov1alpha1.ReasonDowngradeBlocked, cond.Reason)
-	assert.Contains(t, cond.Message, "downgrades are blocked")
+	h.requireDegraded("bao", openbaov1alpha1.ReasonDowngradeBlocked, "downgrades are blocked")
 	assert.Nil(t, c.Status.Upgrade)
 
 	// Setting the version back clears the condition.
@@ -237,10 +233,7 @@ func TestDeletedSealKeyOfInitializedClusterIsReported(t *testing.T) {
 
 	_, err := h.reconcile("bao")
 	require.NoError(t, err)
-	cond := meta.FindStatusCondition(h.cluster("bao").Status.Conditions, openbaov1alpha1.ConditionDegraded)
-	require.NotNil(t, cond)
-	assert.Equal(t, openbaov1alpha1.ReasonInvalidSpec, cond.Reason)
-	assert.Contains(t, cond.Message, "bao-unseal-key, the seal key that encrypts this cluster's data, is missing")
+	h.requireDegraded("bao", openbaov1alpha1.ReasonInvalidSpec, "bao-unseal-key, the seal key that encrypts this cluster's data, is missing")
 	assert.True(t, apierrors.IsNotFound(h.get("bao-unseal-key", &corev1.Secret{})), "no new key generated")
 
 	original.ObjectMeta = metav1.ObjectMeta{Namespace: original.Namespace, Name: original.Name}
@@ -291,11 +284,7 @@ func TestMissingTLSSecretIsReported(t *testing.T) {
 	_, err := h.reconcile("bao")
 	require.NoError(t, err)
 	c = h.cluster("bao")
-	cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
-	require.NotNil(t, cond)
-	assert.Equal(t, metav1.ConditionTrue, cond.Status)
-	assert.Equal(t, openbaov1alpha1.ReasonInvalidSpec, cond.Reason)
-	assert.Contains(t, cond.Message, `"my-tls" does not exist`)
+	h.requireDegraded("bao", openbaov1alpha1.ReasonInvalidSpec, `"my-tls" does not exist`)
 	assert.Equal(t, openbaov1alpha1.PhaseDegraded, c.Status.Phase)
 	sts := &appsv1.StatefulSet{}
 	assert.Error(t, h.get("bao", sts), "no servers without their certificate")
@@ -314,11 +303,7 @@ func TestUnrenderableConfigurationStopsThePass(t *testing.T) {
 	_, err := h.reconcile("bao")
 	require.ErrorIs(t, err, reconcile.TerminalError(nil), "a spec that can never work is a terminal error: no retries until it changes")
 	c = h.cluster("bao")
-	cond := meta.FindStatusCondition(c.Status.Conditions, openbaov1alpha1.ConditionDegraded)
-	require.NotNil(t, cond)
-	assert.Equal(t, metav1.ConditionTrue, cond.Status)
-	assert.Equal(t, openbaov1alpha1.ReasonInvalidSpec, cond.Reason)
-	assert.Contains(t, cond.Message, "self-initialization requests cannot be rendered")
+	h.requireDegraded("bao", openbaov1alpha1.ReasonInvalidSpec, "self-initialization requests cannot be rendered")
 	for name, obj := range map[string]client.Object{
 		"bao": &appsv1.StatefulSet{}, "bao-config": &corev1.ConfigMap{}, "bao-internal": &corev1.Service{},
 		"bao-unseal-key": &corev1.Secret{}, "bao-upgrade-serviceaccount": &corev1.ServiceAccount{},

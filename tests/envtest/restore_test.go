@@ -98,10 +98,7 @@ func TestSealKeyFromAnExistingSecret(t *testing.T) {
 	require.NoError(t, h.client.Create(t.Context(), c))
 	_, err := h.reconcile("new")
 	require.NoError(t, err)
-	cond := meta.FindStatusCondition(h.cluster("new").Status.Conditions, openbaov1alpha1.ConditionDegraded)
-	require.NotNil(t, cond)
-	assert.Equal(t, openbaov1alpha1.ReasonInvalidSpec, cond.Reason)
-	assert.Contains(t, cond.Message, `spec.seal.existingSecret "old-unseal-key" does not exist`)
+	h.requireDegraded("new", openbaov1alpha1.ReasonInvalidSpec, `spec.seal.existingSecret "old-unseal-key" does not exist`)
 	assert.Error(t, h.get("new", &appsv1.StatefulSet{}), "no servers without their seal key")
 	assert.Error(t, h.get("new-unseal-key", &corev1.Secret{}), "no key generated instead")
 	h.events("new", openbaov1alpha1.ReasonInvalidSpec, 1)
@@ -110,8 +107,7 @@ func TestSealKeyFromAnExistingSecret(t *testing.T) {
 	require.NoError(t, h.client.Create(t.Context(), old))
 	_, err = h.reconcile("new")
 	require.NoError(t, err)
-	cond = meta.FindStatusCondition(h.cluster("new").Status.Conditions, openbaov1alpha1.ConditionDegraded)
-	assert.Contains(t, cond.Message, "must hold a 32-byte seal key under the key \"key\" (it holds 16 bytes there)")
+	h.requireDegraded("new", openbaov1alpha1.ReasonInvalidSpec, "must hold a 32-byte seal key under the key \"key\" (it holds 16 bytes there)")
 	assert.Error(t, h.get("new-unseal-key", &corev1.Secret{}))
 
 	old.Data["key"] = key
@@ -138,9 +134,7 @@ func TestSealKeyFromAnExistingSecret(t *testing.T) {
 	require.NoError(t, h.client.Update(t.Context(), c))
 	_, err = h.reconcile("own")
 	require.NoError(t, err)
-	cond = meta.FindStatusCondition(h.cluster("own").Status.Conditions, openbaov1alpha1.ConditionDegraded)
-	assert.Equal(t, metav1.ConditionTrue, cond.Status)
-	assert.Contains(t, cond.Message, "holds another key than the cluster's own seal key own-unseal-key")
+	h.requireDegraded("own", openbaov1alpha1.ReasonInvalidSpec, "holds another key than the cluster's own seal key own-unseal-key")
 	require.NoError(t, h.get("own-unseal-key", seal))
 	assert.NotEqual(t, key, seal.Data["key"])
 }

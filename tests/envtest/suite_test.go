@@ -9,7 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -159,6 +162,17 @@ func (h *harness) reconcile(name string) (ctrl.Result, error) {
 
 func (h *harness) get(name string, obj client.Object) error {
 	return h.client.Get(h.t.Context(), types.NamespacedName{Namespace: h.namespace, Name: name}, obj)
+}
+
+// requireDegraded fails the test unless the cluster is Degraded=True for reason, with a
+// message that holds part.
+func (h *harness) requireDegraded(name, reason, part string) {
+	h.t.Helper()
+	cond := meta.FindStatusCondition(h.cluster(name).Status.Conditions, openbaov1alpha1.ConditionDegraded)
+	require.NotNil(h.t, cond, "cluster %s has no Degraded condition", name)
+	assert.Equal(h.t, metav1.ConditionTrue, cond.Status)
+	assert.Equal(h.t, reason, cond.Reason)
+	assert.Contains(h.t, cond.Message, part)
 }
 
 func (h *harness) cluster(name string) *openbaov1alpha1.OpenBaoCluster {
