@@ -83,12 +83,38 @@ func ReadMachineCPU() MachineCPU {
 	return m
 }
 
+// procStat reads a process's parent and its CPU clock ticks from /proc/<pid>/stat: its own
+// user and system time (utime, stime) and that of its children that ended and were waited
+// for (cutime, cstime).
+func procStat(pid int) (ppid int, own, children float64, ok bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, 0, false // ended meanwhile
+	}
+	// The command name, in parentheses, may hold spaces: the fields start after it.
+	st := string(data)
+	f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
+	if len(f) < 15 {
+		return 0, 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	tick := func(i int) float64 { v, _ := strconv.ParseFloat(f[i], 64); return v }
+	return ppid, tick(11) + tick(12), tick(13) + tick(14), true
+}
+
+// ProcessCPUSeconds is a process's own user and system CPU time in seconds (clock ticks of
+// 1/100 s), 0 when it is not found.
+func ProcessCPUSeconds(pid int) float64 {
+	_, own, _, _ := procStat(pid)
+	return own / 100
+}
+
 // TreeCPUSeconds is the CPU time of process root and all its descendants, in seconds:
 // each live process's own user and system time plus that of its children that ended and
-// were waited for (cutime, cstime), so a process that ended during a measurement still
-// counts, in its parent. For the benchmarks root is their own process, which runs the
-// local cluster: the control plane, the node, OpenBao's servers and the operator, and
-// nothing else of the machine.
+// were waited for, so a process that ended during a measurement still counts, in its
+// parent. For the benchmarks root is their own process, which runs the local cluster: the
+// control plane, the node, OpenBao's servers and the operator, and nothing else of the
+// machine.
 func TreeCPUSeconds(root int) float64 {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -101,21 +127,11 @@ func TreeCPUSeconds(root int) float64 {
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // ended meanwhile
-		}
-		// The command name, in parentheses, may hold spaces: the fields start after it.
-		st := string(data)
-		f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
-		if len(f) < 15 {
+		ppid, own, children, ok := procStat(pid)
+		if !ok {
 			continue
 		}
-		parent[pid], _ = strconv.Atoi(f[1])
-		for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
-			v, _ := strconv.ParseFloat(f[i], 64)
-			ticks[pid] += v
-		}
+		parent[pid], ticks[pid] = ppid, own+children
 	}
 	var sum float64
 	for pid, t := range ticks {

@@ -385,7 +385,7 @@ func (b *clusterBench) run(ctx context.Context, modes map[string]bool, steady ti
 func (b *clusterBench) steady(ctx context.Context, d time.Duration) *Steady {
 	b.progress("steady state with %d clusters for %s", b.n, d)
 	pid := upgradebench.FindOperatorPid(b.manager)
-	cpu0 := cpuSeconds(pid)
+	cpu0 := upgradebench.ProcessCPUSeconds(pid)
 	m0, _ := b.scrape(ctx)
 	start := time.Now()
 	peak := 0.0
@@ -395,7 +395,7 @@ func (b *clusterBench) steady(ctx context.Context, d time.Duration) *Steady {
 	}
 	end := time.Now()
 	s := &Steady{Seconds: round1(end.Sub(start).Seconds())}
-	s.CPUSeconds = round1(cpuSeconds(pid) - cpu0)
+	s.CPUSeconds = round1(upgradebench.ProcessCPUSeconds(pid) - cpu0)
 	s.CPUFractionOfOneCore = round3(s.CPUSeconds / s.Seconds)
 	s.RSSMiB = b.rss()
 	s.PeakRSSMiB = math.Max(peak, s.RSSMiB)
@@ -544,27 +544,9 @@ func (b *clusterBench) rss() float64 {
 // operatorCPU is the operator's CPU seconds so far, 0 when its process is not found.
 func (b *clusterBench) operatorCPU() float64 {
 	if pid := upgradebench.FindOperatorPid(b.manager); pid != 0 {
-		return cpuSeconds(pid)
+		return upgradebench.ProcessCPUSeconds(pid)
 	}
 	return 0
-}
-
-// cpuSeconds is the user and system CPU time of a process (/proc/<pid>/stat, clock ticks
-// of 1/100 s).
-func cpuSeconds(pid int) float64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The command name, in parentheses, may hold spaces: the fields start after it.
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100
 }
 
 // metrics are the samples of one scrape of the manager's metrics endpoint, by the whole
