@@ -156,22 +156,23 @@ func waitAcknowledged(t *testing.T, load *loadclient.Client, what string, since 
 // not be in it, and are not checked.
 func checkLoadAroundRestore(t *testing.T, c *openbaov1alpha1.OpenBaoCluster, load *loadclient.Client, backupStart, backupDone, restoreStart, restoreDone time.Time) {
 	t.Helper()
-	var present, absent []loadclient.Write
+	keep := map[string]string{}
+	var absent []loadclient.Write
 	for _, w := range load.Writes() {
 		switch {
 		case w.Acknowledged.Before(backupStart):
-			present = append(present, w)
+			keep[w.Key] = w.Value
 		case w.Start.After(backupDone) && w.Acknowledged.Before(restoreStart):
 			absent = append(absent, w)
 		case w.Acknowledged.After(restoreDone):
-			present = append(present, w)
+			keep[w.Key] = w.Value
 		}
 	}
 	r := load.Report()
 	t.Logf("load: %d writes acknowledged (%d to keep, %d written after the backup to be gone), %d failed requests during the restarts, longest write gap %s; first errors: %v",
-		r.Acknowledged, len(present), len(absent), r.FailedRequests, r.LongestWriteGap.Round(time.Millisecond), r.FirstErrors)
-	if len(present) == 0 || len(absent) == 0 {
-		t.Fatalf("the load has %d writes to keep and %d to be gone: nothing to check", len(present), len(absent))
+		r.Acknowledged, len(keep), len(absent), r.FailedRequests, r.LongestWriteGap.Round(time.Millisecond), r.FirstErrors)
+	if len(keep) == 0 || len(absent) == 0 {
+		t.Fatalf("the load has %d writes to keep and %d to be gone: nothing to check", len(keep), len(absent))
 	}
 	ctx := context.Background()
 	for _, pod := range serverPods(t, c) {
@@ -184,28 +185,12 @@ func checkLoadAroundRestore(t *testing.T, c *openbaov1alpha1.OpenBaoCluster, loa
 				t.Errorf("%s: %s, acknowledged after the backup and before the restore, is still there: %v", pod.Name, w.Key, got.Data)
 			}
 		}
-		var lost []string
-		for _, w := range present {
-			// A standby may lag the active node by a moment.
-			var v any
-			for attempt := 0; attempt < 20; attempt++ {
-				got, err := cl.Logical().ReadWithContext(ctx, w.Key)
-				if err == nil && got != nil {
-					if data, ok := got.Data["data"].(map[string]any); ok {
-						v = data["value"]
-					}
-				}
-				if v == w.Value {
-					break
-				}
-				time.Sleep(250 * time.Millisecond)
-			}
-			if v != w.Value {
-				lost = append(lost, w.Key)
-			}
+		lost, err := loadclient.VerifyValues(ctx, cl, keep)
+		if err != nil {
+			t.Fatalf("read back the writes to keep through %s: %v", pod.Name, err)
 		}
 		if len(lost) > 0 {
-			t.Errorf("%s: %d of %d acknowledged writes lost: %v", pod.Name, len(lost), len(present), lost[:min(len(lost), 10)])
+			t.Errorf("%s: %d of %d acknowledged writes lost: %v", pod.Name, len(lost), len(keep), lost[:min(len(lost), 10)])
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -392,22 +393,26 @@ func (c *Client) Token() string {
 }
 
 // Verify reads every acknowledged write through cl and returns the keys that are missing
-// or hold another value. A server that is a standby may lag the active node a little, so a
-// key is reported only if it is still missing after a few seconds.
+// or hold another value (see VerifyValues).
 func (c *Client) Verify(ctx context.Context, cl *api.Client) ([]string, error) {
 	c.mu.Lock()
-	pending := make(map[string]string, len(c.acked))
-	for k, v := range c.acked {
-		pending[k] = v
-	}
+	want := maps.Clone(c.acked)
 	c.mu.Unlock()
+	return VerifyValues(ctx, cl, want)
+}
+
+// VerifyValues reads each key of want through cl and returns the keys that are missing or
+// hold another value than want's. A server that is a standby may lag the active node a
+// little, so a key is reported only if it is still missing after a few seconds.
+func VerifyValues(ctx context.Context, cl *api.Client, want map[string]string) ([]string, error) {
+	pending := maps.Clone(want)
 	for attempt := 0; ; attempt++ {
-		for key, want := range pending {
+		for key, value := range pending {
 			s, err := cl.Logical().ReadWithContext(ctx, key)
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", key, err)
 			}
-			if valueOf(s) == want {
+			if valueOf(s) == value {
 				delete(pending, key)
 			}
 		}
