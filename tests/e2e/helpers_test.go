@@ -12,6 +12,7 @@ import (
 	"github.com/openbao/openbao/api/v2"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -88,6 +89,26 @@ func getCluster(t *testing.T, ns, name string) *openbaov1alpha1.OpenBaoCluster {
 		t.Fatalf("get OpenBaoCluster %s/%s: %v", ns, name, err)
 	}
 	return c
+}
+
+// waitEvent waits until the namespace holds an event that match accepts; what names it.
+func waitEvent(t *testing.T, ns, what string, match func(e *eventsv1.Event) bool) {
+	t.Helper()
+	eventually(t, waitShort, what, func() (bool, string) {
+		events, err := cs.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		seen := make([]string, 0, len(events.Items))
+		for i := range events.Items {
+			e := &events.Items[i]
+			if match(e) {
+				return true, ""
+			}
+			seen = append(seen, e.Type+" "+e.Reason+": "+e.Note)
+		}
+		return false, fmt.Sprintf("events: %q", seen)
+	})
 }
 
 // eventually polls cond until it holds; at the deadline the test fails with

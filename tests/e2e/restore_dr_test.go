@@ -9,6 +9,7 @@ import (
 
 	"github.com/openbao/openbao/api/v2"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -139,18 +140,9 @@ func TestRollbackAfterAnUpgradeThatServed(t *testing.T) {
 		t.Errorf("a restore during the upgrade: phase %s, reason %s, message %s; want Refused, %s",
 			refusedDuring.Status.Phase, conditionReason(refusedDuring), refusedDuring.Status.Message, openbaov1alpha1.ReasonRestoreUpgradeInProgress)
 	}
-	eventually(t, waitShort, "a Warning event of the refused restore", func() (bool, string) {
-		events, err := cs.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, e := range events.Items {
-			if e.Regarding.Kind == "OpenBaoRestore" && e.Regarding.Name == "during-upgrade" && e.Type == corev1.EventTypeWarning &&
-				e.Reason == "RestoreRefused" && strings.Contains(e.Note, openbaov1alpha1.ReasonRestoreUpgradeInProgress) {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("%d events in the namespace, none a Warning RestoreRefused naming %s", len(events.Items), openbaov1alpha1.ReasonRestoreUpgradeInProgress)
+	waitEvent(t, ns, "a Warning RestoreRefused event of the refused restore naming "+openbaov1alpha1.ReasonRestoreUpgradeInProgress, func(e *eventsv1.Event) bool {
+		return e.Regarding.Kind == "OpenBaoRestore" && e.Regarding.Name == "during-upgrade" && e.Type == corev1.EventTypeWarning &&
+			e.Reason == "RestoreRefused" && strings.Contains(e.Note, openbaov1alpha1.ReasonRestoreUpgradeInProgress)
 	})
 	jobs, err := cs.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: resources.LabelRestoreName + "=during-upgrade"})
 	if err != nil || len(jobs.Items) != 0 {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -107,21 +108,8 @@ func waitKeysSynced(t *testing.T, ns string, ok func([]string) bool, what string
 
 func checkKeysEvent(t *testing.T, ns, added string) {
 	t.Helper()
-	eventually(t, waitShort, "a ServiceAccountKeysUpdated event naming the new key", func() (bool, string) {
-		evs, err := cs.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		var seen []string
-		for _, e := range evs.Items {
-			if e.Reason == "ServiceAccountKeysUpdated" {
-				seen = append(seen, e.Note)
-				if strings.Contains(e.Note, "added "+added[:19]) {
-					return true, ""
-				}
-			}
-		}
-		return false, fmt.Sprintf("events: %q", seen)
+	waitEvent(t, ns, "a ServiceAccountKeysUpdated event naming the new key", func(e *eventsv1.Event) bool {
+		return e.Reason == "ServiceAccountKeysUpdated" && strings.Contains(e.Note, "added "+added[:19])
 	})
 }
 
