@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
@@ -30,8 +28,7 @@ func (r *OpenBaoClusterReconciler) renderConfig(ctx context.Context, s *scope) (
 		s.invalidSpec = err.Error()
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(s.invalidSpec))
 	}
-	config, err := resources.RenderConfig(params)
-	if err != nil {
+	if _, err := resources.RenderConfig(params); err != nil {
 		s.invalidSpec = fmt.Sprintf("The OpenBao configuration cannot be rendered: %v", err)
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(s.invalidSpec))
 	}
@@ -45,21 +42,8 @@ func (r *OpenBaoClusterReconciler) renderConfig(ctx context.Context, s *scope) (
 		}
 	}
 	s.configParams = &params
-	s.config, s.selfInitConfig = config, selfInit
+	s.selfInitConfig = selfInit
 	return ctrl.Result{}, nil
-}
-
-// reconcileConfig writes the rendered configuration into the cluster's ConfigMap; the hash
-// of the configuration goes onto the pod template.
-func (r *OpenBaoClusterReconciler) reconcileConfig(ctx context.Context, s *scope) (ctrl.Result, error) {
-	c := s.cluster
-	cm := resources.ConfigMap(c, resources.ActiveStatefulSet(c), s.config, s.selfInitConfig)
-	if err := r.ensure(ctx, s, cm, func(o client.Object) { o.(*corev1.ConfigMap).Data = cm.Data }); err != nil {
-		return ctrl.Result{}, fmt.Errorf("config map: %w", err)
-	}
-	var err error
-	s.configHash, err = hashOf(s.config)
-	return ctrl.Result{}, err
 }
 
 // configParams gathers what the configuration renderer needs from the spec.

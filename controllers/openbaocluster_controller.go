@@ -174,10 +174,9 @@ func (r *OpenBaoClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.reconcileServiceAccounts,
 		r.reconcileSealKey,
 		r.reconcileTLS,
-		r.reconcileConfig,
 		r.reconcileServices,
 		r.reconcilePodDisruptionBudget,
-		r.reconcileStatefulSet,
+		r.reconcileWorkload,
 		r.observe,
 		r.reconcileServiceAccountKeys,
 		r.reconcileScaleDown,
@@ -256,7 +255,22 @@ func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj cli
 		return nil
 	}
 	log.FromContext(ctx).Info("Updating object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())
-	return r.Update(ctx, existing)
+	err = r.Update(ctx, existing)
+	if !apierrors.IsConflict(err) {
+		return err
+	}
+	// The cache had not yet seen the object's latest change (often this operator's own,
+	// earlier in the pass): apply the same changes to the object as the API server has it.
+	latest := obj.DeepCopyObject().(client.Object)
+	if err := r.apiReader().Get(ctx, client.ObjectKeyFromObject(obj), latest); err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(latest, s.cluster) {
+		return fmt.Errorf("%T %s exists and is not owned by this OpenBaoCluster: rename or delete it", obj, obj.GetName())
+	}
+	mutate(latest)
+	mergeMetadata(latest, obj)
+	return r.Update(ctx, latest)
 }
 
 // readerFor is where obj is read: Secrets from the API server (UncachedKinds), everything
@@ -310,19 +324,18 @@ func (r *OpenBaoClusterReconciler) reconcileServiceAccounts(ctx context.Context,
 	return ctrl.Result{}, nil
 }
 
+// reconcileServices converges the headless Service the servers find each other through; the
+// client Service, whose selection an upgrade moves, is part of the Workload (applyWorkload).
 func (r *OpenBaoClusterReconciler) reconcileServices(ctx context.Context, s *scope) (ctrl.Result, error) {
-	headless := resources.HeadlessService(s.cluster)
-	clientSvc := resources.ClientService(s.cluster, resources.StatefulSetSelector(s.cluster, r.Upgrades.Workload(s.cluster).ServingStatefulSet))
-	for _, svc := range []*corev1.Service{headless, clientSvc} {
-		desired := svc.DeepCopy()
-		if err := r.ensure(ctx, s, svc, func(o client.Object) {
-			existing := o.(*corev1.Service)
-			existing.Spec.Selector = desired.Spec.Selector
-			existing.Spec.Ports = desired.Spec.Ports
-			existing.Spec.PublishNotReadyAddresses = desired.Spec.PublishNotReadyAddresses
-		}); err != nil {
-			return ctrl.Result{}, fmt.Errorf("service %s: %w", desired.Name, err)
-		}
+	svc := resources.HeadlessService(s.cluster)
+	desired := svc.DeepCopy()
+	if err := r.ensure(ctx, s, svc, func(o client.Object) {
+		existing := o.(*corev1.Service)
+		existing.Spec.Selector = desired.Spec.Selector
+		existing.Spec.Ports = desired.Spec.Ports
+		existing.Spec.PublishNotReadyAddresses = desired.Spec.PublishNotReadyAddresses
+	}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("service %s: %w", desired.Name, err)
 	}
 	return ctrl.Result{}, nil
 }

@@ -28,14 +28,14 @@ type scope struct {
 	paused      bool
 	invalidSpec string
 
-	tlsCAPEM   []byte
-	configHash string
-	// config and selfInitConfig are the rendered openbao.hcl and self-init.hcl of this pass.
-	config, selfInitConfig string
-	statefulSet            *appsv1.StatefulSet
-	pods                   []corev1.Pod
-	observed               *upgrade.Observation
-	observedOK             bool
+	tlsCAPEM []byte
+	// selfInitConfig is the rendered self-init.hcl of this pass ("" once initialized).
+	selfInitConfig string
+	// statefulSet is the active server StatefulSet, as applied in this pass.
+	statefulSet *appsv1.StatefulSet
+	pods        []corev1.Pod
+	observed    *upgrade.Observation
+	observedOK  bool
 
 	// configParams are the active StatefulSet's configuration parameters of this pass.
 	configParams *resources.ConfigParams

@@ -37,7 +37,6 @@ func (r *OpenBaoClusterReconciler) reconcileUpgrade(ctx context.Context, s *scop
 		ExecutorImage: c.Spec.Upgrade.ExecutorImage,
 		Platform:      r.Options.Platform,
 		Now:           r.Clock.Now(),
-		Config:        s.configParams,
 	}
 	if c.Status.Upgrade != nil {
 		// A strategy may run a second StatefulSet and must find what it created.
@@ -114,6 +113,9 @@ func (e *upgradeEnv) OpenBao(ctx context.Context, pod string) (openbao.Client, e
 	}
 	return nil, fmt.Errorf("pod %s not found", pod)
 }
+
+// ApplyWorkload applies the Workload the status now declares, in the one place that writes it.
+func (e *upgradeEnv) ApplyWorkload(ctx context.Context) error { return e.r.applyWorkload(ctx, e.s) }
 
 // Event is emitted after the status is written.
 func (e *upgradeEnv) Event(eventType, reason, message string) {

@@ -1,6 +1,7 @@
 package scaledown
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -323,6 +324,12 @@ func (e simEnv) OpenBao(_ context.Context, pod string) (openbao.Client, error) {
 	return e.s.login(pod), nil
 }
 func (e simEnv) Event(_, reason, _ string) { e.s.events = append(e.s.events, reason) }
+
+// ApplyWorkload: a scale-down changes the StatefulSet's count through the status
+// (statefulSetReplicas), never through an upgrade's Workload.
+func (e simEnv) ApplyWorkload(context.Context) error {
+	return errors.New("the scale-down asked for an upgrade's workload to be applied")
+}
 
 // run plays the controller's passes (reconcileScaleDown) until the StatefulSet has the
 // spec's count and no scale-down is in flight. With crash, the operator is killed at random

@@ -171,3 +171,50 @@ func TestStepsThatWaitForAPersonHaveNoDeadline(t *testing.T) {
 	assert.Equal(t, StepHalted, c.Status.Upgrade.Step)
 	assert.Contains(t, c.Status.Upgrade.LastError, "did not finish within 1h0m0s")
 }
+
+// meddler writes what plan tells it to: its own part of status.upgrade, or more.
+type meddler struct{ plan func(s *State) }
+
+func (m meddler) Plan(_ context.Context, s *State) (Step, error) {
+	m.plan(s)
+	return Step{Kind: StepWait, Name: "Forward", Message: "Waiting."}, nil
+}
+func (meddler) Apply(context.Context, *State, Step, Env) error    { return nil }
+func (meddler) Workload(*openbaov1alpha1.OpenBaoCluster) Workload { return Workload{} }
+
+// A strategy's decision keeps what it wrote into its own part of status.upgrade; one that
+// changes anything else of the cluster halts the upgrade, and nothing of it is kept.
+func TestPlanKeepsOnlyTheStrategysOwnPart(t *testing.T) {
+	const name openbaov1alpha1.UpgradeStrategyType = "MeddlerForTest"
+	run := func(plan func(s *State)) *openbaov1alpha1.OpenBaoCluster {
+		c := upgrading("2.7.2")
+		c.Status.Upgrade.Strategy = name
+		m := &Manager{Strategies: Strategies{name: meddler{plan: plan}}}
+		_, err := m.Reconcile(context.Background(), &State{Cluster: c, Now: time.Now()}, &recordingEnv{}, noPersist)
+		require.NoError(t, err)
+		return c
+	}
+
+	c := run(func(s *State) { s.Upgrade().Rolling = &openbaov1alpha1.RollingStatus{PodsDone: []string{"bao-2"}} })
+	require.NotNil(t, c.Status.Upgrade.Rolling)
+	assert.Equal(t, []string{"bao-2"}, c.Status.Upgrade.Rolling.PodsDone, "its own part is kept")
+	assert.Equal(t, "Forward", c.Status.Upgrade.Step)
+
+	for what, plan := range map[string]func(s *State){
+		"status.statefulSet":     func(s *State) { s.Cluster.Status.StatefulSet = "bao-green" },
+		"status.upgrade.step":    func(s *State) { s.Upgrade().Step = "Elsewhere" },
+		"spec.version":           func(s *State) { s.Cluster.Spec.Version = "2.8.0" },
+		"status.upgrade removed": func(s *State) { s.Cluster.Status.Upgrade = nil },
+	} {
+		c := run(func(s *State) {
+			s.Upgrade().Rolling = &openbaov1alpha1.RollingStatus{PodsDone: []string{"bao-2"}}
+			plan(s)
+		})
+		require.NotNil(t, c.Status.Upgrade, what)
+		assert.Equal(t, StepHalted, c.Status.Upgrade.Step, what)
+		assert.Contains(t, c.Status.Upgrade.LastError, "MeddlerForTest", what)
+		assert.Nil(t, c.Status.Upgrade.Rolling, "%s: nothing of the decision is kept", what)
+		assert.Empty(t, c.Status.StatefulSet, what)
+		assert.Equal(t, "2.7.2", c.Spec.Version, what)
+	}
+}

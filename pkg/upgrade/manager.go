@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/blang/semver/v4"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -110,7 +112,11 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 		m.halt(s, env, fmt.Sprintf("The upgrade strategy %q is not known to this operator (known: %v).", u.Strategy, m.Strategies.Names()))
 		return Result{}, nil
 	}
-	step, err := strategy.Plan(ctx, s)
+	step, err := decide(s, u.Strategy, func(view *State) (Step, error) { return strategy.Plan(ctx, view) })
+	if errors.Is(err, errOutsideItsPart) {
+		m.halt(s, env, err.Error())
+		return Result{}, nil
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("plan %s upgrade: %w", u.Strategy, err)
 	}
@@ -162,11 +168,12 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 	}
 }
 
-// Workload is what the controller applies to the active StatefulSet and the client Service:
-// the running image and the active StatefulSet, unless the strategy of an upgrade in flight
-// declares otherwise. The controller never asks which strategy runs.
+// Workload is what the controller applies: the active StatefulSet on the running image,
+// serving the clients, unless the strategy of an upgrade in flight declares otherwise. The
+// controller never asks which strategy runs.
 func (m *Manager) Workload(c *openbaov1alpha1.OpenBaoCluster) Workload {
-	idle := Workload{Image: c.Status.CurrentImage, ServingStatefulSet: resources.ActiveStatefulSet(c)}
+	active := resources.ActiveStatefulSet(c)
+	idle := Workload{Sets: []resources.ServerSet{{Name: active, Image: c.Status.CurrentImage}}, Serving: active}
 	u := c.Status.Upgrade
 	if u == nil || u.ToImage == "" {
 		return idle
@@ -176,6 +183,38 @@ func (m *Manager) Workload(c *openbaov1alpha1.OpenBaoCluster) Workload {
 		return idle
 	}
 	return strategy.Workload(c)
+}
+
+// errOutsideItsPart: a strategy's decision changed what the manager owns. The upgrade halts
+// with it (a defect of the operator, to be reported), and nothing of the decision is kept.
+var errOutsideItsPart = errors.New("the upgrade strategy changed what it does not own")
+
+// decide runs one of a strategy's decisions (Plan, Abort) on a copy of the cluster and
+// keeps, of what the decision wrote, only the strategy's own part of status.upgrade: the
+// pre-upgrade snapshot's record and status.upgrade.rolling or .blueGreen. A decision that
+// changed anything else of the cluster is a defect of the strategy: it is reported as an
+// error and nothing of it is kept.
+func decide[T any](s *State, strategy openbaov1alpha1.UpgradeStrategyType, f func(view *State) (T, error)) (T, error) {
+	view := *s
+	view.Cluster = s.Cluster.DeepCopy()
+	out, err := f(&view)
+	if err != nil {
+		return out, err
+	}
+	planned := view.Cluster.Status.Upgrade
+	if planned == nil {
+		var zero T
+		return zero, fmt.Errorf("%w: strategy %s removed status.upgrade", errOutsideItsPart, strategy)
+	}
+	u := s.Cluster.Status.Upgrade
+	rest := view.Cluster.DeepCopy()
+	rest.Status.Upgrade.Snapshot, rest.Status.Upgrade.Rolling, rest.Status.Upgrade.BlueGreen = u.Snapshot, u.Rolling, u.BlueGreen
+	if !equality.Semantic.DeepEqual(s.Cluster, rest) {
+		var zero T
+		return zero, fmt.Errorf("%w: strategy %s changed the cluster outside its part of status.upgrade", errOutsideItsPart, strategy)
+	}
+	u.Snapshot, u.Rolling, u.BlueGreen = planned.Snapshot, planned.Rolling, planned.BlueGreen
+	return out, nil
 }
 
 // Paused records when a cluster with an upgrade in flight was paused, so that the step's
@@ -287,7 +326,11 @@ func (m *Manager) retarget(ctx context.Context, s *State, env Env, version, imag
 				}
 				return Result{}, false, ""
 			case back:
-				why := aborter.Abort(s)
+				why, err := decide(s, u.Strategy, func(view *State) (string, error) { return aborter.Abort(view), nil })
+				if err != nil {
+					m.halt(s, env, err.Error())
+					return Result{}, true, ""
+				}
 				if why == "" {
 					m.abort(s, env)
 					return Result{}, false, ""

@@ -23,6 +23,10 @@ func (e *recordingEnv) OpenBao(context.Context, string) (openbao.Client, error) 
 	return nil, nil
 }
 func (e *recordingEnv) Event(_, reason, _ string) { e.events = append(e.events, reason) }
+func (e *recordingEnv) ApplyWorkload(context.Context) error {
+	e.events = append(e.events, "(workload applied)")
+	return nil
+}
 
 func noPersist(context.Context) error { return nil }
 

@@ -44,6 +44,9 @@ type (
 	}
 	// DeleteJobs deletes every upgrade Job of the cluster.
 	DeleteJobs struct{}
+	// ApplyWorkload has the controller apply the Workload the status declares, now that
+	// the intent is persisted, and records Event (if any) with the step's message.
+	ApplyWorkload struct{ Event string }
 	// DeleteJob deletes one Job (a failed one, to run it again).
 	DeleteJob struct{ Name string }
 )
@@ -67,6 +70,14 @@ func ApplyShared(ctx context.Context, s *State, step Step, env Env) (handled boo
 			return true, fmt.Errorf("create Job %s: %w", a.Job.Name, err)
 		}
 		env.Event(corev1.EventTypeNormal, "JobCreated", step.Message)
+		return true, nil
+	case ApplyWorkload:
+		if err := env.ApplyWorkload(ctx); err != nil {
+			return true, fmt.Errorf("apply the workload: %w", err)
+		}
+		if a.Event != "" {
+			env.Event(corev1.EventTypeNormal, a.Event, step.Message)
+		}
 		return true, nil
 	case DeleteJobs:
 		return true, cl.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(s.Cluster.Namespace),

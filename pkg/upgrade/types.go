@@ -77,9 +77,6 @@ type State struct {
 	Claims map[string]*corev1.PersistentVolumeClaim
 	// ConfigMaps are the cluster's ConfigMaps, by name.
 	ConfigMaps map[string]*corev1.ConfigMap
-	// Config is the server configuration's parameters as rendered for the active StatefulSet
-	// in this pass; nil when they could not be rendered.
-	Config *resources.ConfigParams
 }
 
 // Upgrade is the upgrade in flight (never nil inside a strategy).
@@ -149,21 +146,38 @@ type Env interface {
 	OpenBao(ctx context.Context, pod string) (openbao.Client, error)
 	// Event records an event on the cluster (after the status write).
 	Event(eventType, reason, message string)
+	// ApplyWorkload applies the Workload the status now declares (after the intent was
+	// persisted): the controller's one place that writes the server StatefulSets, their
+	// ConfigMaps and the client Service.
+	ApplyWorkload(ctx context.Context) error
 }
 
-// Workload is what a strategy wants of the cluster's active server StatefulSet and client
-// Service while its upgrade is in flight; the controller applies it.
+// Workload is the complete set of server workloads the cluster wants in this pass: every
+// server StatefulSet, the active one first, and the StatefulSet whose pods the client
+// Service selects. Idle, it is the active StatefulSet on the running image; during an
+// upgrade the strategy declares it from the status. The controller applies it, in one place,
+// and is the only writer of the StatefulSets, their ConfigMaps and the client Service; a
+// strategy changes them only by recording a new intent in its status and asking for it to
+// be applied (ApplyWorkload).
 type Workload struct {
-	// Image is the image of the active StatefulSet's pod template.
-	Image string
-	// ServingStatefulSet is the StatefulSet whose pods the client Service selects.
-	ServingStatefulSet string
+	// Sets are the server StatefulSets to apply; Sets[0] is the active one, whose servers
+	// are the cluster's (status.statefulSet). A StatefulSet of the cluster that is not
+	// listed is left as it is: a strategy removes it with its own steps.
+	Sets []resources.ServerSet
+	// Serving is the StatefulSet whose pods the client Service selects.
+	Serving string
 }
 
-// Strategy carries an upgrade. Workload declares what the controller applies to the
-// active StatefulSet and the client Service for the upgrade in flight. Plan is pure: from the state (live objects plus the persisted
-// status.upgrade) it decides the next step, and may update status.upgrade's strategy-owned
-// fields (intent is written before the side effect). Apply performs one idempotent side effect.
+// Active is the StatefulSet whose servers are the cluster's.
+func (w Workload) Active() resources.ServerSet { return w.Sets[0] }
+
+// Strategy carries an upgrade. Workload declares the server StatefulSets and the client
+// Service's selection for the upgrade in flight, from the status alone. Plan decides the
+// next step from the state (live objects plus the persisted status.upgrade) and records its
+// intent in its own part of status.upgrade (status.upgrade.rolling or .blueGreen, and the
+// pre-upgrade snapshot's record), which is written before the side effect. Plan runs on a
+// copy of the cluster: the manager keeps that part of what it wrote and nothing else, and
+// halts the upgrade if it changed anything else. Apply performs one idempotent side effect.
 type Strategy interface {
 	Workload(c *openbaov1alpha1.OpenBaoCluster) Workload
 	Plan(ctx context.Context, s *State) (Step, error)

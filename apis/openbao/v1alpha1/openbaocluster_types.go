@@ -623,7 +623,8 @@ type BlueGreenStatus struct {
 	// +optional
 	Aborting bool `json:"aborting,omitempty"`
 	// Phase is where the upgrade stands: DeployingGreen, JoiningNonVoters, Syncing,
-	// Promoting, CuttingOver, Verifying, AwaitingConfirmation, RetiringBlue, or Aborting.
+	// Promoting, CuttingOver, Verifying, AwaitingConfirmation, RetiringBlue, DeletingBlue,
+	// or Aborting; empty while the pre-upgrade snapshot is taken, before Green exists.
 	// Blue can be given back (abort) until the phase is RetiringBlue.
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Blue/Green phase",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
@@ -636,7 +637,7 @@ type BlueGreenStatus struct {
 }
 
 // BlueGreenPhase is the phase of a BlueGreen upgrade.
-// +kubebuilder:validation:Enum=DeployingGreen;JoiningNonVoters;Syncing;Promoting;CuttingOver;Verifying;AwaitingConfirmation;RetiringBlue;Aborting
+// +kubebuilder:validation:Enum=DeployingGreen;JoiningNonVoters;Syncing;Promoting;CuttingOver;Verifying;AwaitingConfirmation;RetiringBlue;DeletingBlue;Aborting
 type BlueGreenPhase string
 
 // BlueGreen phases, in the order a successful upgrade goes through them.
@@ -656,8 +657,11 @@ const (
 	BlueGreenVerifying BlueGreenPhase = "Verifying"
 	// BlueGreenAwaitingConfirmation: the operator waits for spec.upgrade.blueGreen.confirmedVersion.
 	BlueGreenAwaitingConfirmation BlueGreenPhase = "AwaitingConfirmation"
-	// BlueGreenRetiringBlue: Blue's servers leave Raft and are deleted; there is no way back.
+	// BlueGreenRetiringBlue: Blue's servers leave Raft; there is no way back.
 	BlueGreenRetiringBlue BlueGreenPhase = "RetiringBlue"
+	// BlueGreenDeletingBlue: none of Blue's servers is in Raft any more; Green is the active
+	// StatefulSet, and Blue's StatefulSet and volumes are deleted.
+	BlueGreenDeletingBlue BlueGreenPhase = "DeletingBlue"
 	// BlueGreenAborting: traffic returns to Blue and Green is removed.
 	BlueGreenAborting BlueGreenPhase = "Aborting"
 )

@@ -26,7 +26,7 @@ func (Strategy) Abort(s *upgrade.State) string {
 		u.BlueGreen = &openbaov1alpha1.BlueGreenStatus{BlueStatefulSet: blue, GreenStatefulSet: GreenName(s.Cluster, u.Revision), ServingStatefulSet: blue}
 	}
 	bg := u.BlueGreen
-	if bg.Phase == openbaov1alpha1.BlueGreenRetiringBlue {
+	if retiring(bg) {
 		return "Blue's servers are already leaving the Raft cluster"
 	}
 	if s.Leader != "" && ownedBy(bg.GreenStatefulSet, s.Leader) {
@@ -44,13 +44,13 @@ func removeGreen(s *upgrade.State, green string) (upgrade.Step, bool) {
 	bg := s.Upgrade().BlueGreen
 	blue := bg.BlueStatefulSet
 	if bg.ServingStatefulSet != blue {
-		// Traffic first: the controller switches the client Service to ServingStatefulSet on
-		// its next pass, before Green's servers are touched.
+		// Traffic first: the controller switches the client Service to ServingStatefulSet
+		// (the declared Workload) before Green's servers are touched.
 		bg.ServingStatefulSet, bg.CutoverTime = blue, nil
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepRestoreService, NewStep: true,
 			Message: fmt.Sprintf("Switching the client Service %s back to Blue's servers (%s).", c.Name, blue),
-			Action:  switchService{StatefulSet: blue},
+			Action:  upgrade.ApplyWorkload{Event: "ServiceRestored"},
 		}, false
 	}
 	if peers := peersOf(s, green); len(peers) > 0 || s.Raft == nil {

@@ -25,15 +25,6 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 	c := s.Cluster
 	cl := env.Client()
 	switch a := step.Action.(type) {
-	case createGreen:
-		if err := upgrade.CreateOwnedOrExisting(ctx, cl, c, a.ConfigMap); err != nil {
-			return fmt.Errorf("create ConfigMap %s: %w", a.ConfigMap.Name, err)
-		}
-		if err := upgrade.CreateOwnedOrExisting(ctx, cl, c, a.StatefulSet); err != nil {
-			return fmt.Errorf("create StatefulSet %s: %w", a.StatefulSet.Name, err)
-		}
-		env.Event(corev1.EventTypeNormal, "GreenCreated", step.Message)
-		return nil
 	case promote:
 		ob, err := env.OpenBao(ctx, a.Leader)
 		if err != nil {
@@ -56,16 +47,6 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 			return fmt.Errorf("remove %s from the Raft cluster: %w", a.Pod, err)
 		}
 		env.Event(corev1.EventTypeNormal, "PeerRemoved", step.Message)
-		return nil
-	case switchService:
-		// The controller is the client Service's only writer: it selects the Workload's
-		// ServingStatefulSet, recorded in the status before this step, on its next pass,
-		// before this strategy plans again. Nothing of Green is removed before that.
-		reason := "ServiceCutover"
-		if a.StatefulSet == s.Upgrade().BlueGreen.BlueStatefulSet {
-			reason = "ServiceRestored"
-		}
-		env.Event(corev1.EventTypeNormal, reason, step.Message)
 		return nil
 	case deleteStatefulSet:
 		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: a.Name}}

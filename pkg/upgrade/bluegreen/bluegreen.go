@@ -43,9 +43,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
@@ -90,16 +87,11 @@ const (
 	promoteRetry = 20 * time.Second
 )
 
-// Actions, performed by Apply.
+// Actions, performed by Apply. Green's creation and the client Service's switches are
+// declared by the Workload and applied by the controller (upgrade.ApplyWorkload).
 type (
-	createGreen struct {
-		ConfigMap   *corev1.ConfigMap
-		StatefulSet *appsv1.StatefulSet
-	}
-	promote    struct{ Leader, Pod string }
-	removePeer struct{ Leader, Pod string }
-	// switchService announces that the clients go to StatefulSet (see Apply).
-	switchService     struct{ StatefulSet string }
+	promote           struct{ Leader, Pod string }
+	removePeer        struct{ Leader, Pod string }
 	deleteStatefulSet struct{ Name string }
 	// deleteVolumes deletes a retired StatefulSet's ConfigMap and data volumes.
 	deleteVolumes struct{ StatefulSet string }
@@ -116,21 +108,40 @@ func GreenName(c *openbaov1alpha1.OpenBaoCluster, revision string) string {
 	return c.Name + "-" + revision
 }
 
-// Workload: the active StatefulSet keeps the running image while it is Blue, and carries
-// the target once Green has been made the active StatefulSet (while Blue retires), or its
-// pods would move back to the old version. The clients go to ServingStatefulSet.
+// Workload: Blue, the active StatefulSet, keeps the running image. Green is declared, on
+// the target and joining Blue's servers as non-voters, from the moment the upgrade decides to
+// deploy it until it is removed (an abort, or a Green built for an earlier target). Once no
+// Blue server is left in the Raft cluster, Green is the active StatefulSet and Blue is no
+// longer declared; the strategy deletes it. The clients go to ServingStatefulSet.
 func (Strategy) Workload(c *openbaov1alpha1.OpenBaoCluster) upgrade.Workload {
-	u := c.Status.Upgrade
-	w := upgrade.Workload{Image: c.Status.CurrentImage, ServingStatefulSet: resources.ActiveStatefulSet(c)}
-	if bg := u.BlueGreen; bg != nil {
-		if bg.GreenStatefulSet == resources.ActiveStatefulSet(c) {
-			w.Image = u.ToImage
-		}
-		if bg.ServingStatefulSet != "" {
-			w.ServingStatefulSet = bg.ServingStatefulSet
-		}
+	u, active := c.Status.Upgrade, resources.ActiveStatefulSet(c)
+	w := upgrade.Workload{Sets: []resources.ServerSet{{Name: active, Image: c.Status.CurrentImage}}, Serving: active}
+	bg := u.BlueGreen
+	if bg == nil {
+		return w
+	}
+	if bg.ServingStatefulSet != "" {
+		w.Serving = bg.ServingStatefulSet
+	}
+	switch {
+	case greenIsActive(c):
+		w.Sets = []resources.ServerSet{{Name: bg.GreenStatefulSet, Image: u.ToImage}}
+	case bg.Phase != "" && !bg.Aborting && bg.GreenStatefulSet == GreenName(c, u.Revision):
+		w.Sets = append(w.Sets, resources.ServerSet{Name: bg.GreenStatefulSet, Image: u.ToImage, NonVoterOf: bg.BlueStatefulSet})
 	}
 	return w
+}
+
+// greenIsActive: none of Blue's servers is in the Raft cluster any more, so Green's servers
+// are the cluster's (a release before DeletingBlue recorded it in status.statefulSet).
+func greenIsActive(c *openbaov1alpha1.OpenBaoCluster) bool {
+	bg := c.Status.Upgrade.BlueGreen
+	return bg.Phase == openbaov1alpha1.BlueGreenDeletingBlue || resources.ActiveStatefulSet(c) == bg.GreenStatefulSet
+}
+
+// retiring: Blue's servers have started to leave the Raft cluster; there is no way back.
+func retiring(bg *openbaov1alpha1.BlueGreenStatus) bool {
+	return bg.Phase == openbaov1alpha1.BlueGreenRetiringBlue || bg.Phase == openbaov1alpha1.BlueGreenDeletingBlue
 }
 
 // Plan decides the next step from the live StatefulSets, pods, Jobs and the Raft state.
@@ -144,7 +155,8 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 			BlueStatefulSet:    s.StatefulSet.Name,
 			GreenStatefulSet:   GreenName(c, u.Revision),
 			ServingStatefulSet: s.StatefulSet.Name,
-			Phase:              openbaov1alpha1.BlueGreenDeployingGreen,
+			// The phase is set when Green is deployed (after the pre-upgrade snapshot): from
+			// then on the Workload declares it.
 		}
 	}
 	bg := u.BlueGreen
@@ -163,7 +175,7 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 	if want := GreenName(c, u.Revision); bg.GreenStatefulSet != want {
 		// A halted upgrade was given another target: the Green built for the earlier one goes
 		// first. Once Blue has started to retire, that Green is the cluster: finish with it.
-		if bg.Phase == openbaov1alpha1.BlueGreenRetiringBlue {
+		if retiring(bg) {
 			target := "the target the upgrade had when it halted"
 			if sts := s.StatefulSets[bg.GreenStatefulSet]; sts != nil {
 				if img := upgrade.TemplateImage(sts); img != "" {
@@ -183,7 +195,7 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 			Phase: openbaov1alpha1.BlueGreenDeployingGreen,
 		}
 	}
-	if bg.Phase == openbaov1alpha1.BlueGreenRetiringBlue {
+	if retiring(bg) {
 		return retire(s), nil
 	}
 	return forward(s), nil

@@ -24,6 +24,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	k8sfake "sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
@@ -83,6 +84,7 @@ type sim struct {
 	selector         string
 	maxVoters        int
 	nodes            []string
+	applied          map[string]bool // StatefulSets the provisioning controller has applied
 	firstPromote     time.Time
 	greenCaughtUp    time.Time // when the last Green server caught up (before any promotion)
 }
@@ -105,7 +107,8 @@ func newSim(t *testing.T, replicas int, seed uint64) *sim {
 	s := &sim{
 		t: t, cluster: c, replicas: replicas, bao: baofake.NewCluster(), commit: 100,
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), rng: rand.New(rand.NewPCG(seed, seed)),
-		client: k8sfake.NewClientBuilder().WithScheme(scheme).Build(),
+		client:  k8sfake.NewClientBuilder().WithScheme(scheme).Build(),
+		applied: map[string]bool{"bao": true},
 	}
 	s.bao.Clock = func() time.Time { return s.now }
 	s.observer = &upgrade.Observer{NewClient: s.bao.NewClient, TokenFile: token}
@@ -173,20 +176,9 @@ func (s *sim) tick(ctx context.Context) {
 	t := s.t
 	s.now = s.now.Add(3 * time.Second)
 
-	// The provisioning controller: the client Service follows the declared workload, and
-	// the active StatefulSet is created when it is missing.
-	serving := newManager().Workload(s.cluster).ServingStatefulSet
-	svc := &corev1.Service{}
-	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "bao"}, svc))
-	if svc.Spec.Selector[resources.LabelStatefulSet] != serving {
-		svc.Spec.Selector = resources.StatefulSetSelector(s.cluster, serving)
-		require.NoError(t, s.client.Update(ctx, svc))
-	}
+	// The provisioning controller applies the declared workload at the start of its pass.
+	s.applyWorkload(ctx)
 	s.observeSelector(ctx)
-	active := &appsv1.StatefulSet{}
-	if err := s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: resources.ActiveStatefulSet(s.cluster)}, active); apierrors.IsNotFound(err) {
-		t.Errorf("the active StatefulSet %s is missing: the provisioning controller would create it again", resources.ActiveStatefulSet(s.cluster))
-	}
 
 	// Clients write all the time: the leader commits, and at any instant its followers
 	// trail it by a few entries. Servers that started on an earlier tick become healthy
@@ -281,6 +273,55 @@ func (s *sim) tick(ctx context.Context) {
 		require.NoError(t, s.client.Status().Update(ctx, j))
 	}
 	s.check()
+}
+
+// applyWorkload plays the controller's applyWorkload with the objects it builds: every
+// declared StatefulSet and its ConfigMap, the client Service's selection and the active
+// StatefulSet in the status. A StatefulSet that the strategy deleted must never be declared
+// again: the controller would create it anew.
+func (s *sim) applyWorkload(ctx context.Context) {
+	t, c := s.t, s.cluster
+	w := newManager().Workload(c)
+	if resources.ActiveStatefulSet(c) != w.Active().Name {
+		c.Status.StatefulSet = w.Active().Name
+	}
+	for i, set := range w.Sets {
+		selfInit := ""
+		if i == 0 && !c.Status.Initialized {
+			selfInit = "self-init"
+		}
+		cm, desired, err := resources.ServerSetObjects(c, set, resources.ServerSetParams{Config: s.configParams(), SelfInit: selfInit, Replicas: int32(s.replicas)})
+		require.NoError(t, err)
+		sts := &appsv1.StatefulSet{}
+		err = s.client.Get(ctx, client.ObjectKeyFromObject(desired), sts)
+		switch {
+		case apierrors.IsNotFound(err):
+			if s.applied[set.Name] {
+				t.Errorf("the workload declares StatefulSet %s again after it was deleted", set.Name)
+			}
+			s.applied[set.Name] = true
+			require.NoError(t, controllerutil.SetControllerReference(c, cm, s.client.Scheme()))
+			require.NoError(t, controllerutil.SetControllerReference(c, desired, s.client.Scheme()))
+			require.NoError(t, s.client.Create(ctx, cm))
+			require.NoError(t, s.client.Create(ctx, desired))
+			s.events = append(s.events, "(created "+set.Name+")")
+		case err != nil:
+			require.NoError(t, err)
+		default:
+			sts.Spec.Replicas, sts.Spec.UpdateStrategy, sts.Spec.Template = desired.Spec.Replicas, desired.Spec.UpdateStrategy, desired.Spec.Template
+			require.NoError(t, s.client.Update(ctx, sts))
+			existing := &corev1.ConfigMap{}
+			require.NoError(t, s.client.Get(ctx, client.ObjectKeyFromObject(cm), existing))
+			existing.Data = cm.Data
+			require.NoError(t, s.client.Update(ctx, existing))
+		}
+	}
+	svc := &corev1.Service{}
+	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "bao"}, svc))
+	if svc.Spec.Selector[resources.LabelStatefulSet] != w.Serving {
+		svc.Spec.Selector = resources.StatefulSetSelector(c, w.Serving)
+		require.NoError(t, s.client.Update(ctx, svc))
+	}
 }
 
 // startServer starts OpenBao in a new pod: it joins the cluster with the configuration of
@@ -389,8 +430,6 @@ func (s *sim) state(ctx context.Context) *upgrade.State {
 		StatefulSets: map[string]*appsv1.StatefulSet{}, Claims: map[string]*corev1.PersistentVolumeClaim{},
 		ConfigMaps: map[string]*corev1.ConfigMap{}, Now: s.now, ExecutorImage: "operator:1",
 	}
-	params := s.configParams()
-	st.Config = &params
 	sets := &appsv1.StatefulSetList{}
 	require.NoError(s.t, s.client.List(ctx, sets, client.InNamespace(ns)))
 	for i := range sets.Items {
@@ -436,6 +475,10 @@ func (e simEnv) OpenBao(ctx context.Context, pod string) (openbao.Client, error)
 	return e.s.observer.Client(ctx, e.s.cluster, p, nil)
 }
 func (e simEnv) Event(_, reason, _ string) { e.s.events = append(e.s.events, reason) }
+func (e simEnv) ApplyWorkload(ctx context.Context) error {
+	e.s.applyWorkload(ctx)
+	return nil
+}
 
 // run drives the manager until the upgrade completes, is aborted or halts, or until stop
 // says so. before runs ahead of every pass (a user changing the spec). With crash, the

@@ -4,15 +4,12 @@ package bluegreen
 // clients and is verified.
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
-	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
 
@@ -28,7 +25,6 @@ func forward(s *upgrade.State) upgrade.Step {
 
 	green := s.StatefulSets[bg.GreenStatefulSet]
 	if green == nil {
-		bg.Phase = openbaov1alpha1.BlueGreenDeployingGreen
 		return deployGreen(s)
 	}
 	pods := ordinalPods(bg.GreenStatefulSet, s.Replicas())
@@ -100,8 +96,8 @@ func forward(s *upgrade.State) upgrade.Step {
 	}
 
 	// Cutover: clients go to Green. The controller switches the client Service to
-	// ServingStatefulSet (the declared Workload) on its next pass, even if the operator
-	// stops right here.
+	// ServingStatefulSet (the declared Workload), now or, if the operator stops right here,
+	// on its next pass.
 	if bg.ServingStatefulSet != bg.GreenStatefulSet {
 		bg.Phase = openbaov1alpha1.BlueGreenCuttingOver
 		if pod, why := greenProblem(s, pods, true); why != "" {
@@ -112,7 +108,7 @@ func forward(s *upgrade.State) upgrade.Step {
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepCutOver, NewStep: true,
 			Message: fmt.Sprintf("Switching the client Service %s to Green's servers (%s).", c.Name, bg.GreenStatefulSet),
-			Action:  switchService{StatefulSet: bg.GreenStatefulSet},
+			Action:  upgrade.ApplyWorkload{Event: "ServiceCutover"},
 		}
 	}
 	if bg.CutoverTime == nil {
@@ -147,39 +143,16 @@ func forward(s *upgrade.State) upgrade.Step {
 	return retire(s)
 }
 
-// deployGreen creates Green's ConfigMap and StatefulSet.
+// deployGreen has the controller create Green's ConfigMap and StatefulSet: the phase
+// DeployingGreen makes the Workload declare them.
 func deployGreen(s *upgrade.State) upgrade.Step {
-	c, u := s.Cluster, s.Upgrade()
-	bg := u.BlueGreen
-	if s.Config == nil {
-		return upgrade.Wait(StepDeployGreen, "", "Waiting for the server configuration to be rendered.")
-	}
-	params := *s.Config
-	blue := params
-	blue.StatefulSet, blue.JoinTargets = bg.BlueStatefulSet, nil
-	params.StatefulSet = bg.GreenStatefulSet
-	params.NonVoter = true
-	params.JoinTargets = resources.DefaultJoinTargets(blue)
-	config, err := resources.RenderConfig(params)
-	if err != nil {
-		return upgrade.Step{Kind: upgrade.StepHalt, Name: StepDeployGreen, Message: fmt.Sprintf("Green's configuration cannot be rendered: %v.", err)}
-	}
-	sum := sha256.Sum256([]byte(config))
-	replicas := s.Replicas()
-	sts := resources.StatefulSet(c, resources.StatefulSetParams{
-		Name: bg.GreenStatefulSet, Image: u.ToImage, Replicas: replicas,
-		// The partition keeps Green's pods on the template they were created with: after the
-		// upgrade the provisioning controller renders Green's configuration as the active one,
-		// and that must not restart them.
-		Partition:  replicas,
-		ConfigHash: hex.EncodeToString(sum[:8]),
-		Platform:   s.Platform,
-	})
+	bg := s.Upgrade().BlueGreen
+	bg.Phase = openbaov1alpha1.BlueGreenDeployingGreen
 	return upgrade.Step{
 		Kind: upgrade.StepAct, Name: StepDeployGreen, NewStep: true,
 		Message: fmt.Sprintf("Creating StatefulSet %s with %d servers on %s that join the Raft cluster of %s as non-voters.",
-			bg.GreenStatefulSet, replicas, u.ToVersion, bg.BlueStatefulSet),
-		Action: createGreen{ConfigMap: resources.ConfigMap(c, bg.GreenStatefulSet, config, ""), StatefulSet: sts},
+			bg.GreenStatefulSet, s.Replicas(), s.Upgrade().ToVersion, bg.BlueStatefulSet),
+		Action: upgrade.ApplyWorkload{Event: "GreenCreated"},
 	}
 }
 

@@ -6,6 +6,7 @@ package bluegreen
 import (
 	"fmt"
 
+	openbaov1alpha1 "github.com/openbao-operator/openbao-operator/apis/openbao/v1alpha1"
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 	"github.com/openbao-operator/openbao-operator/pkg/upgrade"
 )
@@ -13,7 +14,7 @@ import (
 // retire takes Blue's servers out of the Raft cluster, moves leadership to Green, deletes
 // Blue and completes the upgrade.
 func retire(s *upgrade.State) upgrade.Step {
-	c, u := s.Cluster, s.Upgrade()
+	u := s.Upgrade()
 	bg := u.BlueGreen
 	blue, green := bg.BlueStatefulSet, bg.GreenStatefulSet
 	greenPods := ordinalPods(green, s.Replicas())
@@ -49,9 +50,9 @@ func retire(s *upgrade.State) upgrade.Step {
 		})
 	}
 
-	// No Blue server is in the Raft cluster any more. Green becomes the active StatefulSet
-	// before Blue's is deleted, so that the provisioning controller does not create Blue again.
-	c.Status.StatefulSet = green
+	// No Blue server is in the Raft cluster any more: Green is the active StatefulSet and
+	// the Workload no longer declares Blue, so the controller leaves it to be deleted.
+	bg.Phase = openbaov1alpha1.BlueGreenDeletingBlue
 	if sts := s.StatefulSets[blue]; sts != nil && sts.DeletionTimestamp == nil {
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepDeleteBlue, NewStep: true,

@@ -42,14 +42,12 @@ const (
 	StepReplaceStuckPod     = "ReplaceStuckPod"
 )
 
-// Actions, performed by Apply.
-type (
-	setPartition struct{ Partition int32 }
-	deletePod    struct {
-		Name string
-		UID  types.UID
-	}
-)
+// deletePod is the one action of this strategy's own, performed by Apply; a pod moves by
+// the partition, which the Workload declares.
+type deletePod struct {
+	Name string
+	UID  types.UID
+}
 
 // stuckGrace is how long a released pod on an old revision must have been unready before
 // the operator replaces it itself.
@@ -58,10 +56,17 @@ const stuckGrace = 20 * time.Second
 // Strategy is the Rolling strategy.
 type Strategy struct{}
 
-// Workload: the template carries the target from the start of the upgrade; the partition
-// keeps every pod where it is until Plan lowers it.
+// Workload: the active StatefulSet's template carries the target from the start of the
+// upgrade; the partition keeps every pod where it is until Plan lowers it (it is recorded in
+// status.upgrade.rolling before it is applied, and kept when a halted upgrade is given
+// another target, so pods already released stay so).
 func (Strategy) Workload(c *openbaov1alpha1.OpenBaoCluster) upgrade.Workload {
-	return upgrade.Workload{Image: c.Status.Upgrade.ToImage, ServingStatefulSet: resources.ActiveStatefulSet(c)}
+	u, active := c.Status.Upgrade, resources.ActiveStatefulSet(c)
+	set := resources.ServerSet{Name: active, Image: u.ToImage}
+	if u.Rolling != nil && u.Rolling.Partition != nil {
+		set.Partition = ptr.To(*u.Rolling.Partition)
+	}
+	return upgrade.Workload{Sets: []resources.ServerSet{set}, Serving: active}
 }
 
 // Plan decides the next step from the live StatefulSet, pods, Jobs and servers.
@@ -138,7 +143,7 @@ func (Strategy) Plan(ctx context.Context, s *upgrade.State) (upgrade.Step, error
 		return upgrade.Step{
 			Kind: upgrade.StepAct, Name: StepUpdatePod, Pod: pod, NewStep: true,
 			Message: fmt.Sprintf("Replacing %s with %s (partition %d).", pod, u.ToVersion, ord),
-			Action:  setPartition{Partition: ord},
+			Action:  upgrade.ApplyWorkload{Event: "PodUpdating"},
 		}, nil
 	}
 
@@ -155,21 +160,6 @@ func (Strategy) Apply(ctx context.Context, s *upgrade.State, step upgrade.Step, 
 	}
 	cl := env.Client()
 	switch a := step.Action.(type) {
-	case setPartition:
-		sts := s.StatefulSet.DeepCopy()
-		if currentPartition(sts) == a.Partition {
-			return nil
-		}
-		patch := client.MergeFromWithOptions(s.StatefulSet, client.MergeFromWithOptimisticLock{})
-		if sts.Spec.UpdateStrategy.RollingUpdate == nil {
-			sts.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
-		}
-		sts.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To(a.Partition)
-		if err := cl.Patch(ctx, sts, patch); err != nil {
-			return fmt.Errorf("lower the partition to %d: %w", a.Partition, err)
-		}
-		env.Event(corev1.EventTypeNormal, "PodUpdating", step.Message)
-		return nil
 	case deletePod:
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: a.Name, Namespace: s.Cluster.Namespace}}
 		err := cl.Delete(ctx, pod, client.Preconditions{UID: &a.UID})
@@ -295,10 +285,15 @@ func earlyStepDown(s *upgrade.State, pod string, k int32) upgrade.StepDown {
 }
 
 // status is this strategy's part of status.upgrade, started afresh for a new target (a
-// halted upgrade that was given another version has a new revision).
+// halted upgrade that was given another version has a new revision); the partition is
+// kept, so that the StatefulSet's stays where it is.
 func status(u *openbaov1alpha1.UpgradeStatus) *openbaov1alpha1.RollingStatus {
 	if u.Rolling == nil || u.Rolling.Revision != u.Revision {
-		u.Rolling = &openbaov1alpha1.RollingStatus{Revision: u.Revision}
+		fresh := &openbaov1alpha1.RollingStatus{Revision: u.Revision}
+		if u.Rolling != nil {
+			fresh.Partition = u.Rolling.Partition
+		}
+		u.Rolling = fresh
 	}
 	return u.Rolling
 }

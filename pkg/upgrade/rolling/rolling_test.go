@@ -149,16 +149,12 @@ func (s *sim) tick(ctx context.Context) {
 	sts := &appsv1.StatefulSet{}
 	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
 
-	// The provisioning controller applies the target template once the upgrade is recorded.
-	if u := s.cluster.Status.Upgrade; u != nil && upgrade.TemplateImage(sts) != u.ToImage {
-		sts.Spec.Template.Spec.Containers[0].Image = u.ToImage
-		sts.Generation++
-		require.NoError(s.t, s.client.Update(ctx, sts))
-		sts.Status.ObservedGeneration = sts.Generation
-		sts.Status.UpdateRevision = revisionOf(u.ToImage)
-		require.NoError(s.t, s.client.Status().Update(ctx, sts))
+	// The provisioning controller applies the Workload at the start of its pass; a new
+	// template is observed by the StatefulSet controller at once.
+	if s.applyWorkload(ctx) {
 		return
 	}
+	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
 
 	// The StatefulSet controller re-creates a deleted pod, and replaces one ready pod at or
 	// above the partition at a time; it waits forever for an unready one.
@@ -231,6 +227,34 @@ func (s *sim) tick(ctx context.Context) {
 		j.Status.CompletionTime = &metav1.Time{Time: s.now}
 		require.NoError(s.t, s.client.Status().Update(ctx, j))
 	}
+}
+
+// applyWorkload plays the controller's applyWorkload: the declared template image and
+// partition of the one StatefulSet. It says whether the template changed.
+func (s *sim) applyWorkload(ctx context.Context) bool {
+	set := newManager().Workload(s.cluster).Active()
+	sts := &appsv1.StatefulSet{}
+	require.NoError(s.t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: set.Name}, sts))
+	partition := int32(s.replicas)
+	if set.Partition != nil {
+		partition = *set.Partition
+	}
+	templateChanged := upgrade.TemplateImage(sts) != set.Image
+	if !templateChanged && currentPartition(sts) == partition {
+		return false
+	}
+	sts.Spec.Template.Spec.Containers[0].Image = set.Image
+	sts.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To(partition)
+	if templateChanged {
+		sts.Generation++
+	}
+	require.NoError(s.t, s.client.Update(ctx, sts))
+	if templateChanged {
+		sts.Status.ObservedGeneration = sts.Generation
+		sts.Status.UpdateRevision = revisionOf(set.Image)
+		require.NoError(s.t, s.client.Status().Update(ctx, sts))
+	}
+	return templateChanged
 }
 
 // handOver plays OpenBao's step-down: leadership goes to the most up-to-date follower, the
@@ -351,6 +375,10 @@ func (c historyClient) VersionHistory(context.Context) ([]openbao.VersionEntry, 
 	return append([]openbao.VersionEntry(nil), c.history...), nil
 }
 func (e simEnv) Event(_, reason, _ string) { e.s.events = append(e.s.events, reason) }
+func (e simEnv) ApplyWorkload(ctx context.Context) error {
+	e.s.applyWorkload(ctx)
+	return nil
+}
 
 // run drives the manager until the upgrade completes or halts. With crash, the operator
 // dies between recording its intent and performing every side effect once: the restarted
