@@ -1,8 +1,8 @@
 package scaledown
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
