@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -308,12 +309,18 @@ func (s *sim) applyWorkload(ctx context.Context) {
 		case err != nil:
 			require.NoError(t, err)
 		default:
-			sts.Spec.Replicas, sts.Spec.UpdateStrategy, sts.Spec.Template = desired.Spec.Replicas, desired.Spec.UpdateStrategy, desired.Spec.Template
-			require.NoError(t, s.client.Update(ctx, sts))
+			// Written only when it differs, as the controller's ensure does.
+			if !equality.Semantic.DeepEqual(sts.Spec.Template, desired.Spec.Template) || *sts.Spec.Replicas != *desired.Spec.Replicas ||
+				!equality.Semantic.DeepEqual(sts.Spec.UpdateStrategy, desired.Spec.UpdateStrategy) {
+				sts.Spec.Replicas, sts.Spec.UpdateStrategy, sts.Spec.Template = desired.Spec.Replicas, desired.Spec.UpdateStrategy, desired.Spec.Template
+				require.NoError(t, s.client.Update(ctx, sts))
+			}
 			existing := &corev1.ConfigMap{}
 			require.NoError(t, s.client.Get(ctx, client.ObjectKeyFromObject(cm), existing))
-			existing.Data = cm.Data
-			require.NoError(t, s.client.Update(ctx, existing))
+			if !equality.Semantic.DeepEqual(existing.Data, cm.Data) {
+				existing.Data = cm.Data
+				require.NoError(t, s.client.Update(ctx, existing))
+			}
 		}
 	}
 	svc := &corev1.Service{}
