@@ -124,7 +124,14 @@ func (m *Manager) Reconcile(ctx context.Context, s *State, env Env, persist Pers
 	if notice != "" {
 		u.Message = notice + " " + u.Message
 	}
+	return m.execute(ctx, s, strategy, step, env, persist)
+}
 
+// execute carries out the step a strategy decided: completion, abort, halt, a wait (halted
+// when its deadline has passed), or a side effect after the intent is persisted (halted
+// after maxApplyAttempts failures).
+func (m *Manager) execute(ctx context.Context, s *State, strategy Strategy, step Step, env Env, persist PersistFunc) (Result, error) {
+	c, u := s.Cluster, s.Cluster.Status.Upgrade
 	switch step.Kind {
 	case StepComplete:
 		m.complete(s, env)
