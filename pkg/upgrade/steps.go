@@ -28,6 +28,11 @@ const (
 	StepSnapshot            = "Snapshot"
 	StepStepDown            = "StepDown"
 	StepWaitLeadershipMoved = "WaitLeadershipMoved"
+	// StepRetryFailedJob deletes a failed Job of the upgrade so that it runs again, after
+	// the upgrade was retried or given a new target (step Started). The step's own name is
+	// the recorded intent: an operator stopped before the deletion deletes it on its next
+	// pass instead of reading the failed Job as a new failure.
+	StepRetryFailedJob = "RetryFailedJob"
 )
 
 // QuickPoll is how soon a strategy looks again at a wait that ends within a second or two
@@ -149,10 +154,10 @@ func Snapshot(s *State, before string) (step Step, done bool) {
 				}),
 			},
 		}, false
-	case JobFailed(job) && u.Step == StepStarted:
+	case JobFailed(job) && (u.Step == StepStarted || u.Step == StepRetryFailedJob && u.CurrentPod == ""):
 		// The upgrade was retried (or given a new target) after the snapshot failed: run it again.
 		return Step{
-			Kind: StepAct, Name: StepSnapshot, NewStep: true,
+			Kind: StepAct, Name: StepRetryFailedJob, NewStep: true,
 			Message: fmt.Sprintf("Deleting the failed snapshot Job %s to try again.", name),
 			Action:  DeleteJob{Name: name},
 		}, false
@@ -248,9 +253,9 @@ func StepDownStep(s *State, d StepDown) Step {
 				TargetPod: d.Pod, Timeout: resources.StepDownTimeout, Platform: s.Platform,
 			})},
 		}
-	case JobFailed(job) && u.Step == StepStarted:
+	case JobFailed(job) && (u.Step == StepStarted || u.Step == StepRetryFailedJob && u.CurrentPod == d.Pod):
 		return Step{
-			Kind: StepAct, Name: StepStepDown, Pod: d.Pod, NewStep: true,
+			Kind: StepAct, Name: StepRetryFailedJob, Pod: d.Pod, NewStep: true,
 			Message: fmt.Sprintf("Deleting the failed step-down Job %s to try again.", name),
 			Action:  DeleteJob{Name: name},
 		}

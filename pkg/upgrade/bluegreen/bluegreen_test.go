@@ -72,7 +72,9 @@ type sim struct {
 
 	// What happened.
 	crashes, persists int
-	events            []string
+	// passes counts the operator's passes; lostWrites, those whose final status write failed.
+	passes, lostWrites int
+	events             []string
 	// trace, when set, records the steps and events for a golden file.
 	trace            *steptrace.Recorder
 	stepDowns        []string // "pod(version)"
@@ -510,7 +512,7 @@ func (s *sim) run(crash bool, before func(), stop func() bool) {
 		}
 		st := s.state(ctx)
 		persisted := s.cluster.DeepCopy()
-		crashed := false
+		crashed, lost := false, false
 		persist := func(context.Context) error {
 			s.persists++
 			persisted = s.cluster.DeepCopy()
@@ -521,10 +523,19 @@ func (s *sim) run(crash bool, before func(), stop func() bool) {
 			return nil
 		}
 		_, err := m.Reconcile(ctx, st, simEnv{s, st}, persist)
-		if crashed {
+		s.passes++
+		switch {
+		case crashed:
 			s.crashes++
 			s.cluster.Status = persisted.Status
-		} else {
+		case crash && s.passes%3 == 2:
+			// The pass's final status write fails: what it decided after its last
+			// persisted intent, waiting passes included, is lost.
+			require.NoError(t, err)
+			s.lostWrites++
+			s.cluster.Status = persisted.Status
+			lost = true
+		default:
 			require.NoError(t, err)
 		}
 		if s.trace != nil {
@@ -538,8 +549,8 @@ func (s *sim) run(crash bool, before func(), stop func() bool) {
 		if started && u == nil {
 			return
 		}
-		if u != nil && u.Step == upgrade.StepHalted {
-			return
+		if u != nil && u.Step == upgrade.StepHalted && !crashed && !lost {
+			return // halted by this pass (a halt the pass did not write is looked at again)
 		}
 		s.tick(ctx)
 	}
@@ -662,6 +673,7 @@ func TestBlueGreenUpgradeSequences(t *testing.T) {
 					}
 					if crash {
 						assert.Positive(t, s.crashes)
+						assert.Positive(t, s.lostWrites)
 					}
 					// Green's objects belong to the cluster, so the provisioning controller
 					// manages them from now on.
@@ -800,9 +812,15 @@ func TestBlueGreenNoAbortOnceBlueRetires(t *testing.T) {
 }
 
 func TestBlueGreenPauseWhileSyncing(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) { testBlueGreenPauseWhileSyncing(t, crash) })
+	}
+}
+
+func testBlueGreenPauseWhileSyncing(t *testing.T, crash bool) {
 	s := newSim(t, 3, 9)
 	pausedPasses := 0
-	s.run(false, func() {
+	s.run(crash, func() {
 		if s.phase() == openbaov1alpha1.BlueGreenSyncing && pausedPasses == 0 {
 			s.paused = true
 		}
@@ -820,6 +838,12 @@ func TestBlueGreenPauseWhileSyncing(t *testing.T) {
 }
 
 func TestBlueGreenHaltsWhenGreenCannotRun(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) { testBlueGreenHaltsWhenGreenCannotRun(t, crash) })
+	}
+}
+
+func testBlueGreenHaltsWhenGreenCannotRun(t *testing.T, crash bool) {
 	s := newSim(t, 3, 4)
 	s.brokenImage = image(newVersion)
 	s.run(false, nil, nil)
@@ -844,7 +868,7 @@ func TestBlueGreenHaltsWhenGreenCannotRun(t *testing.T) {
 
 	// Setting the version back removes Green.
 	s.cluster.Spec.Version = oldVersion
-	s.run(false, nil, nil)
+	s.run(crash, nil, nil)
 	require.Nil(t, s.cluster.Status.Upgrade)
 	assert.Equal(t, openbaov1alpha1.ReasonUpgradeAborted, meta.FindStatusCondition(s.cluster.Status.Conditions, openbaov1alpha1.ConditionUpgrading).Reason)
 	assert.False(t, meta.IsStatusConditionTrue(s.cluster.Status.Conditions, openbaov1alpha1.ConditionDegraded))
@@ -852,6 +876,12 @@ func TestBlueGreenHaltsWhenGreenCannotRun(t *testing.T) {
 }
 
 func TestBlueGreenHaltedUpgradeTakesAFixedImage(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) { testBlueGreenHaltedUpgradeTakesAFixedImage(t, crash) })
+	}
+}
+
+func testBlueGreenHaltedUpgradeTakesAFixedImage(t *testing.T, crash bool) {
 	s := newSim(t, 3, 6)
 	s.brokenImage = image(newVersion)
 	s.run(false, nil, nil)
@@ -859,7 +889,7 @@ func TestBlueGreenHaltedUpgradeTakesAFixedImage(t *testing.T) {
 	broken := s.upgradeStatus().BlueGreen.GreenStatefulSet
 
 	s.cluster.Spec.Version = thirdVersion
-	s.run(false, nil, nil)
+	s.run(crash, nil, nil)
 	require.Nil(t, s.cluster.Status.Upgrade)
 	assert.Equal(t, thirdVersion, s.cluster.Status.CurrentVersion)
 	assert.NotEqual(t, broken, s.cluster.Status.StatefulSet)
@@ -907,6 +937,12 @@ func TestBlueGreenNoAbortWhileGreenLeads(t *testing.T) {
 }
 
 func TestBlueGreenHaltedRetirementFinishesWithItsTarget(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) { testBlueGreenHaltedRetirementFinishesWithItsTarget(t, crash) })
+	}
+}
+
+func testBlueGreenHaltedRetirementFinishesWithItsTarget(t *testing.T, crash bool) {
 	s := newSim(t, 3, 12)
 	s.failStepDowns = true
 	s.run(false, nil, nil)
@@ -929,7 +965,7 @@ func TestBlueGreenHaltedRetirementFinishesWithItsTarget(t *testing.T) {
 	// Back to the target: the failed Job is replaced and the retirement finishes.
 	s.failStepDowns = false
 	s.cluster.Spec.Version = newVersion
-	s.run(false, nil, nil)
+	s.run(crash, nil, nil)
 	require.Nil(t, s.cluster.Status.Upgrade)
 	assert.Equal(t, newVersion, s.cluster.Status.CurrentVersion)
 	s.assertOnlyServers(green)

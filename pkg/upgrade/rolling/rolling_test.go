@@ -63,6 +63,7 @@ type sim struct {
 	leaderChanges   []string // "from(version)->to(version)"
 	updateOrder     []string
 	crashes         int
+	lostWrites      int
 	persists        int
 	events          []string
 	// history is what sys/version-history answers: a release is listed once a server of it
@@ -389,7 +390,7 @@ func (s *sim) run(t *testing.T, crash bool) {
 	for i := range 400 {
 		st := s.state(ctx)
 		persisted := s.cluster.DeepCopy()
-		crashed := false
+		crashed, lost := false, false
 		persist := func(context.Context) error {
 			s.persists++
 			persisted = s.cluster.DeepCopy()
@@ -400,11 +401,19 @@ func (s *sim) run(t *testing.T, crash bool) {
 			return nil
 		}
 		_, err := m.Reconcile(ctx, st, simEnv{s}, persist)
-		if crashed {
+		switch {
+		case crashed:
 			s.crashes++
 			// A restarted operator sees only what was persisted.
 			s.cluster.Status = persisted.Status
-		} else {
+		case crash && i%3 == 2:
+			// The pass's final status write fails: what it decided after its last
+			// persisted intent, waiting passes included, is lost.
+			require.NoError(t, err)
+			s.lostWrites++
+			s.cluster.Status = persisted.Status
+			lost = true
+		default:
 			require.NoError(t, err)
 		}
 		if s.trace != nil {
@@ -413,8 +422,8 @@ func (s *sim) run(t *testing.T, crash bool) {
 		if s.cluster.Status.Upgrade == nil && i > 0 {
 			return
 		}
-		if u := s.cluster.Status.Upgrade; u != nil && u.Step == upgrade.StepHalted {
-			return
+		if u := s.cluster.Status.Upgrade; u != nil && u.Step == upgrade.StepHalted && !crashed && !lost {
+			return // halted by this pass (a halt the pass did not write is looked at again)
 		}
 		s.tick(ctx)
 	}
@@ -457,6 +466,7 @@ func TestRollingUpgradeSequences(t *testing.T) {
 					}
 					if crash {
 						assert.Positive(t, s.crashes, "the operator was killed at least once")
+						assert.Positive(t, s.lostWrites, "a final status write was lost at least once")
 					}
 					// No server was replaced while it was the active node.
 					for _, lc := range s.leaderChanges {
@@ -606,6 +616,12 @@ func TestRollingWaitsWhileNoSuccessorExists(t *testing.T) {
 }
 
 func TestSnapshotRunsBeforeAnyPodMoves(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) { testSnapshotRunsBeforeAnyPodMoves(t, crash) })
+	}
+}
+
+func testSnapshotRunsBeforeAnyPodMoves(t *testing.T, crash bool) {
 	s := newSim(t, 3, 3)
 	s.cluster.Spec.Upgrade.PreUpgradeSnapshot = true
 	ctx := context.Background()
@@ -627,7 +643,7 @@ func TestSnapshotRunsBeforeAnyPodMoves(t *testing.T) {
 	require.NoError(t, s.client.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "bao"}, sts))
 	assert.Equal(t, int32(3), currentPartition(sts), "no pod moves before the snapshot")
 
-	s.run(t, false)
+	s.run(t, crash)
 	require.Nil(t, s.cluster.Status.Upgrade)
 	assert.Equal(t, newVersion, s.cluster.Status.CurrentVersion)
 }
