@@ -297,6 +297,17 @@ func (r *recorder) poll(ctx context.Context) {
 // round asks every running server for sys/health, then the active server for its
 // committed index, then every other server for its applied index.
 func (r *recorder) round(ctx context.Context) {
+	probes := r.probeHealth(ctx)
+	active := r.recordHealth(probes, time.Now())
+	if active == nil {
+		return
+	}
+	r.recordCaughtUp(ctx, probes, active)
+}
+
+// probeHealth asks every running server of the cluster for sys/health, all at once; a
+// server that did not answer has no health.
+func (r *recorder) probeHealth(ctx context.Context) []*probe {
 	var probes []*probe
 	for _, obj := range r.podStore.List() {
 		p := obj.(*corev1.Pod)
@@ -318,7 +329,13 @@ func (r *recorder) round(ctx context.Context) {
 		})
 	}
 	wg.Wait()
-	now := time.Now()
+	return probes
+}
+
+// recordHealth records what the answers of a round, at now, show: the active server (and
+// a change of it, and how long the cluster went without one) and the first version each
+// pod served. It returns the active server's probe, nil when none was active.
+func (r *recorder) recordHealth(probes []*probe, now time.Time) *probe {
 	var active *probe
 	for _, pr := range probes {
 		if pr.health != nil && pr.health.Active() {
@@ -326,6 +343,7 @@ func (r *recorder) round(ctx context.Context) {
 		}
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.rounds++
 	cur := activeObs{At: now}
 	if active != nil {
@@ -351,10 +369,12 @@ func (r *recorder) round(ctx context.Context) {
 		}
 		r.lastActive, r.lastActiveVersion, r.lastActiveAt = active.pod.Name, active.health.Version, now
 	}
-	r.mu.Unlock()
-	if active == nil {
-		return
-	}
+	return active
+}
+
+// recordCaughtUp reads the active server's committed index, then the applied index of
+// every serving server not yet caught up, all at once, and records when each caught up.
+func (r *recorder) recordCaughtUp(ctx context.Context, probes []*probe, active *probe) {
 	ls, err := active.cl.Leader(ctx)
 	if err != nil {
 		return
@@ -370,6 +390,7 @@ func (r *recorder) round(ctx context.Context) {
 	if committed == 0 {
 		return
 	}
+	var wg sync.WaitGroup
 	for _, pr := range probes {
 		if pr.health == nil || !pr.health.Serving() {
 			continue

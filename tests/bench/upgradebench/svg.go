@@ -281,7 +281,9 @@ func labelRows(xs, ws []float64) ([]int, int) {
 // textWidth estimates the width of s at font size 10.
 func textWidth(s string) float64 { return 5.6 * float64(len([]rune(s))) }
 
-// render draws the panel with its top at y and returns its bottom.
+// render draws the panel with its top at y and returns its bottom: the heading, the
+// events' labels, the lanes (servers, writes, steps, Jobs) over the axis' grid, the
+// events' spans and lines over the lanes, and the time axis.
 func (pn *panel) render(b *svgBuf, p *picture, idx int, y float64) float64 {
 	tl := pn.tl
 	sc := timeScale{from: tl.From, to: tl.To}
@@ -296,38 +298,91 @@ func (pn *panel) render(b *svgBuf, p *picture, idx int, y float64) float64 {
 	y += 4
 
 	// Events: labels on top, lines drawn once the panel's height is known.
-	type ev struct {
-		x     float64
-		label string
-		until *float64
+	evs, nEv := pn.eventLabels(b, sc, y)
+	y += lineH*float64(nEv) + 2
+	lanesTop := y
+
+	ticks := axisTicks(tl)
+	var lanes svgBuf
+	laneY, y := pn.serverLanes(&lanes, p, sc, id, y)
+	pn.activeBorders(&lanes, sc, laneY)
+	pn.writesLane(&lanes, sc, id, y)
+	y += writesLaneH + laneGap
+	y = segmentLane(&lanes, sc, id+"-steps", stepsLabel(tl), stepSegments(tl), y) + laneGap
+	y = segmentLane(&lanes, sc, id+"-jobs", "operator Jobs", jobSegments(tl), y)
+	lanesBottom := y
+
+	// Grid, spans and event lines behind/over the lanes, then the lanes.
+	for _, t := range ticks {
+		b.f(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1"/>`+"\n", num(sc.x(t)), num(lanesTop), num(sc.x(t)), num(lanesBottom), colGrid)
 	}
-	var evs []ev
+	b.WriteString(lanes.String())
+	eventMarks(b, sc, evs, nEv, lanesTop, lanesBottom)
+
+	y = timeAxis(b, sc, ticks, pn.zero, lanesBottom)
+	b.f("</g>\n")
+	return y + axisH
+}
+
+// eventMark is one event of a panel: where its line goes, its label, and the end of its
+// span, if it has one.
+type eventMark struct {
+	x     float64
+	label string
+	until *float64
+}
+
+// eventLabels draws the labels of the panel's events on rows from y on, and returns the
+// events and the number of rows of labels.
+func (pn *panel) eventLabels(b *svgBuf, sc timeScale, y float64) ([]eventMark, int) {
+	var evs []eventMark
 	var xs, ws []float64
-	for _, e := range tl.Events {
+	for _, e := range pn.tl.Events {
 		label := fmt.Sprintf("%s (%s s)", e.What, num(e.At))
 		x := sc.x(e.At)
 		lx := x + 2
 		if lx+textWidth(label) > svgWidth-4 {
 			lx = x - 2 - textWidth(label) // near the right edge: the label goes left of its line
 		}
-		evs = append(evs, ev{x, label, e.Until})
+		evs = append(evs, eventMark{x: x, label: label, until: e.Until})
 		xs, ws = append(xs, lx), append(ws, textWidth(label))
 	}
 	evRows, nEv := labelRows(xs, ws)
 	for i, e := range evs {
 		b.text(xs[i], y+lineH*float64(evRows[i]+1)-3, 10, `class="event-label" fill="`+colEvent+`"`, e.label)
 	}
-	y += lineH*float64(nEv) + 2
-	lanesTop := y
+	return evs, nEv
+}
 
-	// Grid lines of the axis.
+// eventMarks draws the spans of the events that have one, then every event's line, from
+// the top of the nEv rows of labels above lanesTop to the bottom of the lanes.
+func eventMarks(b *svgBuf, sc timeScale, evs []eventMark, nEv int, lanesTop, lanesBottom float64) {
+	for _, e := range evs {
+		if e.until != nil {
+			b.rect(e.x, lanesTop, sc.x(*e.until), lanesBottom-lanesTop, `class="span" fill="`+colCut+`" fill-opacity="0.45"`)
+		}
+	}
+	for _, e := range evs {
+		b.f(`<line class="event" x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1" stroke-dasharray="4 3"/>`+"\n",
+			num(e.x), num(lanesTop-lineH*float64(nEv)-2), num(e.x), num(lanesBottom), colEvent)
+	}
+}
+
+// axisTicks returns the seconds of the time axis' ticks.
+func axisTicks(tl *Timeline) []float64 {
 	step := tickStep(tl.To - tl.From)
 	var ticks []float64
 	for t := math.Ceil(tl.From/step) * step; t <= tl.To+1e-9; t += step {
 		ticks = append(ticks, t)
 	}
-	var lanes svgBuf
-	// Server lanes.
+	return ticks
+}
+
+// serverLanes draws one lane per server pod, in the order of their names, from y on: the
+// version each pod ran, hatched while it was not Ready. It returns each lane's top and
+// the bottom of the last lane.
+func (pn *panel) serverLanes(lanes *svgBuf, p *picture, sc timeScale, id string, y float64) (map[string]float64, float64) {
+	tl := pn.tl
 	var names []string
 	byName := map[string][]ServerLife{}
 	for _, s := range tl.Servers {
@@ -359,7 +414,12 @@ func (pn *panel) render(b *svgBuf, p *picture, idx int, y float64) float64 {
 		lanes.f("</g>\n")
 		y += serverLaneH + laneGap
 	}
-	// Leadership: a thick border on the active server's lane.
+	return laneY, y
+}
+
+// activeBorders draws leadership: a thick border on the active server's lane.
+func (pn *panel) activeBorders(lanes *svgBuf, sc timeScale, laneY map[string]float64) {
+	tl := pn.tl
 	for i, a := range tl.Active {
 		ly, ok := laneY[a.Pod]
 		if a.Pod == "" || !ok {
@@ -372,25 +432,16 @@ func (pn *panel) render(b *svgBuf, p *picture, idx int, y float64) float64 {
 		lanes.rect(sc.x(a.At), ly+1, sc.x(end), serverLaneH-2,
 			fmt.Sprintf(`class="active" fill="none" stroke="%s" stroke-width="2.5"`, colActive))
 	}
+}
 
-	// Writes: successful writes per bin as a band, failed requests in red, the longest gap.
+// writesLane draws the application's lane, writesLaneH high, at y: successful writes per
+// bin as a band, failed requests in red, the longest gap.
+func (pn *panel) writesLane(lanes *svgBuf, sc timeScale, id string, y float64) {
+	tl := pn.tl
 	lanes.f(`<g class="lane writes" id="%s-writes">`+"\n", id)
 	lanes.text(labelX, y+14, 11, `fill="#252525"`, "application")
 	lanes.text(labelX, y+27, 9, `fill="#636363"`, fmt.Sprintf("successful writes / %g s", tl.Writes.Bin))
-	base := y + writesLaneH
-	peak := 1
-	for _, n := range tl.Writes.OK {
-		peak = max(peak, n)
-	}
-	var path strings.Builder
-	fmt.Fprintf(&path, "M%s %s", num(sc.x(tl.Writes.Start)), num(base))
-	for i, n := range tl.Writes.OK {
-		t0 := tl.Writes.Start + float64(i)*tl.Writes.Bin
-		h := float64(n) / float64(peak) * (writesLaneH - 12)
-		fmt.Fprintf(&path, " L%s %s L%s %s", num(sc.x(t0)), num(base-h), num(sc.x(t0+tl.Writes.Bin)), num(base-h))
-	}
-	fmt.Fprintf(&path, " L%s %s Z", num(sc.x(tl.Writes.Start+float64(len(tl.Writes.OK))*tl.Writes.Bin)), num(base))
-	lanes.f(`<path class="ok" d="%s" fill="%s" fill-opacity="0.6" stroke="none"/>`+"\n", path.String(), colWrites)
+	lanes.f(`<path class="ok" d="%s" fill="%s" fill-opacity="0.6" stroke="none"/>`+"\n", writesPath(sc, tl.Writes, y+writesLaneH), colWrites)
 	for i, n := range tl.Writes.Failed {
 		if n == 0 {
 			continue
@@ -408,9 +459,29 @@ func (pn *panel) render(b *svgBuf, p *picture, idx int, y float64) float64 {
 		lanes.text(gx1+3, gy+4, 10, `class="gap-label" fill="`+colGap+`"`, fmt.Sprintf("longest write gap %.2f s", pn.gap))
 	}
 	lanes.f("</g>\n")
-	y += writesLaneH + laneGap
+}
 
-	// The operator's steps and its Jobs.
+// writesPath is the outline of the band of successful writes per bin, standing on base
+// and as high as the lane at the busiest bin.
+func writesPath(sc timeScale, w WriteSeries, base float64) string {
+	peak := 1
+	for _, n := range w.OK {
+		peak = max(peak, n)
+	}
+	var path strings.Builder
+	fmt.Fprintf(&path, "M%s %s", num(sc.x(w.Start)), num(base))
+	for i, n := range w.OK {
+		t0 := w.Start + float64(i)*w.Bin
+		h := float64(n) / float64(peak) * (writesLaneH - 12)
+		fmt.Fprintf(&path, " L%s %s L%s %s", num(sc.x(t0)), num(base-h), num(sc.x(t0+w.Bin)), num(base-h))
+	}
+	fmt.Fprintf(&path, " L%s %s Z", num(sc.x(w.Start+float64(len(w.OK))*w.Bin)), num(base))
+	return path.String()
+}
+
+// stepSegments returns the operator's steps as segments, each until the next step, in
+// alternating colours.
+func stepSegments(tl *Timeline) []segment {
 	var segs []segment
 	for i, s := range tl.Steps {
 		if s.Step == "" {
@@ -430,12 +501,21 @@ func (pn *panel) render(b *svgBuf, p *picture, idx int, y float64) float64 {
 		}
 		segs = append(segs, segment{s.At, end, label, fill})
 	}
-	opLabel := "operator steps"
+	return segs
+}
+
+// stepsLabel names the steps lane: the operator's steps, or status.leader when the steps
+// are the leader the operator reported (a failover run).
+func stepsLabel(tl *Timeline) string {
 	if len(tl.Steps) > 0 && strings.HasPrefix(tl.Steps[0].Step, "leader=") {
-		opLabel = "status.leader"
+		return "status.leader"
 	}
-	y = segmentLane(&lanes, sc, id+"-steps", opLabel, segs, y) + laneGap
-	segs = nil
+	return "operator steps"
+}
+
+// jobSegments returns the operator's Jobs as segments, failed ones in red.
+func jobSegments(tl *Timeline) []segment {
+	var segs []segment
 	for _, j := range tl.Jobs {
 		end := tl.To
 		if j.End != nil {
@@ -455,35 +535,21 @@ func (pn *panel) render(b *svgBuf, p *picture, idx int, y float64) float64 {
 		}
 		segs = append(segs, segment{j.Start, end, label, fill})
 	}
-	y = segmentLane(&lanes, sc, id+"-jobs", "operator Jobs", segs, y)
-	lanesBottom := y
+	return segs
+}
 
-	// Grid, spans and event lines behind/over the lanes, then the lanes.
-	for _, t := range ticks {
-		b.f(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1"/>`+"\n", num(sc.x(t)), num(lanesTop), num(sc.x(t)), num(lanesBottom), colGrid)
-	}
-	b.WriteString(lanes.String())
-	for _, e := range evs {
-		if e.until != nil {
-			b.rect(e.x, lanesTop, sc.x(*e.until), lanesBottom-lanesTop, `class="span" fill="`+colCut+`" fill-opacity="0.45"`)
-		}
-	}
-	for _, e := range evs {
-		b.f(`<line class="event" x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1" stroke-dasharray="4 3"/>`+"\n",
-			num(e.x), num(lanesTop-lineH*float64(nEv)-2), num(e.x), num(lanesBottom), colEvent)
-	}
-
-	// Time axis.
-	y = lanesBottom + 2
+// timeAxis draws the time axis just below y with its ticks and the label of second 0,
+// and returns the axis line's y.
+func timeAxis(b *svgBuf, sc timeScale, ticks []float64, zero string, y float64) float64 {
+	y += 2
 	b.f(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#252525" stroke-width="1"/>`+"\n", num(plotLeft), num(y), num(plotRight), num(y))
 	for _, t := range ticks {
 		x := sc.x(t)
 		b.f(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#252525" stroke-width="1"/>`+"\n", num(x), num(y), num(x), num(y+4))
 		b.text(x, y+15, 10, `class="tick" text-anchor="middle" fill="#252525"`, num(t))
 	}
-	b.text((plotLeft+plotRight)/2, y+29, 10, `text-anchor="middle" fill="#525252"`, pn.zero)
-	b.f("</g>\n")
-	return y + axisH
+	b.text((plotLeft+plotRight)/2, y+29, 10, `text-anchor="middle" fill="#525252"`, zero)
+	return y
 }
 
 // segment is one labelled span of a steps or Jobs lane.

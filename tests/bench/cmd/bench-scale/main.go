@@ -101,15 +101,9 @@ func run() error {
 		cidr       = flag.String("cidr", "10.82.0.0/24", "the local cluster's pod network; must exist nowhere else")
 	)
 	flag.Parse()
-	modes := map[string]bool{}
-	for m := range strings.SplitSeq(*modesF, ",") {
-		switch m = strings.TrimSpace(m); m {
-		case "":
-		case "foreign", "many", "steady", "dead":
-			modes[m] = true
-		default:
-			return fmt.Errorf("--modes: unknown mode %q (foreign, many, steady, dead)", m)
-		}
+	modes, err := parseModes(*modesF)
+	if err != nil {
+		return err
 	}
 	for _, f := range []string{filepath.Join(*kubeAssets, "kube-apiserver"), filepath.Join(*kubeAssets, "etcd"), *manager} {
 		if _, err := os.Stat(f); err != nil {
@@ -142,13 +136,42 @@ func run() error {
 		clusterErr = err
 	}
 	if len(report.Runs) > 0 {
-		fmt.Printf("\n%-20s %8s %11s %7s %13s %9s %13s\n", "run", "Secrets", "ConfigMaps", "Pods", "start-up (s)", "RSS (MiB)", "peak RSS (MiB)")
-		for _, r := range report.Runs {
-			fmt.Printf("%-20s %8d %11d %7d %13.1f %9.1f %13.1f\n", r.Label, r.Secrets, r.ConfigMaps, r.Pods, r.StartupS, r.RSSMiB, r.PeakRSSMiB)
-		}
-		fmt.Printf("RSS with foreign objects / without: %.2f\n", report.Runs[1].RSSMiB/report.Runs[0].RSSMiB)
+		writeForeignTable(report.Runs)
 	}
-	path := filepath.Join(*out, "scale-"+report.Time.Format("20060102-150405")+".json")
+	if err := writeReport(*out, &report); err != nil {
+		return err
+	}
+	return clusterErr
+}
+
+// parseModes reads --modes.
+func parseModes(list string) (map[string]bool, error) {
+	modes := map[string]bool{}
+	for m := range strings.SplitSeq(list, ",") {
+		switch m = strings.TrimSpace(m); m {
+		case "":
+		case "foreign", "many", "steady", "dead":
+			modes[m] = true
+		default:
+			return nil, fmt.Errorf("--modes: unknown mode %q (foreign, many, steady, dead)", m)
+		}
+	}
+	return modes, nil
+}
+
+// writeForeignTable prints the manager's start-up time and memory without, then with
+// foreign objects.
+func writeForeignTable(runs []Run) {
+	fmt.Printf("\n%-20s %8s %11s %7s %13s %9s %13s\n", "run", "Secrets", "ConfigMaps", "Pods", "start-up (s)", "RSS (MiB)", "peak RSS (MiB)")
+	for _, r := range runs {
+		fmt.Printf("%-20s %8d %11d %7d %13.1f %9.1f %13.1f\n", r.Label, r.Secrets, r.ConfigMaps, r.Pods, r.StartupS, r.RSSMiB, r.PeakRSSMiB)
+	}
+	fmt.Printf("RSS with foreign objects / without: %.2f\n", runs[1].RSSMiB/runs[0].RSSMiB)
+}
+
+// writeReport writes the JSON file, <out>/scale-<time>.json.
+func writeReport(out string, report *Report) error {
+	path := filepath.Join(out, "scale-"+report.Time.Format("20060102-150405")+".json")
 	raw, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return err
@@ -157,7 +180,7 @@ func run() error {
 		return err
 	}
 	fmt.Println("JSON:", path)
-	return clusterErr
+	return nil
 }
 
 // foreign runs the manager on envtest's control plane without, then with foreign objects.
