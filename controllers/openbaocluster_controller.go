@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/blang/semver/v4"
 	appsv1 "k8s.io/api/apps/v1"
@@ -50,6 +51,9 @@ type Options struct {
 	// MaxConcurrentReconciles is the number of clusters reconciled at once;
 	// DefaultMaxConcurrentReconciles when zero.
 	MaxConcurrentReconciles int
+	// SecretMemoTTL is how long a Secret read by name is remembered (secretMemo):
+	// secretMemoTTL when zero, not at all when negative.
+	SecretMemoTTL time.Duration
 }
 
 // DefaultMaxConcurrentReconciles: a pass waits mostly on OpenBao and the API server, not on
@@ -72,6 +76,9 @@ type OpenBaoClusterReconciler struct {
 	Observer  Observer
 	Upgrades  *upgrade.Manager
 	Options   Options
+
+	// secrets remembers the Secrets read by name for a few seconds (secretMemo).
+	secrets secretMemo
 
 	// leaders watches each cluster's active server between full observations (nil when the
 	// reconciler runs without a manager, as in tests).
@@ -235,6 +242,7 @@ func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj cli
 	if apierrors.IsNotFound(err) {
 		log.FromContext(ctx).Info("Creating object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())
 		err = r.Create(ctx, obj)
+		r.wrote(obj)
 		if !apierrors.IsAlreadyExists(err) {
 			return err
 		}
@@ -256,6 +264,7 @@ func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj cli
 	}
 	log.FromContext(ctx).Info("Updating object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())
 	err = r.Update(ctx, existing)
+	r.wrote(obj)
 	if !apierrors.IsConflict(err) {
 		return err
 	}
@@ -273,13 +282,21 @@ func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj cli
 	return r.Update(ctx, latest)
 }
 
-// readerFor is where obj is read: Secrets from the API server (UncachedKinds), everything
-// else from the cache.
+// readerFor is where obj is read: Secrets from the API server (UncachedKinds) through the
+// secret memo, everything else from the cache.
 func (r *OpenBaoClusterReconciler) readerFor(obj client.Object) client.Reader {
 	if _, ok := obj.(*corev1.Secret); ok {
-		return r.apiReader()
+		return secretReader{r}
 	}
 	return r.Client
+}
+
+// wrote forgets a Secret the reconciler wrote (or tried to), so that its next read is the
+// API server's.
+func (r *OpenBaoClusterReconciler) wrote(obj client.Object) {
+	if _, ok := obj.(*corev1.Secret); ok {
+		r.secrets.forget(client.ObjectKeyFromObject(obj))
+	}
 }
 
 // apiReader reads past the cache.

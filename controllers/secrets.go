@@ -87,7 +87,9 @@ func (r *OpenBaoClusterReconciler) reconcileSealKey(ctx context.Context, s *scop
 		Data:      map[string][]byte{resources.SealKeyFile: key},
 	}
 	log.FromContext(ctx).Info("Creating the static seal key", "secret", name)
-	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+	err = r.Create(ctx, secret)
+	r.wrote(secret)
+	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return ctrl.Result{}, fmt.Errorf("create seal key: %w", err)
 	}
 	return ctrl.Result{}, nil
@@ -106,7 +108,7 @@ func existingSealSecret(c *openbaov1alpha1.OpenBaoCluster) string {
 func (r *OpenBaoClusterReconciler) readExistingSealKey(ctx context.Context, c *openbaov1alpha1.OpenBaoCluster) (key []byte, problem string, err error) {
 	name := c.Spec.Seal.ExistingSecret
 	secret := &corev1.Secret{}
-	if err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: name}, secret); err != nil {
+	if err := (secretReader{r}).Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: name}, secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Sprintf("spec.seal.existingSecret %q does not exist in namespace %s. Create it (the key %q holding the 32-byte seal key, such as another cluster's <cluster>-unseal-key) or remove the field to have a key generated; nothing is created until then.", name, c.Namespace, resources.SealKeyFile), nil
 		}
@@ -126,7 +128,7 @@ func (r *OpenBaoClusterReconciler) reconcileTLS(ctx context.Context, s *scope) (
 	if c.Spec.TLS != nil && c.Spec.TLS.ExistingSecret != "" {
 		// Read by name from the API server, as every Secret (UncachedKinds).
 		secret := &corev1.Secret{}
-		if err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: c.Spec.TLS.ExistingSecret}, secret); err != nil {
+		if err := (secretReader{r}).Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: c.Spec.TLS.ExistingSecret}, secret); err != nil {
 			if apierrors.IsNotFound(err) {
 				s.invalidSpec = fmt.Sprintf("spec.tls.existingSecret %q does not exist in namespace %s. Create it with tls.crt, tls.key and ca.crt.", c.Spec.TLS.ExistingSecret, c.Namespace)
 				return ctrl.Result{RequeueAfter: requeueAfterError}, nil
@@ -154,7 +156,7 @@ func (r *OpenBaoClusterReconciler) reconcileTLS(ctx context.Context, s *scope) (
 		return ctrl.Result{}, err
 	}
 	existing := &corev1.Secret{}
-	err = r.apiReader().Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: names.TLSSecret}, existing)
+	err = (secretReader{r}).Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: names.TLSSecret}, existing)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
@@ -212,7 +214,9 @@ func (r *OpenBaoClusterReconciler) ensureCA(ctx context.Context, s *scope, name 
 		return pki.KeyPair{}, err
 	}
 	log.FromContext(ctx).Info("Creating the cluster CA", "secret", name)
-	if err := r.Create(ctx, secret); err != nil {
+	err = r.Create(ctx, secret)
+	r.wrote(secret)
+	if err != nil {
 		return pki.KeyPair{}, fmt.Errorf("create CA: %w", err)
 	}
 	return kp, nil
@@ -223,7 +227,7 @@ func (r *OpenBaoClusterReconciler) ensureCA(ctx context.Context, s *scope, name 
 // back, so that everything the operator created for a cluster is found by its labels.
 // NotFound when it does not exist.
 func (r *OpenBaoClusterReconciler) readOwnSecret(ctx context.Context, s *scope, key client.ObjectKey, secret *corev1.Secret) error {
-	if err := r.apiReader().Get(ctx, key, secret); err != nil {
+	if err := (secretReader{r}).Get(ctx, key, secret); err != nil {
 		return err
 	}
 	want := resources.Labels(s.cluster, resources.ComponentServer)
@@ -233,7 +237,9 @@ func (r *OpenBaoClusterReconciler) readOwnSecret(ctx context.Context, s *scope, 
 	before := secret.DeepCopy()
 	secret.Labels = mergeMaps(secret.Labels, want)
 	log.FromContext(ctx).Info("Restoring the operator's labels", "secret", key.Name)
-	if err := r.Patch(ctx, secret, client.MergeFrom(before)); err != nil {
+	err := r.Patch(ctx, secret, client.MergeFrom(before))
+	r.wrote(secret)
+	if err != nil {
 		return fmt.Errorf("label secret %s: %w", key.Name, err)
 	}
 	return nil

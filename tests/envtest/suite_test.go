@@ -148,6 +148,9 @@ func newHarness(t *testing.T) *harness {
 			Options: controllers.Options{
 				OperatorNamespace:      "openbao-operator-system",
 				OperatorServiceAccount: "openbao-operator-controller-manager",
+				// The tests change Secrets behind the operator's back and look at the very
+				// next pass; the memo's few seconds of delay are TestSecretMemo's.
+				SecretMemoTTL: -1,
 			},
 		},
 		namespace: ns.Name,
