@@ -344,7 +344,12 @@ func (r *OpenBaoClusterReconciler) reconcileServiceAccounts(ctx context.Context,
 // reconcileServices converges the headless Service the servers find each other through; the
 // client Service, whose selection an upgrade moves, is part of the Workload (applyWorkload).
 func (r *OpenBaoClusterReconciler) reconcileServices(ctx context.Context, s *scope) (ctrl.Result, error) {
-	svc := resources.HeadlessService(s.cluster)
+	return ctrl.Result{}, r.ensureService(ctx, s, resources.HeadlessService(s.cluster))
+}
+
+// ensureService creates or converges one of the cluster's Services: its selector, ports and
+// whether it publishes unready pods.
+func (r *OpenBaoClusterReconciler) ensureService(ctx context.Context, s *scope, svc *corev1.Service) error {
 	desired := svc.DeepCopy()
 	if err := r.ensure(ctx, s, svc, func(o client.Object) {
 		existing := o.(*corev1.Service)
@@ -352,9 +357,9 @@ func (r *OpenBaoClusterReconciler) reconcileServices(ctx context.Context, s *sco
 		existing.Spec.Ports = desired.Spec.Ports
 		existing.Spec.PublishNotReadyAddresses = desired.Spec.PublishNotReadyAddresses
 	}); err != nil {
-		return ctrl.Result{}, fmt.Errorf("service %s: %w", desired.Name, err)
+		return fmt.Errorf("service %s: %w", desired.Name, err)
 	}
-	return ctrl.Result{}, nil
+	return nil
 }
 
 func (r *OpenBaoClusterReconciler) reconcilePodDisruptionBudget(ctx context.Context, s *scope) (ctrl.Result, error) {

@@ -77,17 +77,7 @@ func (r *OpenBaoClusterReconciler) applyWorkload(ctx context.Context, s *scope) 
 			s.statefulSet = applied
 		}
 	}
-	svc := resources.ClientService(c, resources.StatefulSetSelector(c, w.Serving))
-	desired := svc.DeepCopy()
-	if err := r.ensure(ctx, s, svc, func(o client.Object) {
-		existing := o.(*corev1.Service)
-		existing.Spec.Selector = desired.Spec.Selector
-		existing.Spec.Ports = desired.Spec.Ports
-		existing.Spec.PublishNotReadyAddresses = desired.Spec.PublishNotReadyAddresses
-	}); err != nil {
-		return fmt.Errorf("service %s: %w", desired.Name, err)
-	}
-	return nil
+	return r.ensureService(ctx, s, resources.ClientService(c, resources.StatefulSetSelector(c, w.Serving)))
 }
 
 // ensureStatefulSet creates or converges one server StatefulSet and returns it as the cache
