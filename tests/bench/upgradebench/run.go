@@ -598,10 +598,12 @@ func analyzePods(r *Run, lives []podLife, stepDowns map[string]time.Time, from, 
 // between servers.
 func analyzeOverhead(r *Run) {
 	// Servers in the order they stopped. A server starts to move at its stop, or at its own
-	// step-down when that came after the previous server caught up: a step-down that placed
+	// step-down when that came after the previous server stopped: a step-down that placed
 	// leadership before any server moved belongs to no server's turn. The overhead before
-	// each server is the time since the previous one caught up (servers replaced in place
-	// only: BlueGreen adds servers instead).
+	// each server is the time since the previous one caught up, none when it started to move
+	// before the poller saw the previous one caught up (the operator judges catch-up from its
+	// own reading of the leader's index) (servers replaced in place only: BlueGreen adds
+	// servers instead).
 	var order []*Pod
 	for i := range r.Pods {
 		if r.Pods[i].Stop != nil {
@@ -612,7 +614,7 @@ func analyzeOverhead(r *Run) {
 	starts := make([]float64, len(order))
 	for i, p := range order {
 		starts[i] = *p.Stop
-		if sd := p.StepDown; sd != nil && *sd < *p.Stop && (i == 0 || order[i-1].CaughtUp == nil || *sd >= *order[i-1].CaughtUp) {
+		if sd := p.StepDown; sd != nil && *sd < *p.Stop && (i == 0 || *sd >= *order[i-1].Stop) {
 			starts[i] = *sd
 		}
 	}

@@ -121,6 +121,32 @@ func TestAnalyzeEarlyStepDown(t *testing.T) {
 	}
 }
 
+// TestAnalyzeStepDownBeforeThePollerSawCatchUp: the operator saw bao-1 caught up and
+// created bao-0's step-down 0.1 s before the poller did: bao-0's turn starts at its
+// step-down, with no overhead before it; the hand-over that follows is part of its turn.
+func TestAnalyzeStepDownBeforeThePollerSawCatchUp(t *testing.T) {
+	t0 := time.Now()
+	s := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+	rec := &recorder{pods: map[types.UID]*podLife{}, stepDown: map[string]time.Time{"bao-0": s(6.4)}}
+	add := func(uid, name, version string, seen, stop, ready, caught time.Time) {
+		rec.pods[types.UID(uid)] = &podLife{Name: name, UID: types.UID(uid), Version: version, Seen: seen, Stop: stop, Gone: stop, Ready: ready, CaughtUp: caught}
+	}
+	for i, stop := range []float64{11.7, 3.5, 0.4} {
+		name := fmt.Sprintf("bao-%d", i)
+		add("o"+name, name, "2.6.2", s(-60), s(stop), s(-50), s(-50))
+	}
+	for i, caught := range []float64{22.0, 6.5, 3.3} {
+		name := fmt.Sprintf("bao-%d", i)
+		add("n"+name, name, "2.7.2", s(caught-2), time.Time{}, s(caught), s(caught))
+	}
+	r := &Run{Mode: ModeRolling, Start: t0, TotalSeconds: 22.6}
+	analyze(r, rec, "2.6.2", "2.7.2")
+	// bao-1 0.2 s after bao-2 caught up; bao-0 (its step-down) before bao-1 was seen caught up.
+	if r.OperatorOverheadSeconds != 0.2 || r.LeadSeconds != 0.4 {
+		t.Errorf("overhead %.3f, lead %.3f; want 0.2 and 0.4", r.OperatorOverheadSeconds, r.LeadSeconds)
+	}
+}
+
 func TestEvaluate(t *testing.T) {
 	steady := APIRequests{Total: 10, Writes: 0, LeaseWrites: 100}
 	res := &Result{From: "2.6.2", To: "2.7.2", Steady: "5m0s", Runs: []*Run{
