@@ -269,18 +269,34 @@ func (r *OpenBaoClusterReconciler) ensure(ctx context.Context, s *scope, obj cli
 		return err
 	}
 	// The cache had not yet seen the object's latest change (often this operator's own,
-	// earlier in the pass): apply the same changes to the object as the API server has it.
-	latest := obj.DeepCopyObject().(client.Object)
-	if err := r.apiReader().Get(ctx, client.ObjectKeyFromObject(obj), latest); err != nil {
-		return err
+	// earlier in the pass, or a controller's status write): apply the same changes to the
+	// object as the API server has it, if it still needs them.
+	for range ensureConflictRetries {
+		latest := obj.DeepCopyObject().(client.Object)
+		if err := r.apiReader().Get(ctx, client.ObjectKeyFromObject(obj), latest); err != nil {
+			return err
+		}
+		if !metav1.IsControlledBy(latest, s.cluster) {
+			return fmt.Errorf("%T %s exists and is not owned by this OpenBaoCluster: rename or delete it", obj, obj.GetName())
+		}
+		before := latest.DeepCopyObject()
+		mutate(latest)
+		mergeMetadata(latest, obj)
+		if equality.Semantic.DeepEqual(before, latest) {
+			return nil
+		}
+		err = r.Update(ctx, latest)
+		r.wrote(obj)
+		if !apierrors.IsConflict(err) {
+			return err
+		}
 	}
-	if !metav1.IsControlledBy(latest, s.cluster) {
-		return fmt.Errorf("%T %s exists and is not owned by this OpenBaoCluster: rename or delete it", obj, obj.GetName())
-	}
-	mutate(latest)
-	mergeMetadata(latest, obj)
-	return r.Update(ctx, latest)
+	return err
 }
+
+// ensureConflictRetries is how many times ensure applies its changes again to the object as
+// the API server has it after a conflict.
+const ensureConflictRetries = 3
 
 // readerFor is where obj is read: Secrets from the API server (UncachedKinds) through the
 // secret memo, everything else from the cache.

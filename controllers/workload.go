@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/openbao-operator/openbao-operator/pkg/resources"
 )
@@ -24,6 +25,12 @@ const annotationTemplateHash = "openbao.org/template-hash"
 // reconcileWorkload applies the cluster's Workload and reads the servers' pods.
 func (r *OpenBaoClusterReconciler) reconcileWorkload(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if err := r.applyWorkload(ctx, s); err != nil {
+		if apierrors.IsConflict(err) {
+			// The object kept changing while it was written (a controller's status writes):
+			// look again shortly rather than report an error.
+			log.FromContext(ctx).V(1).Info("A workload object changed while it was written; looking again", "error", err.Error())
+			return ctrl.Result{RequeueAfter: requeueStaleCache}, nil
+		}
 		return ctrl.Result{}, err
 	}
 	pods := &corev1.PodList{}
